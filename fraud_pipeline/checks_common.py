@@ -1,0 +1,55 @@
+"""Turning pure verdicts into Dagster check results, the same way for every check."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from fraud_pipeline.core.contracts import RuleResult
+from fraud_pipeline.core.gates import GateResult
+
+
+def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
+    """One ERROR check result for a contract: fails when any rule has a violating row."""
+    failing = [r for r in results if not r.passed]
+    table = "| rule | violations | requirement |\n|---|---|---|\n" + "\n".join(
+        f"| {r.rule.name} | {r.n_violations} | {r.rule.description} |" for r in results
+    )
+    metadata: dict = {"rules": dg.MetadataValue.md(table), "violations": sum(r.n_violations for r in results)}
+    for r in failing:
+        metadata[f"sample_{r.rule.name}"] = dg.MetadataValue.json(r.sample)
+    return dg.AssetCheckResult(
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(f"{r.rule.name}: {r.n_violations} rows" for r in failing) or "all rules hold",
+        metadata=metadata,
+    )
+
+
+def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
+    """One ERROR check result for a deploy gate."""
+    return dg.AssetCheckResult(
+        passed=gate.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=gate.reason,
+        metadata={"reason": gate.reason, "details": dg.MetadataValue.json(json.loads(json.dumps(gate.details, default=str)))},
+    )
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A list of records as a Markdown table for the UI (numbers rounded for reading)."""
+    if not rows:
+        return "none"
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.0f}"
+    return "" if value is None else str(value)

@@ -1,0 +1,100 @@
+"""Deploy gates: the conditions a candidate model must meet, as pure functions.
+
+The same functions run twice: as blocking Dagster asset checks (visible in the UI, and they stop the
+run before the deploy step) and inside the deploy step itself, so a candidate materialised on its
+own still cannot become champion without passing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fraud_pipeline.core.windows import TrainingWindows, window_problems
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict of one gate with the numbers behind it."""
+
+    name: str
+    passed: bool
+    reason: str
+    details: dict = field(default_factory=dict)
+
+
+def window_gate(windows: TrainingWindows) -> GateResult:
+    """Windows are non-empty, ordered, non-overlapping, and end at or before as_of minus the horizon."""
+    problems = window_problems(windows)
+    reason = "; ".join(problems) if problems else (
+        f"train, validation and test are consecutive and end by the label cutoff {windows.label_cutoff:%Y-%m-%d}"
+    )
+    return GateResult("windows_valid", not problems, reason, {"problems": problems, **windows.as_dict()})
+
+
+def split_summary_sql() -> str:
+    """Per split of ``training_set``: rows, frauds, and labels that were not mature or known too late."""
+    return """
+        SELECT
+            s.split,
+            count(*) AS n_rows,
+            count(*) FILTER (WHERE s.is_fraud) AS n_frauds,
+            count(*) FILTER (WHERE NOT l.is_mature OR l.event_time > CAST($cutoff AS TIMESTAMP)) AS n_immature,
+            count(*) FILTER (WHERE l.label_known_at >= CAST($as_of AS TIMESTAMP)) AS n_known_after_as_of,
+            count(*) FILTER (WHERE s.is_fraud IS DISTINCT FROM l.is_fraud) AS n_label_mismatch,
+            min(s.event_time) AS first_event,
+            max(s.event_time) AS last_event
+        FROM training_set AS s
+        JOIN transaction_labels AS l USING (transaction_id)
+        GROUP BY s.split
+        ORDER BY s.split
+    """
+
+
+def split_summary(con, windows: TrainingWindows) -> dict[str, dict]:
+    """Runs :func:`split_summary_sql` and returns split -> counts (every split present, empty ones as 0)."""
+    cur = con.execute(split_summary_sql(), {"cutoff": windows.label_cutoff, "as_of": windows.as_of})
+    names = [d[0] for d in cur.description]
+    found = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+    empty = {"n_rows": 0, "n_frauds": 0, "n_immature": 0, "n_known_after_as_of": 0, "n_label_mismatch": 0}
+    return {split: found.get(split, {"split": split, **empty}) for split in windows.splits()}
+
+
+def maturity_gate(summary: dict[str, dict]) -> GateResult:
+    """No training, validation or test row carries an immature label, or one known after as_of."""
+    bad = {
+        split: {k: s[k] for k in ("n_immature", "n_known_after_as_of", "n_label_mismatch")}
+        for split, s in summary.items()
+        if s["n_immature"] or s["n_known_after_as_of"] or s["n_label_mismatch"]
+    }
+    reason = f"immature or late labels in {sorted(bad)}: {bad}" if bad else "every label used is mature at as_of"
+    return GateResult("mature_labels_only", not bad, reason, {"by_split": bad})
+
+
+def fraud_count_gate(summary: dict[str, dict], min_frauds: int) -> GateResult:
+    """Each window holds at least ``min_frauds`` frauds, enough to learn from and to measure."""
+    counts = {split: int(s["n_frauds"]) for split, s in summary.items()}
+    short = {split: n for split, n in counts.items() if n < min_frauds}
+    reason = (
+        f"too few frauds (< {min_frauds}) in {short}" if short else f"every window has >= {min_frauds} frauds: {counts}"
+    )
+    return GateResult("min_frauds_per_window", not short, reason, {"frauds": counts, "min_frauds": min_frauds})
+
+
+def cost_gate(evaluation: dict, margin: float) -> GateResult:
+    """The model's test cost beats approve-all and the simple rule, each by at least ``margin`` (a share)."""
+    cost = evaluation["total_cost"]
+    limits = {
+        "approve_all": evaluation["approve_all_cost"] * (1.0 - margin),
+        "rule": evaluation["rule_cost"] * (1.0 - margin),
+    }
+    failing = {name: limit for name, limit in limits.items() if not cost <= limit}
+    if failing:
+        reason = f"test cost {cost:,.0f} does not beat " + ", ".join(
+            f"{name} by {margin:.0%} (must be <= {limit:,.0f})" for name, limit in failing.items()
+        )
+    else:
+        reason = (
+            f"test cost {cost:,.0f} beats approve-all ({evaluation['approve_all_cost']:,.0f}) and the rule "
+            f"({evaluation['rule_cost']:,.0f}) by at least {margin:.0%}"
+        )
+    return GateResult("cost_gate", not failing, reason, {"total_cost": cost, "margin": margin, **limits})

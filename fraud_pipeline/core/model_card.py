@@ -1,0 +1,39 @@
+"""The short human-readable card written next to every model in the registry."""
+
+from __future__ import annotations
+
+
+def render_model_card(bundle: dict) -> str:
+    """Markdown card: what the model is, what it was trained and tested on, how it did, what gated it."""
+    windows = bundle["windows"]
+    evaluation = bundle["evaluation"]
+    lines = [
+        f"# Fraud model {bundle['version']}",
+        "",
+        f"- as_of: {windows['as_of']} (labels mature until {windows['label_cutoff']}, horizon {windows['horizon_days']} days)",
+        f"- train: {windows['train_start']} .. {windows['train_end']}",
+        f"- validation: {windows['validation_start']} .. {windows['validation_end']}",
+        f"- test: {windows['test_start']} .. {windows['test_end']}",
+        f"- decision: alert (review/block) when score >= {bundle['threshold']:.6f}, chosen to minimise expected cost on validation",
+        f"- cost model: {bundle['cost_model']}",
+        f"- features ({len(bundle['features'])}): {', '.join(bundle['features'])}",
+        "- missing history stays missing (NaN); the model never sees a zero standing in for absence",
+        "",
+        "## Test window",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in ("total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_rule",
+                "average_precision", "roc_auc", "precision", "recall", "f1", "user_precision_at_k"):
+        value = evaluation.get(key)
+        lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += ["", "## Gates", "", "| gate | passed | reason |", "|---|---|---|"]
+    lines += [f"| {g['name']} | {g['passed']} | {g['reason']} |" for g in bundle["gates"]]
+    lines += ["", "## Per cohort (test window)", "", "| cohort | value | transactions | frauds | cost | recall |", "|---|---|---|---|---|---|"]
+    for row in evaluation.get("cohorts", []):
+        lines.append(
+            f"| {row.get('cohort')} | {row.get('value')} | {row.get('n_transactions')} | {row.get('n_frauds')} "
+            f"| {row.get('total_cost', float('nan')):,.0f} | {row.get('recall', float('nan')):.3f} |"
+        )
+    return "\n".join(lines) + "\n"

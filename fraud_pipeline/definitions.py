@@ -1,0 +1,51 @@
+"""The one Definitions object: assets, checks, the main job, the nightly schedule and the resources."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_pipeline.deployment import assets as deployment_assets
+from fraud_pipeline.evaluation import assets as evaluation_assets
+from fraud_pipeline.evaluation import checks as evaluation_checks
+from fraud_pipeline.features import assets as feature_assets
+from fraud_pipeline.features import checks as feature_checks
+from fraud_pipeline.ingestion import assets as ingestion_assets
+from fraud_pipeline.ingestion import checks as ingestion_checks
+from fraud_pipeline.labels import assets as label_assets
+from fraud_pipeline.training import assets as training_assets
+from fraud_pipeline.training import checks as training_checks
+from fraud_pipeline.resources import (
+    CostSettings,
+    DeployGates,
+    ModelRegistry,
+    RunClock,
+    SimulatedWorld,
+    data_dir,
+)
+from fraud_pipeline.schedules import fraud_pipeline_job, nightly_retrain
+
+ASSET_MODULES = (ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, deployment_assets)
+CHECK_MODULES = (ingestion_checks, feature_checks, training_checks, evaluation_checks)
+
+
+def default_resources(root=None) -> dict:
+    """Resources for a data folder (the project's ``data/`` unless given)."""
+    root = data_dir() if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    return {
+        "duckdb": DuckDBResource(database=str(root / "warehouse.duckdb")),
+        "registry": ModelRegistry(root=str(root / "registry")),
+        "clock": RunClock(),
+        "world": SimulatedWorld(),
+        "costs": CostSettings(),
+        "gates": DeployGates(),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    jobs=[fraud_pipeline_job],
+    schedules=[nightly_retrain],
+    resources=default_resources(),
+)

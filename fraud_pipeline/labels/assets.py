@@ -1,0 +1,85 @@
+"""Labels: how long chargebacks take to arrive, and each transaction's label as known at as_of."""
+
+
+import dagster as dg
+import numpy as np
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from fraud_pipeline.core.labels import delay_observations_sql, estimate_delay_profile, transaction_labels_sql
+from fraud_pipeline.core.warehouse import fetch_records, replace_tables
+from fraud_pipeline.resources import RunClock
+
+
+class LabelConfig(dg.Config):
+    """How mature a label must be before training and evaluation may use it."""
+
+    coverage: float = Field(
+        default=0.95, description="Share of eventual chargebacks that must have arrived for a label to be mature."
+    )
+
+
+def _curve_markdown(curve, every_days: int = 7) -> str:
+    rows = curve[curve["age_days"] % every_days == 0]
+    lines = ["| age (days) | estimated share reported | naive share |", "|---|---|---|"]
+    lines += [f"| {r.age_days} | {r.completeness:.3f} | {r.naive_share:.3f} |" for r in rows.itertuples()]
+    return "\n".join(lines)
+
+
+@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"})
+def label_delay_profile(
+    context: dg.AssetExecutionContext, config: LabelConfig, duckdb: DuckDBResource, clock: RunClock
+) -> dict:
+    """The measured chargeback reporting-delay distribution and the maturity horizon it implies."""
+    as_of = clock.as_of_datetime()
+    with duckdb.get_connection() as con:
+        sql, params = delay_observations_sql(as_of)
+        observations = con.execute(sql, params).fetchnumpy()
+        profile = estimate_delay_profile(observations["delay_days"], observations["truncation_days"], config.coverage)
+        completeness = profile.curve[["age_days", "completeness"]]
+        replace_tables(
+            con, {"label_completeness": "SELECT * FROM completeness_frame"}, sources={"completeness_frame": completeness}
+        )
+    naive_horizon = int(np.argmax(profile.curve["naive_share"].to_numpy() >= config.coverage))
+    context.add_output_metadata(
+        {
+            "horizon_days": profile.horizon_days,
+            "naive_horizon_days": naive_horizon,
+            "coverage": config.coverage,
+            "n_chargebacks": profile.n_chargebacks,
+            "max_observable_days": profile.max_observable_days,
+            "median_delay_days": int(np.argmax(profile.curve["completeness"].to_numpy() >= 0.5)),
+            "maturation_curve": dg.MetadataValue.md(_curve_markdown(profile.curve)),
+        }
+    )
+    return {
+        "horizon_days": profile.horizon_days,
+        "coverage": profile.coverage,
+        "n_chargebacks": profile.n_chargebacks,
+        "max_observable_days": profile.max_observable_days,
+        "as_of": as_of.isoformat(),
+    }
+
+
+@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"})
+def transaction_labels(
+    context: dg.AssetExecutionContext, label_delay_profile: dict, duckdb: DuckDBResource, clock: RunClock
+) -> dg.MaterializeResult:
+    """Each transaction's label as known at as_of, when it became known, and whether it is mature."""
+    as_of = clock.as_of_datetime()
+    sql, params = transaction_labels_sql(as_of, label_delay_profile["horizon_days"])
+    with duckdb.get_connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE transaction_labels AS {sql}", params)
+        con.execute("COMMIT")
+        summary = fetch_records(
+            con,
+            """SELECT count(*) AS rows, count(*) FILTER (WHERE is_fraud) AS frauds_known,
+                      count(*) FILTER (WHERE is_mature) AS mature_rows,
+                      count(*) FILTER (WHERE is_mature AND is_fraud) AS mature_frauds
+               FROM transaction_labels""",
+        )[0]
+    context.log.info(f"labels at {as_of:%Y-%m-%d}: {summary}")
+    return dg.MaterializeResult(
+        metadata={**{k: int(v) for k, v in summary.items()}, "horizon_days": label_delay_profile["horizon_days"]}
+    )

@@ -1,0 +1,88 @@
+"""Resources: where things live and the settings every asset of a run must agree on."""
+
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from fraud_pipeline.core.costs import CostModel
+from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.core.simulator import WorldSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The simulated world's default as_of: its last day, so the whole six months are history.
+DEFAULT_AS_OF = "2025-07-01"
+
+
+def data_dir() -> Path:
+    """The data folder: ``FRAUD_PIPELINE_DATA_DIR`` if set, else ``data/`` in the project."""
+    return Path(os.environ.get("FRAUD_PIPELINE_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+class RunClock(dg.ConfigurableResource):
+    """The run's logical date: everything a run reads is what was known strictly before ``as_of``."""
+
+    as_of: str = Field(
+        default=DEFAULT_AS_OF,
+        description="Logical date (YYYY-MM-DD or ISO timestamp, UTC). The nightly schedule sets it to the tick's date.",
+    )
+
+    def as_of_datetime(self) -> datetime:
+        """``as_of`` parsed as a naive UTC datetime."""
+        parsed = datetime.fromisoformat(self.as_of)
+        if parsed.tzinfo is not None:
+            parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
+        return parsed
+
+
+class SimulatedWorld(dg.ConfigurableResource):
+    """The built-in simulated world: six months of users, merchants, transactions and chargebacks."""
+
+    start: str = Field(default="2025-01-01", description="First day of simulated traffic (UTC).")
+    days: int = Field(default=181, description="Length of the simulated period in days.")
+    n_transactions: int = Field(default=500_000, description="Approximate number of transactions to simulate.")
+    seed: int = Field(default=7, description="Random seed: the same seed gives the same world.")
+
+    def spec(self) -> WorldSpec:
+        """The simulator's spec for these settings."""
+        return WorldSpec(
+            start=datetime.fromisoformat(self.start), days=self.days, n_transactions=self.n_transactions, seed=self.seed
+        )
+
+
+class CostSettings(dg.ConfigurableResource):
+    """The business cost model shared by threshold choice, evaluation and the deploy gate."""
+
+    chargeback_fee: float = Field(default=CostModel.chargeback_fee, description="Fee added to a missed fraud's amount.")
+    review_cost: float = Field(default=CostModel.review_cost, description="Cost of reviewing one alert.")
+    friction_cost: float = Field(
+        default=CostModel.friction_cost, description="Extra cost of a false alert (customer friction)."
+    )
+
+    def cost_model(self) -> CostModel:
+        """The cost model for these settings."""
+        return CostModel(
+            chargeback_fee=self.chargeback_fee, review_cost=self.review_cost, friction_cost=self.friction_cost
+        )
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """A file registry of model bundles with a champion pointer."""
+
+    root: str = Field(description="Folder that holds the model bundles and the champion pointer.")
+
+    def store(self) -> ModelRegistryStore:
+        """The registry's file store."""
+        return ModelRegistryStore(Path(self.root))
+
+
+class DeployGates(dg.ConfigurableResource):
+    """Thresholds of the deploy gates, shared by the blocking checks and the deploy step."""
+
+    cost_margin: float = Field(
+        default=0.05, description="The model's test cost must undercut approve-all and the rule by this share."
+    )
+    min_frauds_per_window: int = Field(default=20, description="Fewest mature frauds in each of train, validation, test.")

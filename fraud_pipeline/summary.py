@@ -1,0 +1,49 @@
+"""A short plain-text summary of a pipeline run for the terminal."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import dagster as dg
+
+
+def _output(result: dg.ExecuteInProcessResult, node: str):
+    try:
+        return result.output_for_node(node)
+    except Exception:  # the step was skipped or failed; the summary says so below
+        return None
+
+
+def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
+    """Prints windows, headline cost metrics, the per-cohort table, the gates and the deploy outcome."""
+    write = lambda line="": print(line, file=out)  # noqa: E731
+    write(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    windows = _output(result, "training_windows")
+    if windows:
+        write(f"as_of {windows['as_of'][:10]}, maturity horizon {windows['horizon_days']} days, "
+              f"labels mature until {windows['label_cutoff'][:10]}")
+        for split in ("train", "validation", "test"):
+            write(f"  {split:<10} {windows[f'{split}_start'][:10]} .. {windows[f'{split}_end'][:10]}")
+    evaluation = _output(result, "model_evaluation")
+    if evaluation:
+        write(f"test window: {evaluation['n_transactions']:,} transactions, {evaluation['n_frauds']:,} frauds")
+        write(f"  cost {evaluation['total_cost']:,.0f} vs approve-all {evaluation['approve_all_cost']:,.0f} "
+              f"and amount rule {evaluation['rule_cost']:,.0f}")
+        write(f"  savings vs approve-all {evaluation['savings_vs_approve_all']:,.0f} "
+              f"({evaluation['savings_vs_approve_all_pct']:.1%}), vs rule {evaluation['savings_vs_rule']:,.0f}")
+        write(f"  average precision {evaluation['average_precision']:.3f}, ROC AUC {evaluation['roc_auc']:.3f}, "
+              f"precision {evaluation['precision']:.3f}, recall {evaluation['recall']:.3f}, "
+              f"user precision@{evaluation.get('review_capacity_k', 'k')} {evaluation['user_precision_at_k']:.3f}")
+        write(f"  {'cohort':<12} {'value':<14} {'tx':>8} {'frauds':>7} {'cost':>10} {'recall':>7} {'AP':>6}")
+        for row in evaluation["cohorts"]:
+            write(f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
+                  f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}")
+    write("checks:")
+    for evaluation_event in result.get_asset_check_evaluations():
+        status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"
+        write(f"  {evaluation_event.asset_check_key.name:<26} {status:<12} {evaluation_event.description or ''}")
+    deployed = _output(result, "deployed_model")
+    if deployed:
+        write(f"deployed: champion is now {deployed['version']} ({deployed['path']})")
+    else:
+        write("deployed: nothing; the previous champion stays (see the failed checks or step above)")

@@ -1,0 +1,34 @@
+"""Deploy gates on the windows and the training set; each blocks the rest of the run."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_pipeline.checks_common import gate_check_result
+from fraud_pipeline.core.gates import fraud_count_gate, maturity_gate, split_summary, window_gate
+from fraud_pipeline.core.windows import TrainingWindows
+from fraud_pipeline.resources import DeployGates
+
+
+@dg.asset_check(asset="training_windows", blocking=True)
+def windows_valid(training_windows: dict) -> dg.AssetCheckResult:
+    """Windows are consecutive, do not overlap, and end at or before as_of minus the maturity horizon."""
+    return gate_check_result(window_gate(TrainingWindows.from_dict(training_windows)))
+
+
+@dg.asset_check(asset="training_set", blocking=True, additional_ins={"training_windows": dg.AssetIn("training_windows")},
+                additional_deps=["transaction_labels"])
+def mature_labels_only(training_windows: dict, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """No training, validation or test row uses a label that is immature or was known after as_of."""
+    with duckdb.get_connection() as con:
+        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
+    return gate_check_result(maturity_gate(summary))
+
+
+@dg.asset_check(asset="training_set", blocking=True, additional_ins={"training_windows": dg.AssetIn("training_windows")},
+                additional_deps=["transaction_labels"])
+def min_frauds_per_window(training_windows: dict, duckdb: DuckDBResource, gates: DeployGates) -> dg.AssetCheckResult:
+    """Train, validation and test each hold enough mature frauds to learn from and to measure."""
+    with duckdb.get_connection() as con:
+        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
+    return gate_check_result(fraud_count_gate(summary, gates.min_frauds_per_window))

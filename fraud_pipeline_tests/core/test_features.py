@@ -1,0 +1,116 @@
+"""Point-in-time features: the SQL equals a naive per-row recomputation, and absence stays NULL."""
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_pipeline.core import features as features_module
+from fraud_pipeline.core.features import FEATURE_NAMES, FEATURES, transaction_features_sql
+from fraud_pipeline.core.oracle import compare_features, recompute_features
+
+MINUTE_US = 60 * 10**6
+
+
+def make_history(seed: int, n: int = 2_000, users: int = 30, merchants: int = 15, days: int = 40):
+    """A small random history at minute resolution, so ties and same-time chargebacks happen."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2025-01-01T00:00:00", "us")
+    offsets = rng.integers(0, days * 24 * 60, n) * MINUTE_US
+    tx = pd.DataFrame({
+        "transaction_id": np.arange(1, n + 1),
+        "user_id": rng.integers(1, users + 1, n),
+        "merchant_id": rng.integers(1, merchants + 1, n),
+        "event_time": start + offsets.astype("timedelta64[us]"),
+        "amount": np.round(rng.lognormal(3, 1, n), 2),
+        "channel": rng.choice(["card_present", "ecommerce"], n),
+        "mcc": rng.choice(["5411", "5812"], n),
+        "country": "R1",
+    })
+    picked = rng.choice(n, n // 40, replace=False)
+    delays = rng.integers(0, 20 * 24 * 60, picked.size) * MINUTE_US
+    cb = pd.DataFrame({
+        "transaction_id": tx["transaction_id"].to_numpy()[picked],
+        "reported_at": tx["event_time"].to_numpy()[picked] + delays.astype("timedelta64[us]"),
+    })
+    # one user is unknown to the users table: account age must be NULL, not 0
+    users_frame = pd.DataFrame({
+        "user_id": np.arange(1, users),
+        "created_at": start - rng.integers(1, 400, users - 1).astype("timedelta64[D]"),
+    })
+    return tx, cb, users_frame
+
+
+def build(tx, cb, users, sql=None):
+    con = duckdb.connect()
+    con.register("tx", tx)
+    con.register("cb", cb)
+    con.register("u", users)
+    con.execute("CREATE TABLE transactions AS SELECT * FROM tx")
+    con.execute("CREATE TABLE chargebacks AS SELECT * FROM cb")
+    con.execute("CREATE TABLE users AS SELECT * FROM u")
+    return con.execute(sql or transaction_features_sql()).df()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sql_equals_naive_recomputation(seed):
+    tx, cb, users = make_history(seed)
+    sql_frame = build(tx, cb, users)
+    expected = recompute_features(tx, cb, users)
+    mismatches = compare_features(expected, sql_frame[["transaction_id", *FEATURE_NAMES]])
+    assert mismatches.empty, mismatches.head(20).to_string()
+
+
+def test_oracle_catches_a_window_that_includes_the_present():
+    tx, cb, users = make_history(4)
+    leaky = transaction_features_sql().replace("AND 1 PRECEDING", "AND CURRENT ROW")
+    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]])
+    assert not mismatches.empty
+    assert {"n_prior_tx_1h", "n_merchant_tx_30d", "n_prior_user_merchant_tx"} <= set(mismatches["feature"])
+
+
+def test_oracle_catches_chargebacks_counted_at_transaction_time(monkeypatch):
+    tx, cb, users = make_history(5)
+    leaky = transaction_features_sql().replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")
+    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]])
+    assert "n_prior_chargebacks_30d" in set(mismatches["feature"])
+
+
+def test_absence_is_null_and_counts_are_true_zeros():
+    tx, cb, users = make_history(6)
+    frame = build(tx, cb, users)
+    by_name = {f.name: f for f in FEATURES}
+    for feature in FEATURES:
+        if feature.kind == "count":
+            assert frame[feature.name].notna().all(), feature.name
+            assert (frame[feature.name] >= 0).all()
+        if feature.partner:
+            no_history = frame[feature.partner] == 0
+            assert frame.loc[no_history, feature.name].isna().all(), feature.name
+            assert frame.loc[~no_history, feature.name].notna().all(), feature.name
+    assert by_name["account_age_days"].kind == "aggregate"
+    unknown_user = frame["user_id"] == 30
+    assert frame.loc[unknown_user, "account_age_days"].isna().all()
+    assert frame.loc[~unknown_user, "account_age_days"].notna().all()
+    first_tx = frame.sort_values("event_time").groupby("user_id").head(1)
+    assert (first_tx["n_prior_tx_all"] == 0).all()
+    assert first_tx["seconds_since_prev_tx"].isna().all()
+
+
+def test_same_microsecond_transactions_do_not_see_each_other():
+    tx, cb, users = make_history(7, n=10)
+    tx["user_id"] = 1
+    tx["event_time"] = tx["event_time"].iloc[0]
+    frame = build(tx, cb.iloc[0:0], users)
+    assert (frame["n_prior_tx_all"] == 0).all()
+    assert frame["mean_amount_30d"].isna().all()
+
+
+def test_catalog_is_consistent():
+    names = [f.name for f in FEATURES]
+    assert len(names) == len(set(names))
+    for f in FEATURES:
+        assert f.kind in {"count", "aggregate", "attribute"}
+        if f.partner:
+            assert f.partner in names and next(p for p in FEATURES if p.name == f.partner).kind == "count"
+    assert set(features_module.CATEGORICAL_FEATURES) == {"channel", "mcc", "country"}

@@ -1,0 +1,59 @@
+"""The definitions load, and the job, schedule, assets and checks exist as the UI will show them."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from fraud_pipeline.definitions import defs
+from fraud_pipeline.schedules import nightly_retrain
+
+ASSETS = {
+    "users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels", "transaction_features",
+    "training_windows", "training_set", "fraud_model", "model_evaluation", "deployed_model",
+}
+BLOCKING_CHECKS = {
+    "transaction_contract", "chargeback_contract", "windows_valid", "mature_labels_only",
+    "min_frauds_per_window", "cost_beats_baselines",
+}
+
+
+def test_definitions_load_with_every_asset_grouped_and_described():
+    graph = defs.resolve_asset_graph()
+    keys = {key.path[-1] for key in graph.get_all_asset_keys()}
+    assert ASSETS <= keys
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name in {"ingestion", "labels", "features", "training", "evaluation", "deployment"}
+        assert node.description, f"{key} has no description for the UI"
+
+
+def test_deploy_gates_are_blocking_checks():
+    graph = defs.resolve_asset_graph()
+    specs = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert BLOCKING_CHECKS <= set(specs)
+    for name in BLOCKING_CHECKS:
+        assert specs[name].blocking, name
+        assert specs[name].description
+
+
+def test_the_job_covers_the_whole_graph():
+    job = defs.resolve_job_def("fraud_pipeline_job")
+    assert {k.path[-1] for k in job.asset_layer.executable_asset_keys} >= ASSETS
+
+
+def test_schedule_runs_nightly_with_as_of_of_the_tick():
+    schedule = defs.resolve_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "UTC"
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 6, 3, 2, 0, tzinfo=timezone.utc))
+    request = nightly_retrain(context)
+    assert request.run_config == {"resources": {"clock": {"config": {"as_of": "2025-06-03"}}}}
+    assert request.run_key == "nightly-2025-06-03"
+    assert request.tags["as_of"] == "2025-06-03"
+
+
+def test_schedule_run_config_is_valid_for_the_job():
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 6, 3, 2, 0, tzinfo=timezone.utc))
+    request = nightly_retrain(context)
+    job = defs.resolve_job_def("fraud_pipeline_job")
+    assert dg.validate_run_config(job, request.run_config)

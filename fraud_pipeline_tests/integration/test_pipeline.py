@@ -1,0 +1,100 @@
+"""End to end: the whole graph on a small simulated world in a temporary DuckDB and registry."""
+
+from __future__ import annotations
+
+import duckdb
+import dagster as dg
+import pandas as pd
+import pytest
+
+from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.definitions import defs
+from fraud_pipeline.resources import DeployGates
+
+TABLES = ("users", "transactions", "chargebacks", "transaction_labels", "transaction_features", "training_set")
+
+
+def materialize_all(resources, instance=None):
+    graph = defs.resolve_asset_graph()
+    assets = [graph.get(key).assets_def for key in graph.get_all_asset_keys()]
+    unique = list({id(a): a for a in assets}.values())
+    checks = list(defs.asset_checks or [])
+    return dg.materialize(unique + checks, resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
+                          raise_on_error=False)
+
+
+def check_results(result):
+    return {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+
+
+def table(resources, name):
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        return con.execute(f"SELECT * FROM {name} ORDER BY ALL").df()
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    from fraud_pipeline.definitions import default_resources
+    from fraud_pipeline.resources import SimulatedWorld
+    from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+    folder = tmp_path_factory.mktemp("clean")
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
+    result = materialize_all(resources)
+    return resources, result
+
+
+def test_clean_world_deploys_a_champion(clean_run):
+    resources, result = clean_run
+    assert result.success
+    checks = check_results(result)
+    assert checks and all(e.passed for e in checks.values()), {k: e.description for k, e in checks.items()}
+    expected = {"transaction_contract", "chargeback_contract", "windows_valid", "mature_labels_only",
+                "min_frauds_per_window", "cost_beats_baselines"}
+    assert expected <= set(checks)
+    champion = ModelRegistryStore(resources["registry"].root).champion()
+    deployed = result.output_for_node("deployed_model")
+    assert champion["version"] == deployed["version"]
+    bundle = ModelRegistryStore(resources["registry"].root).read_bundle(champion["version"])
+    assert bundle["evaluation"]["total_cost"] < bundle["evaluation"]["approve_all_cost"]
+    assert {"<7d", "7-30d", ">30d"} <= {row["value"] for row in bundle["evaluation"]["cohorts"]}
+
+
+def test_every_feature_row_matches_its_transaction(clean_run):
+    resources, _ = clean_run
+    transactions = table(resources, "transactions")
+    features = table(resources, "transaction_features")
+    assert len(features) == len(transactions)
+    labels = table(resources, "transaction_labels")
+    training = table(resources, "training_set")
+    mature = labels.set_index("transaction_id")["is_mature"]
+    assert mature.loc[training["transaction_id"]].all()
+
+
+def test_same_seed_and_as_of_give_identical_tables_and_model(clean_run, tmp_path):
+    resources, result = clean_run
+    from fraud_pipeline.definitions import default_resources
+
+    again = {**default_resources(tmp_path), "world": resources["world"]}
+    second = materialize_all(again)
+    assert second.success
+    for name in TABLES:
+        pd.testing.assert_frame_equal(table(resources, name), table(again, name), check_exact=True)
+    first_model = result.output_for_node("fraud_model")
+    second_model = second.output_for_node("fraud_model")
+    assert first_model["model_text"] == second_model["model_text"]
+    assert first_model["version"] == second_model["version"]
+
+
+def test_a_failing_gate_blocks_the_deploy_and_keeps_the_champion(clean_run, tmp_path):
+    resources, result = clean_run
+    store = ModelRegistryStore(resources["registry"].root)
+    before = store.champion()
+    strict = {**resources, "gates": DeployGates(cost_margin=0.99)}
+    blocked = materialize_all(strict)
+    checks = check_results(blocked)
+    assert not checks["cost_beats_baselines"].passed
+    assert checks["cost_beats_baselines"].severity == dg.AssetCheckSeverity.ERROR
+    materialized = {e.asset_key.path[-1] for e in blocked.get_asset_materialization_events()}
+    assert "deployed_model" not in materialized
+    assert store.champion() == before

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""One entry point that needs only python3: sets up .venv, then runs, tests, benchmarks or serves the UI.
+
+    python3 tasks.py run     # set up, then materialise the whole graph on the simulated world
+    python3 tasks.py test    # set up, then run the test suite
+    python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+STAMP = VENV / ".installed"
+
+
+def environment() -> dict:
+    """The environment every command runs in: the project's Dagster home, no telemetry."""
+    env = dict(os.environ)
+    env.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
+    env["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    env["GX_ANALYTICS_ENABLED"] = "False"
+    return env
+
+
+def setup() -> None:
+    """Creates .venv and installs the project with its test extras, once per pyproject.toml version."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print("creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing fraud_pipeline and its dependencies into .venv", flush=True)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "run": [str(PYTHON), "-m", "fraud_pipeline", "run"],
+        "test": [str(PYTHON), "-m", "pytest"],
+        "ui": [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"],
+        "bench": [str(PYTHON), "-m", "fraud_pipeline.benchmark"],
+    }
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    setup()
+    Path(environment()["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return subprocess.run(commands[argv[0]] + argv[1:], cwd=ROOT, env=environment()).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
