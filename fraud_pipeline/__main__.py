@@ -16,7 +16,10 @@ from fraud_pipeline.resources import DEFAULT_AS_OF
 def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict:
     """Run config that sets the run's as_of and, optionally, the simulated world's size and seed."""
     world = {k: v for k, v in {"n_transactions": n_transactions, "seed": seed}.items() if v is not None}
-    config: dict = {"resources": {"clock": {"config": {"as_of": as_of}}}}
+    config: dict = {
+        "resources": {"clock": {"config": {"as_of": as_of}}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
     if world:
         config["resources"]["world"] = {"config": world}
     return config

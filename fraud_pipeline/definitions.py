@@ -42,9 +42,12 @@ def default_resources(root=None) -> dict:
     }
 
 
+ALL_ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+ALL_CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[fraud_pipeline_job],
     schedules=[nightly_retrain],
     resources=default_resources(),

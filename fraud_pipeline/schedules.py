@@ -5,7 +5,7 @@ import dagster as dg
 
 fraud_pipeline_job = dg.define_asset_job(
     "fraud_pipeline_job",
-    selection=dg.AssetSelection.all(include_sources=False),
+    selection=dg.AssetSelection.all(),
     description="Simulated world or files -> labels -> features -> model -> evaluation -> gated deploy.",
     executor_def=dg.in_process_executor,
 )

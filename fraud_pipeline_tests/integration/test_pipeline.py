@@ -8,18 +8,14 @@ import pandas as pd
 import pytest
 
 from fraud_pipeline.core.registry import ModelRegistryStore
-from fraud_pipeline.definitions import defs
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS
 from fraud_pipeline.resources import DeployGates
 
 TABLES = ("users", "transactions", "chargebacks", "transaction_labels", "transaction_features", "training_set")
 
 
 def materialize_all(resources, instance=None):
-    graph = defs.resolve_asset_graph()
-    assets = [graph.get(key).assets_def for key in graph.get_all_asset_keys()]
-    unique = list({id(a): a for a in assets}.values())
-    checks = list(defs.asset_checks or [])
-    return dg.materialize(unique + checks, resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
+    return dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
                           raise_on_error=False)
 
 
