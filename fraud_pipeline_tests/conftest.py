@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+import tempfile
+
+# Keep the project's data/ untouched: the Definitions' resources point here during tests.
+os.environ["FRAUD_PIPELINE_DATA_DIR"] = tempfile.mkdtemp(prefix="fraud_pipeline_tests_")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 

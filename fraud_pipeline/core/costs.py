@@ -119,45 +119,45 @@ def _between(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return np.where(middle > lower, middle, upper)
 
 
-def _cost_curve(scores: np.ndarray, fraud: np.ndarray, amounts: np.ndarray, cost_model: CostModel) -> pd.DataFrame:
-    """Cost of alerting the top-i scores for every i that does not split a group of tied scores."""
-    order = np.argsort(-scores, kind="stable")
-    ranked, ranked_fraud = scores[order], fraud[order]
-    missed = np.where(ranked_fraud, amounts[order] + cost_model.chargeback_fee, 0.0)
-    zero = np.zeros(1)
-    caught_loss = np.concatenate([zero, np.cumsum(missed)])
-    false_alerts = np.concatenate([zero, np.cumsum(~ranked_fraud)])
-    true_alerts = np.concatenate([zero, np.cumsum(ranked_fraud)])
-    n_alerts = np.arange(len(ranked) + 1)
-    cost = cost_model.review_cost * n_alerts + cost_model.friction_cost * false_alerts + (caught_loss[-1] - caught_loss)
-
-    # Alerting the top i is possible only where the i-th and (i+1)-th scores differ.
-    boundary = np.concatenate([[True], ranked[:-1] > ranked[1:], [True]])
-    candidates = np.flatnonzero(boundary)
+def _candidate_thresholds(ranked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """For each candidate alert count i, a threshold t with ``ranked >= t`` true for exactly the top i."""
     threshold = np.empty(len(candidates))
     threshold[0] = np.nextafter(ranked[0], np.inf)
     inner = candidates[1:-1]
     threshold[1:-1] = _between(ranked[inner], ranked[inner - 1])
     threshold[-1] = ranked[-1]
+    return threshold
 
+
+def _cost_curve(scores: np.ndarray, fraud: np.ndarray, amounts: np.ndarray, cost_model: CostModel) -> pd.DataFrame:
+    """Cost of alerting the top-i scores for every i that does not split a group of tied scores."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, ranked_fraud = scores[order], fraud[order]
+    missed = np.where(ranked_fraud, amounts[order] + cost_model.chargeback_fee, 0.0)
+    caught_loss = np.concatenate([[0.0], np.cumsum(missed)])
+    false_alerts = np.concatenate([[0], np.cumsum(~ranked_fraud)])
+    true_alerts = np.concatenate([[0], np.cumsum(ranked_fraud)])
+    n_alerts = np.arange(len(ranked) + 1)
+    cost = cost_model.review_cost * n_alerts + cost_model.friction_cost * false_alerts + (caught_loss[-1] - caught_loss)
+
+    # Alerting the top i is possible only where the i-th and (i+1)-th highest scores differ.
+    candidates = np.flatnonzero(np.concatenate([[True], ranked[:-1] > ranked[1:], [True]]))
     n_frauds = true_alerts[-1]
     tp = true_alerts[candidates]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = tp / n_frauds if n_frauds else np.full(len(candidates), np.nan)
-        precision = np.where(candidates > 0, tp / np.maximum(candidates, 1), np.nan)
     return pd.DataFrame(
         {
-            "threshold": threshold,
+            "threshold": _candidate_thresholds(ranked, candidates),
             "cost": cost[candidates],
             "n_alerts": candidates.astype(np.int64),
-            "recall": recall,
-            "precision": precision,
+            "recall": tp / n_frauds if n_frauds else np.full(len(candidates), np.nan),
+            "precision": np.where(candidates > 0, tp / np.maximum(candidates, 1), np.nan),
         }
     )
 
 
 def _cheapest(cost: np.ndarray) -> int:
-    """Position of the lowest cost; near-equal costs (cumulative-sum rounding) go to fewer alerts."""
+    """Position (= fewest alerts) of the first cost within rounding of the minimum."""
+    # Cumulative sums are off by ~1e-16 per term, so exact ties may differ in the last digits.
     tolerance = 1e-9 * (1.0 + np.abs(cost).max())
     return int(np.flatnonzero(cost <= cost.min() + tolerance)[0])
 
@@ -166,7 +166,8 @@ def _sample_curve(curve: pd.DataFrame, keep: int, max_points: int = CURVE_POINTS
     """Evenly spaced rows of the curve plus row ``keep``, in the original order."""
     if len(curve) <= max_points:
         return curve.reset_index(drop=True)
-    rows = np.unique(np.concatenate([np.linspace(0, len(curve) - 1, max_points - 1).round().astype(np.int64), [keep]]))
+    evenly = np.linspace(0, len(curve) - 1, max_points - 1).round().astype(np.int64)
+    rows = np.unique(np.append(evenly, keep))
     return curve.iloc[rows].reset_index(drop=True)
 
 

@@ -202,7 +202,9 @@ def assign_cohort(frame: pd.DataFrame, spec: CohortSpec) -> pd.Series:
     return labels.rename(spec.name)
 
 
-def _decision_metrics(frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float) -> dict:
+def _decision_metrics(
+    frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float
+) -> dict:
     """Cost, ranking and threshold metrics of the alert rule ``score >= threshold`` on the frame's rows."""
     fraud = as_labels(frame["is_fraud"])
     amount = as_finite(frame["amount"], "amount")

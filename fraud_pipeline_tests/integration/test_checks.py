@@ -1,0 +1,148 @@
+"""Every check called directly: it fails with ERROR on the fault it guards against and passes on clean data."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.evaluation.checks import cost_beats_baselines
+from fraud_pipeline.features.checks import OracleConfig, features_match_oracle
+from fraud_pipeline.ingestion.checks import chargeback_contract, transaction_contract
+from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline.training.checks import mature_labels_only, min_frauds_per_window, windows_valid
+from fraud_pipeline.core.windows import TrainingWindows
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+UPSTREAM = {"users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels",
+            "transaction_features", "training_windows", "training_set"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A small world materialised up to the training set (no checks), shared read-only by the tests."""
+    folder = tmp_path_factory.mktemp("built")
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
+    selection = [a for a in ALL_ASSETS if {k.path[-1] for k in a.keys} & UPSTREAM]
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(selection, resources=resources, instance=instance, selection=sorted(UPSTREAM))
+        windows = result.asset_value("training_windows")
+    return folder / "warehouse.duckdb", windows
+
+
+@pytest.fixture
+def db(built, tmp_path):
+    """A private copy of the built warehouse that a test may corrupt."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(built[0], path)
+    return path
+
+
+def run_sql(path, sql):
+    with duckdb.connect(str(path)) as con:
+        con.execute(sql)
+
+
+def assert_fails(result: dg.AssetCheckResult):
+    assert result.passed is False
+    assert result.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_checks_are_in_the_definitions():
+    names = {spec.name for check in ALL_CHECKS for spec in check.check_specs}
+    assert {"transaction_contract", "chargeback_contract", "features_match_oracle", "windows_valid",
+            "mature_labels_only", "min_frauds_per_window", "cost_beats_baselines"} <= names
+
+
+def test_contracts_pass_on_the_clean_world(db):
+    resource = DuckDBResource(database=str(db))
+    assert transaction_contract(duckdb=resource, clock=RunClock()).passed
+    assert chargeback_contract(duckdb=resource, clock=RunClock()).passed
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "UPDATE transactions SET amount = -5 WHERE transaction_id = 10",
+        "UPDATE transactions SET amount = 'nan'::DOUBLE WHERE transaction_id = 10",
+        "UPDATE transactions SET user_id = NULL WHERE transaction_id = 10",
+        "UPDATE transactions SET transaction_id = 11 WHERE transaction_id = 10",
+        "UPDATE transactions SET event_time = TIMESTAMP '2031-01-01' WHERE transaction_id = 10",
+    ],
+)
+def test_transaction_contract_fails_on_bad_rows(db, corruption):
+    run_sql(db, corruption)
+    result = transaction_contract(duckdb=DuckDBResource(database=str(db)), clock=RunClock())
+    assert_fails(result)
+    assert any(key.startswith("sample_") for key in result.metadata)
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "INSERT INTO chargebacks VALUES (999999999, TIMESTAMP '2025-03-01', 'fraud')",
+        "UPDATE chargebacks SET reported_at = reported_at - INTERVAL 400 DAY",
+    ],
+)
+def test_chargeback_contract_fails_on_bad_rows(db, corruption):
+    run_sql(db, corruption)
+    assert_fails(chargeback_contract(duckdb=DuckDBResource(database=str(db)), clock=RunClock()))
+
+
+def test_feature_oracle_passes_on_the_sql_features(db):
+    result = features_match_oracle(config=OracleConfig(sample_size=100), duckdb=DuckDBResource(database=str(db)))
+    assert result.passed, result.description
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        # a leaky feature: the transaction counted in its own history
+        "UPDATE transaction_features SET n_prior_tx_30d = n_prior_tx_30d + 1",
+        # absence filled with 0
+        "UPDATE transaction_features SET mean_amount_30d = 0 WHERE mean_amount_30d IS NULL",
+    ],
+)
+def test_feature_oracle_fails_on_wrong_features(db, corruption):
+    run_sql(db, corruption)
+    result = features_match_oracle(config=OracleConfig(sample_size=300), duckdb=DuckDBResource(database=str(db)))
+    assert_fails(result)
+    assert result.metadata["mismatches"].value > 0
+
+
+def test_window_check_both_ways(built):
+    windows = built[1]
+    assert windows_valid(training_windows=windows).passed
+    late = TrainingWindows.from_dict(windows)
+    late = replace(late, test_end=late.label_cutoff + timedelta(days=3))
+    assert_fails(windows_valid(training_windows=late.as_dict()))
+
+
+def test_maturity_check_both_ways(db, built):
+    resource = DuckDBResource(database=str(db))
+    assert mature_labels_only(training_windows=built[1], duckdb=resource).passed
+    run_sql(db, "UPDATE transaction_labels SET is_mature = false WHERE transaction_id = (SELECT max(transaction_id) FROM training_set WHERE split = 'test')")
+    result = mature_labels_only(training_windows=built[1], duckdb=resource)
+    assert_fails(result)
+    assert "test" in result.description
+
+
+def test_min_frauds_check_both_ways(db, built):
+    resource = DuckDBResource(database=str(db))
+    assert min_frauds_per_window(training_windows=built[1], duckdb=resource, gates=DeployGates()).passed
+    run_sql(db, "DELETE FROM training_set WHERE split = 'validation' AND is_fraud")
+    assert_fails(min_frauds_per_window(training_windows=built[1], duckdb=resource, gates=DeployGates()))
+
+
+@pytest.mark.parametrize("cost, passed", [(500.0, True), (990.0, False)])
+def test_cost_check_both_ways(cost, passed):
+    evaluation = {"total_cost": cost, "approve_all_cost": 2000.0, "rule_cost": 1000.0}
+    result = cost_beats_baselines(model_evaluation=evaluation, gates=DeployGates(cost_margin=0.05))
+    assert result.passed is passed
+    assert result.severity == dg.AssetCheckSeverity.ERROR

@@ -1,0 +1,29 @@
+"""The job as the command line and the schedule run it: a past as_of, through to a printed summary."""
+
+import io
+
+import dagster as dg
+
+from fraud_pipeline.__main__ import run_config
+from fraud_pipeline.definitions import defs
+from fraud_pipeline.summary import print_summary
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+
+def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
+    job = defs.resolve_job_def("fraud_pipeline_job")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(
+            run_config=run_config("2025-07-01", SMALL_WORLD, None), instance=instance, raise_on_error=False
+        )
+        out = io.StringIO()
+        print_summary(result, out)
+    assert result.success, out.getvalue()
+    windows = result.output_for_node("training_windows")
+    assert windows["as_of"].startswith("2025-07-01")
+    assert windows["test_end"] <= windows["label_cutoff"]
+    text = out.getvalue()
+    for expected in ("as_of 2025-07-01", "savings vs approve-all", "account_age", "cost_beats_baselines", "PASS",
+                     "champion is now"):
+        assert expected in text, text
+    assert "FAIL" not in text
