@@ -227,3 +227,12 @@ def test_cohort_metrics_are_nan_where_a_cohort_has_one_class():
     assert table["roc_auc"].isna().all() and table["average_precision"].isna().all()
     assert math.isnan(table.at["card_present", "recall"])
     assert table.at["ecommerce", "recall"] >= 0.0
+
+
+def test_an_empty_window_gives_nan_rates_not_errors():
+    empty = scored_window().iloc[:0]
+    result = evaluate_decisions(empty, 0.5, COSTS, 200.0, 20)
+    assert (result["n_transactions"], result["total_cost"], result["approve_all_cost"]) == (0, 0.0, 0.0)
+    for key in ("fraud_rate", "precision", "recall", "average_precision", "user_precision_at_k", "alert_rate"):
+        assert math.isnan(result[key]), key
+    assert cohort_table(empty, 0.5, COSTS, 200.0, DEFAULT_COHORTS[0]).empty
