@@ -4,6 +4,9 @@
     python3 tasks.py run     # set up, then materialise the whole graph on the simulated world
     python3 tasks.py test    # set up, then run the test suite
     python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
+    python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
+    python3 tasks.py champion           # the champion and every model version in the registry
+    python3 tasks.py rollback VERSION   # make an earlier version the champion again
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main(argv: list[str]) -> int:
         "test": [str(PYTHON), "-m", "pytest"],
         "ui": [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"],
         "bench": [str(PYTHON), "-m", "fraud_pipeline.benchmark"],
+        "champion": [str(PYTHON), "-m", "fraud_pipeline", "champion"],
+        "rollback": [str(PYTHON), "-m", "fraud_pipeline", "rollback"],
     }
     if not argv or argv[0] not in commands:
         print(__doc__)

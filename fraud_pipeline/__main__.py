@@ -25,6 +25,30 @@ def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict
     return config
 
 
+def registry_command(args) -> int:
+    """Shows the registry, or moves the champion pointer back to an earlier version."""
+    from fraud_pipeline.core.registry import ModelRegistryStore
+    from fraud_pipeline.resources import data_dir
+
+    store = ModelRegistryStore(data_dir() / "registry")
+    if args.command == "rollback":
+        if args.version not in store.versions():
+            print(f"no model version {args.version!r} in {store.root}; versions: {', '.join(store.versions()) or 'none'}")
+            return 2
+        pointer = store.promote(args.version, as_of=store.read_bundle(args.version)["windows"]["as_of"],
+                                reason="manual rollback")
+        print(f"champion is now {pointer['version']} (was {pointer['previous_version']})")
+        return 0
+    champion = store.champion()
+    print(f"champion: {champion['version'] if champion else 'none'}")
+    for version in store.versions():
+        bundle = store.read_bundle(version)
+        evaluation = bundle["evaluation"]
+        print(f"  {version}  as_of {bundle['windows']['as_of'][:10]}  test cost {evaluation['total_cost']:,.0f}  "
+              f"AP {evaluation['average_precision']:.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fraud_pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--as-of", default=DEFAULT_AS_OF, help=f"logical date of the run (default {DEFAULT_AS_OF})")
     run.add_argument("--n-transactions", type=int, default=None, help="size of the simulated world")
     run.add_argument("--seed", type=int, default=None, help="seed of the simulated world")
+    rollback = commands.add_parser("rollback", help="make an earlier model version the champion again")
+    rollback.add_argument("version", help="a version listed by `champion`")
+    commands.add_parser("champion", help="show the champion and every version in the registry")
     args = parser.parse_args(argv)
+
+    if args.command in ("rollback", "champion"):
+        return registry_command(args)
 
     from fraud_pipeline.definitions import defs
     from fraud_pipeline.summary import print_summary

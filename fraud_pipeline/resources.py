@@ -86,3 +86,10 @@ class DeployGates(dg.ConfigurableResource):
         default=0.05, description="The model's test cost must undercut approve-all and the rule by this share."
     )
     min_frauds_per_window: int = Field(default=20, description="Fewest mature frauds in each of train, validation, test.")
+    min_label_completeness: float = Field(
+        default=0.95, description="Lowest estimated share of chargebacks already reported for any label used."
+    )
+    champion_tolerance: float = Field(
+        default=0.02,
+        description="A candidate replaces the champion unless its test cost exceeds the champion's on the same window by more than this share.",
+    )

@@ -43,7 +43,9 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"
         write(f"  {evaluation_event.asset_check_key.name:<26} {status:<12} {evaluation_event.description or ''}")
     deployed = _output(result, "deployed_model")
-    if deployed:
+    if deployed and deployed["promoted"]:
         write(f"deployed: champion is now {deployed['version']} ({deployed['path']})")
+    elif deployed:
+        write(f"deployed: candidate {deployed['version']} kept in the registry; champion stays {deployed['champion']}")
     else:
         write("deployed: nothing; the previous champion stays (see the failed checks or step above)")

@@ -95,12 +95,14 @@ def _frame(name: str, micros: int) -> str:
     return f"{name} AS (PARTITION BY key ORDER BY ts RANGE BETWEEN {micros} PRECEDING AND 1 PRECEDING)"
 
 
-def transaction_features_sql() -> str:
+def transaction_features_sql(
+    transactions: str = "transactions", chargebacks: str = "chargebacks", users: str = "users"
+) -> str:
     """Returns the SELECT that computes every feature for every row of ``transactions``.
 
-    Reads the tables ``transactions``, ``chargebacks`` and ``users``. Chargebacks enter as events at
-    their ``reported_at``; the caller is responsible for ``chargebacks`` holding only what was known
-    at as_of (the windows already exclude anything reported at or after each transaction).
+    Reads the given tables (or views). Chargebacks enter as events at their ``reported_at``; the
+    caller is responsible for ``chargebacks`` holding only what was known at as_of (the windows
+    already exclude anything reported at or after each transaction).
     """
     user_windows = ",\n            ".join(
         [_frame(f"w_{w}", us) for w, us in WINDOWS.items()]
@@ -122,13 +124,13 @@ def transaction_features_sql() -> str:
         WITH
         known_chargebacks AS (
             SELECT t.user_id, t.merchant_id, epoch_us(c.reported_at) AS ts
-            FROM chargebacks AS c
-            JOIN transactions AS t USING (transaction_id)
+            FROM {chargebacks} AS c
+            JOIN {transactions} AS t USING (transaction_id)
         ),
         user_events AS (
             SELECT user_id AS key, epoch_us(event_time) AS ts, transaction_id,
                    amount AS tx_amount, epoch_us(event_time) AS tx_ts, NULL::INTEGER AS cb_marker
-            FROM transactions
+            FROM {transactions}
             UNION ALL
             SELECT user_id, ts, NULL, NULL, NULL, 1 FROM known_chargebacks
         ),
@@ -143,7 +145,7 @@ def transaction_features_sql() -> str:
         merchant_events AS (
             SELECT merchant_id AS key, epoch_us(event_time) AS ts, transaction_id,
                    1 AS tx_marker, NULL::INTEGER AS cb_marker
-            FROM transactions
+            FROM {transactions}
             UNION ALL
             SELECT merchant_id, ts, NULL, NULL, 1 FROM known_chargebacks
         ),
@@ -161,7 +163,7 @@ def transaction_features_sql() -> str:
                     PARTITION BY user_id, merchant_id ORDER BY epoch_us(event_time)
                     RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
                 ) AS n_prior_user_merchant_tx
-            FROM transactions
+            FROM {transactions}
         )
         SELECT
             t.transaction_id,
@@ -184,10 +186,10 @@ def transaction_features_sql() -> str:
             CASE WHEN mh.n_merchant_tx_30d > 0
                  THEN mh.n_merchant_chargebacks_30d / mh.n_merchant_tx_30d END AS merchant_chargeback_rate_30d,
             umh.n_prior_user_merchant_tx
-        FROM transactions AS t
+        FROM {transactions} AS t
         JOIN user_history AS uh USING (transaction_id)
         JOIN merchant_history AS mh USING (transaction_id)
         JOIN user_merchant_history AS umh USING (transaction_id)
-        LEFT JOIN users AS u ON u.user_id = t.user_id
+        LEFT JOIN {users} AS u ON u.user_id = t.user_id
         ORDER BY t.transaction_id
     """

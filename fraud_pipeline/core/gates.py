@@ -41,6 +41,8 @@ def split_summary_sql() -> str:
             count(*) FILTER (WHERE NOT l.is_mature OR l.event_time > CAST($cutoff AS TIMESTAMP)) AS n_immature,
             count(*) FILTER (WHERE l.label_known_at >= CAST($as_of AS TIMESTAMP)) AS n_known_after_as_of,
             count(*) FILTER (WHERE s.is_fraud IS DISTINCT FROM l.is_fraud) AS n_label_mismatch,
+            min(l.expected_completeness) AS min_completeness,
+            avg(l.expected_completeness) AS mean_completeness,
             min(s.event_time) AS first_event,
             max(s.event_time) AS last_event
         FROM training_set AS s
@@ -55,7 +57,8 @@ def split_summary(con, windows: TrainingWindows) -> dict[str, dict]:
     cur = con.execute(split_summary_sql(), {"cutoff": windows.label_cutoff, "as_of": windows.as_of})
     names = [d[0] for d in cur.description]
     found = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
-    empty = {"n_rows": 0, "n_frauds": 0, "n_immature": 0, "n_known_after_as_of": 0, "n_label_mismatch": 0}
+    empty = {"n_rows": 0, "n_frauds": 0, "n_immature": 0, "n_known_after_as_of": 0, "n_label_mismatch": 0,
+             "min_completeness": None, "mean_completeness": None}
     return {split: found.get(split, {"split": split, **empty}) for split in windows.splits()}
 
 
@@ -68,6 +71,18 @@ def maturity_gate(summary: dict[str, dict]) -> GateResult:
     }
     reason = f"immature or late labels in {sorted(bad)}: {bad}" if bad else "every label used is mature at as_of"
     return GateResult("mature_labels_only", not bad, reason, {"by_split": bad})
+
+
+def completeness_gate(summary: dict[str, dict], min_completeness: float) -> GateResult:
+    """Every row's estimated label completeness (share of its eventual chargebacks already reported) is high enough."""
+    lowest = {split: s["min_completeness"] for split, s in summary.items()}
+    short = {split: v for split, v in lowest.items() if v is None or v < min_completeness}
+    reason = (
+        f"labels too recent: estimated completeness below {min_completeness:.0%} in {short}" if short
+        else f"every label is at least {min_completeness:.0%} complete (lowest per split: "
+        + ", ".join(f"{k} {v:.1%}" for k, v in lowest.items()) + ")"
+    )
+    return GateResult("labels_complete_enough", not short, reason, {"lowest_completeness": lowest})
 
 
 def fraud_count_gate(summary: dict[str, dict], min_frauds: int) -> GateResult:
@@ -98,3 +113,18 @@ def cost_gate(evaluation: dict, margin: float) -> GateResult:
             f"({evaluation['rule_cost']:,.0f}) by at least {margin:.0%}"
         )
     return GateResult("cost_gate", not failing, reason, {"total_cost": cost, "margin": margin, **limits})
+
+
+def challenger_gate(candidate_cost: float, champion_cost: float | None, tolerance: float) -> GateResult:
+    """The candidate may replace the champion unless it costs more on the same test window beyond the tolerance."""
+    if champion_cost is None:
+        return GateResult("not_worse_than_champion", True, "no champion to compare with", {"candidate_cost": candidate_cost})
+    limit = champion_cost * (1.0 + tolerance)
+    passed = candidate_cost <= limit
+    verb = "within" if passed else "beyond"
+    reason = (
+        f"candidate test cost {candidate_cost:,.0f} vs champion {champion_cost:,.0f} on the same window: "
+        f"{verb} the {tolerance:.0%} tolerance (limit {limit:,.0f})"
+    )
+    return GateResult("not_worse_than_champion", passed, reason,
+                      {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "limit": limit})

@@ -50,6 +50,10 @@ class ModelRegistryStore:
             raise FileNotFoundError(f"no model version {version!r} in the registry at {self.root}")
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def read_model_text(self, version: str) -> str:
+        """The LightGBM model file of a model version."""
+        return (self.bundle_dir(version) / "model.txt").read_text(encoding="utf-8")
+
     def versions(self) -> list[str]:
         """All model versions in the registry, sorted."""
         folder = self.root / "models"

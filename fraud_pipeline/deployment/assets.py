@@ -1,14 +1,27 @@
 """Deployment: the champion registry, moved only for a candidate that passed every gate."""
 
-
 from dataclasses import asdict
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.core.gates import GateResult, cost_gate, fraud_count_gate, maturity_gate, split_summary, window_gate
+from fraud_pipeline.core.costs import decision_costs
+from fraud_pipeline.core.gates import (
+    GateResult,
+    challenger_gate,
+    completeness_gate,
+    cost_gate,
+    fraud_count_gate,
+    maturity_gate,
+    split_summary,
+    window_gate,
+)
+from fraud_pipeline.core.model import TrainedModel, score
 from fraud_pipeline.core.model_card import render_model_card
+from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.core.windows import TrainingWindows
+from fraud_pipeline.deployment.guards import check_record_problems
 from fraud_pipeline.resources import CostSettings, DeployGates, ModelRegistry
 
 
@@ -19,6 +32,7 @@ def evaluate_gates(con, windows: TrainingWindows, fraud_model: dict, evaluation:
     return [
         window_gate(windows),
         maturity_gate(summary),
+        completeness_gate(summary, gates.min_label_completeness),
         fraud_count_gate(summary, gates.min_frauds_per_window),
         cost_gate(evaluation, gates.cost_margin),
         GateResult(
@@ -28,6 +42,20 @@ def evaluate_gates(con, windows: TrainingWindows, fraud_model: dict, evaluation:
             else f"evaluation is of {evaluation['model_version']}, candidate is {fraud_model['version']}",
         ),
     ]
+
+
+def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: CostSettings) -> float | None:
+    """The champion's cost on the current test window, scored with its own model and threshold.
+
+    None when the champion needs a feature the current training set does not have.
+    """
+    bundle = store.read_bundle(version)
+    test = load_split(con, "test")
+    if not set(bundle["features"]) <= set(test.columns):
+        return None
+    model = TrainedModel.from_dict({**bundle, "model_text": store.read_model_text(version), "best_iteration": 0})
+    alert = score(model, test) >= bundle["threshold"]
+    return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
 
 
 @dg.asset(group_name="deployment", deps=["training_set"], kinds={"file"})
@@ -41,21 +69,25 @@ def deployed_model(
     gates: DeployGates,
     costs: CostSettings,
 ) -> dict:
-    """Writes the candidate's bundle and card to the registry and makes it champion if every gate passes."""
+    """Promotes the candidate to champion if every gate and guarding check passed and it is not worse than the champion."""
     windows = TrainingWindows.from_dict(training_windows)
-    with duckdb.get_connection() as con:
-        verdicts = evaluate_gates(con, windows, fraud_model, model_evaluation, gates)
     store = registry.store()
     version = fraud_model["version"]
-    failed = [g for g in verdicts if not g.passed]
-    if failed:
-        reasons = "; ".join(f"{g.name}: {g.reason}" for g in failed)
-        store.record({"event": "refused", "version": version, "as_of": training_windows["as_of"], "reason": reasons})
+    with duckdb.get_connection() as con:
+        verdicts = evaluate_gates(con, windows, fraud_model, model_evaluation, gates)
+        problems = [f"{g.name}: {g.reason}" for g in verdicts if not g.passed]
+        problems += check_record_problems(context.instance)
         champion = store.champion()
-        raise dg.Failure(
-            description=f"candidate {version} refused, champion stays {champion['version'] if champion else 'none'}: {reasons}",
-            metadata={"failed_gates": dg.MetadataValue.json([asdict(g) for g in failed])},
-        )
+        if problems:
+            reasons = "; ".join(problems)
+            store.record({"event": "refused", "version": version, "as_of": training_windows["as_of"], "reason": reasons})
+            raise dg.Failure(
+                description=f"candidate {version} refused, champion stays {champion['version'] if champion else 'none'}: {reasons}",
+                metadata={"problems": dg.MetadataValue.json(problems)},
+            )
+        incumbent = champion["version"] if champion and champion["version"] != version else None
+        incumbent_cost = champion_test_cost(con, store, incumbent, costs) if incumbent else None
+    challenge = challenger_gate(model_evaluation["total_cost"], incumbent_cost, gates.champion_tolerance)
     bundle = {
         "version": version,
         "threshold": fraud_model["threshold"],
@@ -65,16 +97,24 @@ def deployed_model(
         "params": fraud_model["params"],
         "cost_model": asdict(costs.cost_model()),
         "evaluation": model_evaluation,
-        "gates": [asdict(g) for g in verdicts],
+        "gates": [asdict(g) for g in [*verdicts, challenge]],
     }
-    folder = store.write_bundle(version, fraud_model["model_text"], bundle, render_model_card(bundle))
-    pointer = store.promote(version, as_of=training_windows["as_of"], reason="every deploy gate passed")
+    card = render_model_card(bundle)
+    folder = store.write_bundle(version, fraud_model["model_text"], bundle, card)
+    metadata = {
+        "candidate": version,
+        "bundle": dg.MetadataValue.path(str(folder)),
+        "champion_comparison": challenge.reason,
+        "model_card": dg.MetadataValue.md(card),
+    }
+    if not challenge.passed:
+        store.record({"event": "kept_champion", "version": version, "champion": incumbent,
+                      "as_of": training_windows["as_of"], "reason": challenge.reason})
+        context.log.warning(f"candidate {version} not promoted: {challenge.reason}")
+        context.add_output_metadata({**metadata, "champion": incumbent, "promoted": False})
+        return {"version": version, "path": str(folder), "promoted": False, "champion": incumbent}
+    pointer = store.promote(version, as_of=training_windows["as_of"], reason=f"every gate passed; {challenge.reason}")
     context.add_output_metadata(
-        {
-            "champion": version,
-            "previous_champion": str(pointer["previous_version"]),
-            "bundle": dg.MetadataValue.path(str(folder)),
-            "model_card": dg.MetadataValue.md(render_model_card(bundle)),
-        }
+        {**metadata, "champion": version, "previous_champion": str(pointer["previous_version"]), "promoted": True}
     )
-    return {"version": version, "path": str(folder), "promoted": True}
+    return {"version": version, "path": str(folder), "promoted": True, "champion": version}

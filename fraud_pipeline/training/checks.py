@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.checks_common import gate_check_result
-from fraud_pipeline.core.gates import fraud_count_gate, maturity_gate, split_summary, window_gate
+from fraud_pipeline.core.gates import completeness_gate, fraud_count_gate, maturity_gate, split_summary, window_gate
 from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline.resources import DeployGates
 
@@ -32,3 +32,12 @@ def min_frauds_per_window(training_windows: dict, duckdb: DuckDBResource, gates:
     with duckdb.get_connection() as con:
         summary = split_summary(con, TrainingWindows.from_dict(training_windows))
     return gate_check_result(fraud_count_gate(summary, gates.min_frauds_per_window))
+
+
+@dg.asset_check(asset="training_set", blocking=True, additional_ins={"training_windows": dg.AssetIn("training_windows")},
+                additional_deps=["transaction_labels"])
+def labels_complete_enough(training_windows: dict, duckdb: DuckDBResource, gates: DeployGates) -> dg.AssetCheckResult:
+    """Every label used is estimated, from the delay profile, to be complete to the configured level."""
+    with duckdb.get_connection() as con:
+        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
+    return gate_check_result(completeness_gate(summary, gates.min_label_completeness))

@@ -13,10 +13,10 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.evaluation.checks import cost_beats_baselines
-from fraud_pipeline.features.checks import OracleConfig, features_match_oracle
+from fraud_pipeline.features.checks import FutureConfig, OracleConfig, features_ignore_the_future, features_match_oracle
 from fraud_pipeline.ingestion.checks import chargeback_contract, transaction_contract
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
-from fraud_pipeline.training.checks import mature_labels_only, min_frauds_per_window, windows_valid
+from fraud_pipeline.training.checks import labels_complete_enough, mature_labels_only, min_frauds_per_window, windows_valid
 from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
@@ -146,3 +146,39 @@ def test_cost_check_both_ways(cost, passed):
     result = cost_beats_baselines(model_evaluation=evaluation, gates=DeployGates(cost_margin=0.05))
     assert result.passed is passed
     assert result.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_future_check_passes_on_the_sql_features(db):
+    result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
+    assert result.passed, result.description
+    assert result.metadata["compared"].value > 0
+
+
+def test_future_check_fails_on_a_tampered_feature(db):
+    run_sql(db, "UPDATE transaction_features SET n_prior_chargebacks_90d = n_prior_chargebacks_90d + 1 WHERE transaction_id % 97 = 0")
+    assert_fails(features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db))))
+
+
+def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db, monkeypatch):
+    """The classic leak: a chargeback counted from its transaction's time instead of when it was reported."""
+    import fraud_pipeline.core.leakage as leakage
+
+    honest = leakage.transaction_features_sql
+
+    def leaky(*tables):
+        return honest(*tables).replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")
+
+    run_sql(db, f"CREATE OR REPLACE TABLE transaction_features AS {leaky()}")
+    monkeypatch.setattr(leakage, "transaction_features_sql", leaky)
+    result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
+    assert_fails(result)
+    assert "n_prior_chargebacks_30d" in result.metadata["changed_by_feature"].value
+
+
+def test_completeness_check_both_ways(db, built):
+    resource = DuckDBResource(database=str(db))
+    assert labels_complete_enough(training_windows=built[1], duckdb=resource, gates=DeployGates()).passed
+    run_sql(db, "UPDATE transaction_labels SET expected_completeness = 0.5 WHERE transaction_id = (SELECT max(transaction_id) FROM training_set)")
+    result = labels_complete_enough(training_windows=built[1], duckdb=resource, gates=DeployGates())
+    assert_fails(result)
+    assert "too recent" in result.description

@@ -12,8 +12,8 @@ ASSETS = {
     "training_windows", "training_set", "fraud_model", "model_evaluation", "deployed_model",
 }
 BLOCKING_CHECKS = {
-    "transaction_contract", "chargeback_contract", "windows_valid", "mature_labels_only",
-    "min_frauds_per_window", "cost_beats_baselines",
+    "transaction_contract", "chargeback_contract", "features_match_oracle", "features_ignore_the_future",
+    "windows_valid", "mature_labels_only", "min_frauds_per_window", "labels_complete_enough", "cost_beats_baselines",
 }
 
 
@@ -57,3 +57,14 @@ def test_schedule_run_config_is_valid_for_the_job():
     request = nightly_retrain(context)
     job = defs.resolve_job_def("fraud_pipeline_job")
     assert dg.validate_run_config(job, request.run_config)
+
+
+def test_the_deploy_guards_every_blocking_check_upstream_of_it():
+    from fraud_pipeline.deployment.guards import GUARDING_CHECKS
+
+    graph = defs.resolve_asset_graph()
+    upstream = dg.AssetSelection.assets("deployed_model").upstream(include_self=False).resolve(graph)
+    blocking_upstream = {
+        key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking and key.asset_key in upstream
+    }
+    assert blocking_upstream == set(GUARDING_CHECKS)

@@ -1,0 +1,43 @@
+"""What the Dagster instance remembers about the checks guarding the deploy."""
+
+import dagster as dg
+
+#: Every blocking check upstream of the deploy; a test keeps this list equal to the graph's.
+GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
+    dg.AssetCheckKey(dg.AssetKey(asset), name)
+    for asset, name in (
+        ("transactions", "transaction_contract"),
+        ("chargebacks", "chargeback_contract"),
+        ("transaction_features", "features_match_oracle"),
+        ("transaction_features", "features_ignore_the_future"),
+        ("training_windows", "windows_valid"),
+        ("training_set", "mature_labels_only"),
+        ("training_set", "min_frauds_per_window"),
+        ("training_set", "labels_complete_enough"),
+        ("model_evaluation", "cost_beats_baselines"),
+    )
+)
+
+
+def check_record_problems(instance: dg.DagsterInstance, keys=GUARDING_CHECKS) -> list[str]:
+    """Why the latest evaluations of the guarding checks do not clear the current materialisations.
+
+    A check clears its asset only if its latest evaluation passed and targeted the asset's latest
+    materialisation; a pass on an older materialisation says nothing about the current candidate.
+    """
+    problems = []
+    for key in keys:
+        label = f"{key.asset_key.to_user_string()}:{key.name}"
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record.event.dagster_event.asset_check_evaluation_data if record and record.event else None
+        if evaluation is None:
+            problems.append(f"{label} has no finished evaluation")
+            continue
+        if not evaluation.passed:
+            problems.append(f"{label} failed: {evaluation.description}")
+            continue
+        latest = instance.get_latest_materialization_event(key.asset_key)
+        target = evaluation.target_materialization_data
+        if latest is None or target is None or target.run_id != latest.run_id:
+            problems.append(f"{label} passed for an older materialisation of {key.asset_key.to_user_string()}")
+    return problems

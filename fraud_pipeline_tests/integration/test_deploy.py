@@ -1,0 +1,124 @@
+"""Deploys that cannot sneak through across runs, champion/challenger, rollback, and reproducible nights."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from fraud_pipeline.__main__ import main as cli
+from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.deployment.assets import deployed_model
+from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """One instance and one data folder that several runs share, as nights do in production."""
+    folder = tmp_path_factory.mktemp("nights")
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance)
+        yield instance, resources, first
+
+
+def materialize(instance, resources, selection, **overrides):
+    return dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources={**resources, **overrides}, instance=instance,
+                          selection=selection, raise_on_error=False)
+
+
+def champion(resources):
+    return ModelRegistryStore(resources["registry"].root).champion()
+
+
+def test_deploy_alone_after_a_clean_run_is_allowed(history):
+    instance, resources, first = history
+    result = materialize(instance, resources, ["deployed_model"])
+    assert result.success
+    assert champion(resources)["version"] == first.output_for_node("fraud_model")["version"]
+
+
+def test_deploy_alone_is_refused_after_its_gate_failed_in_another_run(history):
+    instance, resources, first = history
+    before = champion(resources)
+    strict = materialize(instance, resources, dg.AssetSelection.assets("model_evaluation"),
+                         gates=DeployGates(cost_margin=0.99))
+    assert not strict.success
+    alone = materialize(instance, resources, ["deployed_model"])
+    assert not alone.success
+    failure = next(e for e in alone.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "cost_beats_baselines failed" in str(failure.event_specific_data.error)
+    assert champion(resources) == before
+    # put the check back to green for the tests that follow
+    assert materialize(instance, resources, dg.AssetSelection.assets("model_evaluation")).success
+
+
+def test_deploy_alone_is_refused_when_a_check_passed_only_for_an_older_materialisation(history):
+    instance, resources, _ = history
+    without_checks = dg.AssetSelection.assets("model_evaluation").without_checks()
+    assert materialize(instance, resources, without_checks).success
+    alone = materialize(instance, resources, ["deployed_model"])
+    assert not alone.success
+    failure = next(e for e in alone.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "older materialisation" in str(failure.event_specific_data.error)
+    assert materialize(instance, resources, dg.AssetSelection.assets("model_evaluation")).success
+
+
+def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
+    instance, resources, first = history
+    before = champion(resources)
+    challenger = {**first.output_for_node("fraud_model"), "version": "challenger-1"}
+    evaluation = {**first.output_for_node("model_evaluation"), "model_version": "challenger-1"}
+    out = deployed_model(
+        context=dg.build_asset_context(instance=instance),
+        fraud_model=challenger,
+        model_evaluation=evaluation,
+        training_windows=first.output_for_node("training_windows"),
+        duckdb=resources["duckdb"],
+        registry=resources["registry"],
+        gates=DeployGates(champion_tolerance=-0.5),  # the challenger must be twice as cheap: it is not
+        costs=resources["costs"],
+    )
+    assert out["promoted"] is False
+    store = ModelRegistryStore(resources["registry"].root)
+    assert store.champion() == before
+    assert "challenger-1" in store.versions()
+    assert store.history()[-1]["event"] == "kept_champion"
+
+
+def test_rollback_moves_the_champion_back(history, monkeypatch, capsys):
+    _, resources, first = history
+    store = ModelRegistryStore(resources["registry"].root)
+    monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(store.root.parent))
+    current = store.champion()["version"]
+    other = next(v for v in store.versions() if v != current)
+    assert cli(["rollback", other]) == 0
+    assert store.champion()["version"] == other
+    assert store.champion()["reason"] == "manual rollback"
+    assert cli(["rollback", current]) == 0
+    assert cli(["rollback", "no-such-version"]) == 2
+    assert cli(["champion"]) == 0
+    assert current in capsys.readouterr().out
+
+
+def _tables(resources):
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        return {
+            name: con.execute(f"SELECT * FROM {name} ORDER BY transaction_id").df()
+            for name in ("transaction_labels", "transaction_features", "training_set")
+        }
+
+
+def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
+    instance, resources, first = history
+    night = _tables(resources)
+    later = materialize(instance, resources, dg.AssetSelection.all(), clock=RunClock(as_of="2025-07-20"))
+    assert later.output_for_node("training_windows")["as_of"].startswith("2025-07-20")
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[0]
+    assert newer > 0, "the later night saw chargebacks the first did not"
+    again = materialize(instance, resources, dg.AssetSelection.all(), clock=RunClock(as_of="2025-07-01"))
+    assert again.output_for_node("fraud_model")["model_text"] == first.output_for_node("fraud_model")["model_text"]
+    for name, frame in _tables(resources).items():
+        pd.testing.assert_frame_equal(frame, night[name], check_exact=True, obj=name)
