@@ -78,15 +78,15 @@ def deployed_model(
         problems = [f"{g.name}: {g.reason}" for g in verdicts if not g.passed]
         problems += check_record_problems(context.instance)
         champion = store.champion()
-        if problems:
-            reasons = "; ".join(problems)
-            store.record({"event": "refused", "version": version, "as_of": training_windows["as_of"], "reason": reasons})
-            raise dg.Failure(
-                description=f"candidate {version} refused, champion stays {champion['version'] if champion else 'none'}: {reasons}",
-                metadata={"problems": dg.MetadataValue.json(problems)},
-            )
         incumbent = champion["version"] if champion and champion["version"] != version else None
-        incumbent_cost = champion_test_cost(con, store, incumbent, costs) if incumbent else None
+        incumbent_cost = champion_test_cost(con, store, incumbent, costs) if incumbent and not problems else None
+    if problems:
+        reasons = "; ".join(problems)
+        store.record({"event": "refused", "version": version, "as_of": training_windows["as_of"], "reason": reasons})
+        raise dg.Failure(
+            description=f"candidate {version} refused, champion stays {champion['version'] if champion else 'none'}: {reasons}",
+            metadata={"problems": dg.MetadataValue.json(problems)},
+        )
     challenge = challenger_gate(model_evaluation["total_cost"], incumbent_cost, gates.champion_tolerance)
     bundle = {
         "version": version,

@@ -114,3 +114,17 @@ def test_catalog_is_consistent():
         if f.partner:
             assert f.partner in names and next(p for p in FEATURES if p.name == f.partner).kind == "count"
     assert set(features_module.CATEGORICAL_FEATURES) == {"channel", "mcc", "country"}
+
+
+def test_sql_equals_naive_recomputation_on_a_simulated_world():
+    from fraud_pipeline.core.simulator import WorldSpec, simulate_world
+
+    world = simulate_world(WorldSpec(n_transactions=3_000, seed=11))
+    chargebacks = world.chargebacks[world.chargebacks["reported_at"] < world.transactions["event_time"].max()]
+    tx = world.transactions
+    mismatches = compare_features(
+        recompute_features(tx, chargebacks, world.users),
+        build(tx, chargebacks, world.users)[["transaction_id", *FEATURE_NAMES]],
+    )
+    assert len(tx) > 2_000
+    assert mismatches.empty, mismatches.head(20).to_string()

@@ -65,6 +65,40 @@ def test_deploy_alone_is_refused_when_a_check_passed_only_for_an_older_materiali
     assert materialize(instance, resources, dg.AssetSelection.assets("model_evaluation")).success
 
 
+@pytest.mark.parametrize(
+    "asset, corruption, check",
+    [
+        ("transaction_features", "UPDATE transaction_features SET n_prior_tx_30d = n_prior_tx_30d + 1", "features_match_oracle"),
+        ("transaction_features", "UPDATE transaction_features SET n_prior_chargebacks_90d = n_prior_chargebacks_90d + 1 "
+         "WHERE transaction_id % 50 = 0", "features_ignore_the_future"),
+        ("training_set", "UPDATE transaction_labels SET is_mature = false WHERE transaction_id IN "
+         "(SELECT transaction_id FROM training_set WHERE split = 'test' LIMIT 3)", "mature_labels_only"),
+        ("transactions", "UPDATE transactions SET amount = -1 WHERE transaction_id = 7", "transaction_contract"),
+    ],
+)
+def test_a_fault_found_by_a_check_stops_the_deploy(history, asset, corruption, check):
+    instance, resources, _ = history
+    before = champion(resources)
+    with resources["duckdb"].get_connection() as con:
+        backup = {t: con.execute(f"SELECT * FROM {t}").df() for t in ("transactions", "transaction_features", "transaction_labels")}
+        con.execute(corruption)
+    try:
+        checks = materialize(instance, resources, dg.AssetSelection.checks_for_assets(asset))
+        assert not {e.check_name: e.passed for e in checks.get_asset_check_evaluations()}[check]
+        alone = materialize(instance, resources, ["deployed_model"])
+        assert not alone.success
+        failure = next(e for e in alone.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+        assert f"{check} failed" in str(failure.event_specific_data.error)
+        assert champion(resources) == before
+    finally:
+        with resources["duckdb"].get_connection() as con:
+            for table, frame in backup.items():
+                con.register("restored", frame)
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM restored")
+                con.unregister("restored")
+        assert materialize(instance, resources, dg.AssetSelection.checks_for_assets(asset)).success
+
+
 def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
     instance, resources, first = history
     before = champion(resources)
