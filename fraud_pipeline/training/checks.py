@@ -10,6 +10,13 @@ from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline.resources import DeployGates
 
 
+def _split_gate(training_windows: dict, duckdb: DuckDBResource, gate) -> dg.AssetCheckResult:
+    """Summarises the training set per split from the data and applies one gate to it."""
+    with duckdb.get_connection() as con:
+        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
+    return gate_check_result(gate(summary))
+
+
 @dg.asset_check(asset="training_windows", blocking=True)
 def windows_valid(training_windows: dict) -> dg.AssetCheckResult:
     """Windows are consecutive, do not overlap, and end at or before as_of minus the maturity horizon."""
@@ -20,24 +27,18 @@ def windows_valid(training_windows: dict) -> dg.AssetCheckResult:
                 additional_deps=["transaction_labels"])
 def mature_labels_only(training_windows: dict, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """No training, validation or test row uses a label that is immature or was known after as_of."""
-    with duckdb.get_connection() as con:
-        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
-    return gate_check_result(maturity_gate(summary))
+    return _split_gate(training_windows, duckdb, maturity_gate)
 
 
 @dg.asset_check(asset="training_set", blocking=True, additional_ins={"training_windows": dg.AssetIn("training_windows")},
                 additional_deps=["transaction_labels"])
 def min_frauds_per_window(training_windows: dict, duckdb: DuckDBResource, gates: DeployGates) -> dg.AssetCheckResult:
     """Train, validation and test each hold enough mature frauds to learn from and to measure."""
-    with duckdb.get_connection() as con:
-        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
-    return gate_check_result(fraud_count_gate(summary, gates.min_frauds_per_window))
+    return _split_gate(training_windows, duckdb, lambda summary: fraud_count_gate(summary, gates.min_frauds_per_window))
 
 
 @dg.asset_check(asset="training_set", blocking=True, additional_ins={"training_windows": dg.AssetIn("training_windows")},
                 additional_deps=["transaction_labels"])
 def labels_complete_enough(training_windows: dict, duckdb: DuckDBResource, gates: DeployGates) -> dg.AssetCheckResult:
     """Every label used is estimated, from the delay profile, to be complete to the configured level."""
-    with duckdb.get_connection() as con:
-        summary = split_summary(con, TrainingWindows.from_dict(training_windows))
-    return gate_check_result(completeness_gate(summary, gates.min_label_completeness))
+    return _split_gate(training_windows, duckdb, lambda summary: completeness_gate(summary, gates.min_label_completeness))

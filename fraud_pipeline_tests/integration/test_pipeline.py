@@ -96,42 +96,36 @@ def test_a_failing_gate_blocks_the_deploy_and_keeps_the_champion(clean_run, tmp_
     assert store.champion() == before
 
 
-def test_deploy_alone_refuses_a_candidate_that_fails_a_gate(clean_run):
+def deploy_directly(resources, result, evaluation):
+    """Calls the deploy asset outside any run, as a user materialising it alone would."""
     from fraud_pipeline.deployment.assets import deployed_model
 
+    return deployed_model(
+        context=dg.build_asset_context(),
+        fraud_model=result.output_for_node("fraud_model"),
+        model_evaluation=evaluation,
+        training_windows=result.output_for_node("training_windows"),
+        duckdb=resources["duckdb"],
+        registry=resources["registry"],
+        gates=resources["gates"],
+        costs=resources["costs"],
+    )
+
+
+def test_deploy_alone_refuses_a_candidate_that_fails_a_gate(clean_run):
     resources, result = clean_run
     store = ModelRegistryStore(resources["registry"].root)
     before = store.champion()
     evaluation = {**result.output_for_node("model_evaluation")}
     evaluation["total_cost"] = evaluation["approve_all_cost"] * 2
     with pytest.raises(dg.Failure, match="cost_gate"):
-        deployed_model(
-            context=dg.build_asset_context(),
-            fraud_model=result.output_for_node("fraud_model"),
-            model_evaluation=evaluation,
-            training_windows=result.output_for_node("training_windows"),
-            duckdb=resources["duckdb"],
-            registry=resources["registry"],
-            gates=resources["gates"],
-            costs=resources["costs"],
-        )
+        deploy_directly(resources, result, evaluation)
     assert store.champion() == before
     assert store.history()[-1]["event"] == "refused"
 
 
 def test_deploy_alone_refuses_an_evaluation_of_another_candidate(clean_run):
-    from fraud_pipeline.deployment.assets import deployed_model
-
     resources, result = clean_run
     evaluation = {**result.output_for_node("model_evaluation"), "model_version": "someone-else"}
     with pytest.raises(dg.Failure, match="evaluation_matches_candidate"):
-        deployed_model(
-            context=dg.build_asset_context(),
-            fraud_model=result.output_for_node("fraud_model"),
-            model_evaluation=evaluation,
-            training_windows=result.output_for_node("training_windows"),
-            duckdb=resources["duckdb"],
-            registry=resources["registry"],
-            gates=resources["gates"],
-            costs=resources["costs"],
-        )
+        deploy_directly(resources, result, evaluation)
