@@ -27,13 +27,15 @@ STAGES = {
     "contracts": ("transactions_transaction_contract", "chargebacks_chargeback_contract"),
     "labels": ("label_delay_profile", "transaction_labels"),
     "features": ("transaction_features",),
-    "feature oracle check": ("transaction_features_features_match_oracle",),
+    "feature leakage checks": (
+        "transaction_features_features_match_oracle", "transaction_features_features_ignore_the_future",
+    ),
     "training set": ("training_windows", "training_set"),
     "training": ("fraud_model",),
     "evaluation": ("model_evaluation",),
     "gates + deploy": (
         "training_windows_windows_valid", "training_set_mature_labels_only", "training_set_min_frauds_per_window",
-        "model_evaluation_cost_beats_baselines", "deployed_model",
+        "training_set_labels_complete_enough", "model_evaluation_cost_beats_baselines", "deployed_model",
     ),
 }
 
