@@ -53,3 +53,25 @@ def _cell(value) -> str:
             return "n/a"
         return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.0f}"
     return "" if value is None else str(value)
+
+
+def contract_check_result(outcome) -> dg.AssetCheckResult:
+    """One ERROR check result for a Great Expectations missingness-contract validation."""
+    failures = outcome.failures
+    metadata: dict = {
+        "expectations": len(outcome.rows),
+        "failed_expectations": len(failures),
+        "failures": dg.MetadataValue.md(markdown_table(failures, ["rule", "feature", "observed", "low", "high"])),
+        "missing_rates": dg.MetadataValue.md(markdown_table(
+            [r for r in outcome.rows if r["rule"] == "missing_rate"], ["feature", "observed", "low", "high", "success"]
+        )),
+    }
+    for column, rows in outcome.samples.items():
+        metadata[f"sample_{column}"] = dg.MetadataValue.json(rows)
+    description = (
+        "; ".join(f"{r['feature']} {r['rule']}: observed {r['observed']:g}" for r in failures[:5] if r["observed"] is not None)
+        or ("every feature meets its missingness contract" if outcome.success else "the table is empty")
+    )
+    return dg.AssetCheckResult(
+        passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
+    )

@@ -12,7 +12,14 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.core.features import FEATURES
 from fraud_pipeline.evaluation.checks import cost_beats_baselines
+from fraud_pipeline.features.absence_checks import (
+    DefaultSignalConfig,
+    feature_missingness_contract,
+    no_default_signal,
+    training_set_missingness_contract,
+)
 from fraud_pipeline.features.checks import FutureConfig, OracleConfig, features_ignore_the_future, features_match_oracle
 from fraud_pipeline.ingestion.checks import chargeback_contract, transaction_contract
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
@@ -182,3 +189,51 @@ def test_completeness_check_both_ways(db, built):
     result = labels_complete_enough(training_windows=built[1], duckdb=resource, gates=DeployGates())
     assert_fails(result)
     assert "too recent" in result.description
+
+
+def test_missingness_contracts_pass_on_clean_tables(db):
+    resource = DuckDBResource(database=str(db))
+    result = feature_missingness_contract(duckdb=resource)
+    assert result.passed, result.description
+    assert result.metadata["expectations"].value > 50
+    assert training_set_missingness_contract(duckdb=resource).passed
+
+
+@pytest.mark.parametrize(
+    "corruption, rule",
+    [
+        ("UPDATE transaction_features SET mean_amount_30d = 0 WHERE mean_amount_30d IS NULL", "no_sentinel_for_absence"),
+        ("UPDATE transaction_features SET n_prior_tx_7d = NULL WHERE transaction_id % 10 = 0", "not_null"),
+        ("UPDATE transaction_features SET account_age_days = -1 WHERE transaction_id % 10 = 0", "value_range"),
+        ("UPDATE transaction_features SET sum_amount_7d = NULL WHERE n_prior_tx_7d > 0 AND transaction_id % 10 = 0",
+         "partner_explains_null"),
+        ("UPDATE transaction_features SET seconds_since_prev_tx = NULL", "missing_rate"),
+    ],
+)
+def test_feature_missingness_contract_fails(db, corruption, rule):
+    run_sql(db, corruption)
+    result = feature_missingness_contract(duckdb=DuckDBResource(database=str(db)))
+    assert_fails(result)
+    assert rule in result.metadata["failures"].value
+
+
+def test_training_set_contract_fails_on_a_zero_filled_feature(db):
+    run_sql(db, "UPDATE training_set SET mean_amount_7d = 0 WHERE mean_amount_7d IS NULL")
+    assert_fails(training_set_missingness_contract(duckdb=DuckDBResource(database=str(db))))
+
+
+def test_default_signal_detector_passes_on_real_features(db):
+    result = no_default_signal(config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)))
+    assert result.passed, result.description
+
+
+HISTORY_AGGREGATES = [f.name for f in FEATURES if f.kind == "aggregate" and f.partner]
+
+
+@pytest.mark.parametrize("feature", HISTORY_AGGREGATES)
+@pytest.mark.parametrize("fill", ["0", "(SELECT avg({f}) FROM training_set)"])
+def test_default_signal_detector_fails_on_any_filled_history_feature(db, feature, fill):
+    run_sql(db, f"UPDATE training_set SET {feature} = {fill.format(f=feature)} WHERE {feature} IS NULL")
+    result = no_default_signal(config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)))
+    assert_fails(result)
+    assert result.metadata["flagged"].value == [feature]
