@@ -6,6 +6,7 @@ The run goes to the project's Dagster instance (``DAGSTER_HOME``), so it shows i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import dagster as dg
@@ -23,6 +24,12 @@ def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict
     if world:
         config["resources"]["world"] = {"config": world}
     return config
+
+
+def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
+    """Ids of runs of this instance that are queued or running."""
+    statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    return [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses))]
 
 
 def registry_command(args) -> int:
@@ -65,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         return registry_command(args)
 
     from fraud_pipeline.definitions import defs
+    from fraud_pipeline.resources import PROJECT_ROOT
     from fraud_pipeline.summary import print_summary
+
+    # the project's own instance unless the caller chose another, so the run shows in the UI
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
 
     job = defs.resolve_job_def("fraud_pipeline_job")
     with dg.DagsterInstance.get() as instance:
+        busy = runs_in_progress(instance)
+        if busy:
+            print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
+            return 3
         result = job.execute_in_process(
             run_config=run_config(args.as_of, args.n_transactions, args.seed),
             instance=instance,

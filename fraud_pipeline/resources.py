@@ -13,6 +13,9 @@ from fraud_pipeline.core.registry import ModelRegistryStore
 from fraud_pipeline.core.simulator import WorldSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Every step that opens the DuckDB file claims this pool; `.dagster_home/dagster.yaml` limits it to
+#: one slot, so parallel runs queue for the single writer instead of failing on the file lock.
+DUCKDB_POOL = "duckdb"
 #: The simulated world's default as_of: its last day, so the whole six months are history.
 DEFAULT_AS_OF = "2025-07-01"
 

@@ -22,7 +22,7 @@ from fraud_pipeline.core.registry import ModelRegistryStore
 from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline.deployment.guards import check_record_problems
-from fraud_pipeline.resources import CostSettings, DeployGates, ModelRegistry
+from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, DeployGates, ModelRegistry
 
 
 def evaluate_gates(con, windows: TrainingWindows, fraud_model: dict, evaluation: dict, gates: DeployGates) -> list[GateResult]:
@@ -58,7 +58,7 @@ def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: Cost
     return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
 
 
-@dg.asset(group_name="deployment", deps=["training_set"], kinds={"file"})
+@dg.asset(group_name="deployment", deps=["training_set"], kinds={"file"}, pool=DUCKDB_POOL)
 def deployed_model(
     context: dg.AssetExecutionContext,
     fraud_model: dict,

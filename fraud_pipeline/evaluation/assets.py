@@ -12,7 +12,7 @@ from fraud_pipeline.core.metrics import DEFAULT_COHORTS, cohort_table, evaluate_
 from fraud_pipeline.core.model import TrainedModel, score
 from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.core.warehouse import replace_tables
-from fraud_pipeline.resources import CostSettings
+from fraud_pipeline.resources import DUCKDB_POOL, CostSettings
 
 HEADLINE = (
     "total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_approve_all_pct",
@@ -35,7 +35,7 @@ COHORT_COLUMNS = [
 ]
 
 
-@dg.asset(group_name="evaluation", deps=["training_set"])
+@dg.asset(group_name="evaluation", deps=["training_set"], pool=DUCKDB_POOL)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,

@@ -2,6 +2,8 @@
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+
+from fraud_pipeline.resources import DUCKDB_POOL
 from pydantic import Field
 
 from fraud_pipeline.checks_common import contract_check_result, markdown_table
@@ -9,14 +11,14 @@ from fraud_pipeline.core.default_signal import DetectorSettings, detect_default_
 from fraud_pipeline.core.ge_validation import validate_contracts
 
 
-@dg.asset_check(asset="transaction_features", blocking=True)
+@dg.asset_check(asset="transaction_features", blocking=True, pool=DUCKDB_POOL)
 def feature_missingness_contract(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every feature meets its declared contract: NULLs explained by its partner, rates and ranges, no sentinel."""
     with duckdb.get_connection() as con:
         return contract_check_result(validate_contracts(con, "transaction_features"))
 
 
-@dg.asset_check(asset="training_set", blocking=True)
+@dg.asset_check(asset="training_set", blocking=True, pool=DUCKDB_POOL)
 def training_set_missingness_contract(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """The rows the model learns from meet the same missingness contracts as the feature table."""
     with duckdb.get_connection() as con:
@@ -34,7 +36,7 @@ class DefaultSignalConfig(dg.Config):
                                description="For those: label-rate ratio (either way) that flags a filler-looking value.")
 
 
-@dg.asset_check(asset="training_set", blocking=True)
+@dg.asset_check(asset="training_set", blocking=True, pool=DUCKDB_POOL)
 def no_default_signal(config: DefaultSignalConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """No feature carries a value standing in for absence (a zero- or mean-filled history feature)."""
     settings = DetectorSettings(max_fill_share=config.max_fill_share, min_share=config.min_share,

@@ -4,6 +4,8 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from fraud_pipeline.resources import DUCKDB_POOL
+
 from fraud_pipeline.core.features import FEATURES, transaction_features_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 
@@ -15,7 +17,9 @@ def null_rate_sql() -> str:
     ) + " FROM transaction_features"
 
 
-@dg.asset(group_name="features", deps=["transactions", "chargebacks", "users"], kinds={"duckdb"})
+@dg.asset(
+    group_name="features", deps=["transactions", "chargebacks", "users"], kinds={"duckdb"}, pool=DUCKDB_POOL
+)
 def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Point-in-time features: each value uses only records known strictly before the transaction."""
     with duckdb.get_connection() as con:

@@ -5,6 +5,8 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+
+from fraud_pipeline.resources import DUCKDB_POOL
 from pydantic import Field
 
 from fraud_pipeline.checks_common import markdown_table
@@ -19,7 +21,12 @@ class OracleConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the sample.")
 
 
-@dg.asset_check(asset="transaction_features", blocking=True, additional_deps=["transactions", "chargebacks", "users"])
+@dg.asset_check(
+    asset="transaction_features",
+    blocking=True,
+    additional_deps=["transactions", "chargebacks", "users"],
+    pool=DUCKDB_POOL,
+)
 def features_match_oracle(config: OracleConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every sampled feature value equals a naive recomputation from records known strictly before it."""
     with duckdb.get_connection() as con:
@@ -49,7 +56,12 @@ class FutureConfig(dg.Config):
     )
 
 
-@dg.asset_check(asset="transaction_features", blocking=True, additional_deps=["transactions", "chargebacks", "users"])
+@dg.asset_check(
+    asset="transaction_features",
+    blocking=True,
+    additional_deps=["transactions", "chargebacks", "users"],
+    pool=DUCKDB_POOL,
+)
 def features_ignore_the_future(config: FutureConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Removing every record after a cutoff changes no feature of any transaction before it."""
     with duckdb.get_connection() as con:

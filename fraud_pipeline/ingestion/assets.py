@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.core.simulator import simulate_world
 from fraud_pipeline.core.warehouse import replace_tables, table_count
-from fraud_pipeline.resources import RunClock, SimulatedWorld
+from fraud_pipeline.resources import DUCKDB_POOL, RunClock, SimulatedWorld
 
 RAW_TABLES = ("users", "transactions", "chargebacks")
 
@@ -34,6 +34,7 @@ KNOWN_AT_AS_OF = {
         ),
     ],
     group_name="ingestion",
+    pool=DUCKDB_POOL,
 )
 def raw_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, world: SimulatedWorld, clock: RunClock):
     """Simulates the world and keeps only what was known strictly before as_of."""

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from fraud_pipeline.core.labels import delay_observations_sql, estimate_delay_profile, transaction_labels_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
-from fraud_pipeline.resources import RunClock
+from fraud_pipeline.resources import DUCKDB_POOL, RunClock
 
 
 class LabelConfig(dg.Config):
@@ -26,7 +26,7 @@ def _curve_markdown(curve, every_days: int = 7) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"})
+@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"}, pool=DUCKDB_POOL)
 def label_delay_profile(
     context: dg.AssetExecutionContext, config: LabelConfig, duckdb: DuckDBResource, clock: RunClock
 ) -> dict:
@@ -61,7 +61,7 @@ def label_delay_profile(
     }
 
 
-@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"})
+@dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"}, pool=DUCKDB_POOL)
 def transaction_labels(
     context: dg.AssetExecutionContext, label_delay_profile: dict, duckdb: DuckDBResource, clock: RunClock
 ) -> dg.MaterializeResult:

@@ -11,7 +11,7 @@ from fraud_pipeline.core.model import ModelParams, score, train_model
 from fraud_pipeline.core.training_set import load_split, training_set_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 from fraud_pipeline.core.windows import TrainingWindows, plan_windows
-from fraud_pipeline.resources import CostSettings, RunClock
+from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, RunClock
 
 
 class WindowConfig(dg.Config):
@@ -44,7 +44,7 @@ class ModelConfig(dg.Config):
         return ModelParams(**self.model_dump())
 
 
-@dg.asset(group_name="training", deps=["transactions"])
+@dg.asset(group_name="training", deps=["transactions"], pool=DUCKDB_POOL)
 def training_windows(
     context: dg.AssetExecutionContext,
     config: WindowConfig,
@@ -79,7 +79,9 @@ def training_windows(
     return windows.as_dict()
 
 
-@dg.asset(group_name="training", deps=["transaction_features", "transaction_labels"], kinds={"duckdb"})
+@dg.asset(
+    group_name="training", deps=["transaction_features", "transaction_labels"], kinds={"duckdb"}, pool=DUCKDB_POOL
+)
 def training_set(training_windows: dict, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Feature rows with mature labels inside the windows, each tagged with its split."""
     windows = TrainingWindows.from_dict(training_windows)
@@ -98,7 +100,7 @@ def training_set(training_windows: dict, duckdb: DuckDBResource) -> dg.Materiali
     )
 
 
-@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm"})
+@dg.asset(group_name="training", deps=["training_set"], kinds={"lightgbm"}, pool=DUCKDB_POOL)
 def fraud_model(
     context: dg.AssetExecutionContext,
     config: ModelConfig,

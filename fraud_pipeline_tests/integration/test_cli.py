@@ -27,3 +27,17 @@ def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
                      "champion is now"):
         assert expected in text, text
     assert "FAIL" not in text
+
+
+def test_the_command_line_refuses_to_start_while_another_run_is_in_progress(monkeypatch, capsys):
+    from dagster._core.test_utils import create_run_for_test
+
+    from fraud_pipeline.__main__ import main, runs_in_progress
+
+    with dg.instance_for_test() as instance:
+        assert runs_in_progress(instance) == []
+        run = create_run_for_test(instance, job_name="fraud_pipeline_job", status=dg.DagsterRunStatus.STARTED)
+        assert runs_in_progress(instance) == [run.run_id]
+        monkeypatch.setattr(dg.DagsterInstance, "get", staticmethod(lambda: instance))
+        assert main(["run"]) == 3
+        assert "another run is in progress" in capsys.readouterr().out
