@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from fraud_pipeline.deployment import assets as deployment_assets
 from fraud_pipeline.evaluation import assets as evaluation_assets
 from fraud_pipeline.evaluation import checks as evaluation_checks
+from fraud_pipeline.evaluation import outage as outage_replay_module
 from fraud_pipeline.features import assets as feature_assets
 from fraud_pipeline.features import absence_checks
 from fraud_pipeline.features import checks as feature_checks
@@ -25,8 +26,13 @@ from fraud_pipeline.resources import (
 )
 from fraud_pipeline.schedules import fraud_pipeline_job, nightly_retrain
 
-ASSET_MODULES = (ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, deployment_assets)
-CHECK_MODULES = (ingestion_checks, feature_checks, absence_checks, training_checks, evaluation_checks)
+ASSET_MODULES = (
+    ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, outage_replay_module,
+    deployment_assets,
+)
+CHECK_MODULES = (
+    ingestion_checks, feature_checks, absence_checks, training_checks, evaluation_checks, outage_replay_module,
+)
 
 
 def default_resources(root=None) -> dict:

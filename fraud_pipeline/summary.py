@@ -38,6 +38,18 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         for row in evaluation["cohorts"]:
             write(f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
                   f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}")
+    outage = _output(result, "outage_replay")
+    if outage:
+        write(f"outage replay: history unavailable for {outage['n_affected']:,} active-user transactions in peak hours "
+              f"{outage['peak_hours']} ({outage['n_affected_frauds']} frauds); "
+              f"{outage['identified_share']:.0%} recognised and sent to the fallback model")
+        write(f"  recall on those frauds {outage['recall_affected_full_history']:.2f} with history, "
+              f"{outage['recall_affected_outage']:.2f} in the outage; cost {outage['cost_affected_full_history']:,.0f} "
+              f"with history, {outage['cost_affected_outage']:,.0f} in the outage, "
+              f"{outage['cost_affected_approve_all']:,.0f} approving all")
+        write(f"  mean fraud score {outage['mean_score_affected_frauds_full_history']:.4f} with history, "
+              f"{outage['mean_score_affected_frauds_outage']:.4f} in the outage; genuinely new users "
+              f"{outage['mean_score_new_users']:.4f}")
     write("checks:")
     for evaluation_event in result.get_asset_check_evaluations():
         status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"

@@ -18,6 +18,8 @@ def render_model_card(bundle: dict) -> str:
         f"- cost model: {bundle['cost_model']}",
         f"- features ({len(bundle['features'])}): {', '.join(bundle['features'])}",
         "- missing history stays missing (NaN); the model never sees a zero standing in for absence",
+        f"- history unavailable at serving: {bundle.get('unavailable_history_policy', {}).get('history_unavailable', 'n/a')}",
+        f"- a required field missing at serving: {bundle.get('unavailable_history_policy', {}).get('missing_required_field', 'n/a')}",
         "",
         "## Test window",
         "",

@@ -3,6 +3,7 @@
 Layout under the registry root::
 
     models/<version>/model.txt       LightGBM model file
+    models/<version>/fallback_model.txt  the model served when history is unavailable
     models/<version>/bundle.json     threshold, features, categories, windows, metrics, gates
     models/<version>/MODEL_CARD.md   a short human-readable card
     champion.json                    the current champion's version and why it was promoted
@@ -35,10 +36,12 @@ class ModelRegistryStore:
         """Folder of one model version."""
         return self.root / "models" / version
 
-    def write_bundle(self, version: str, model_text: str, bundle: dict, card: str) -> Path:
+    def write_bundle(self, version: str, model_text: str, bundle: dict, card: str, fallback_text: str | None = None) -> Path:
         """Writes a model version's files; rewriting the same version with the same content is a no-op."""
         folder = self.bundle_dir(version)
         _write_atomic(folder / "model.txt", model_text)
+        if fallback_text is not None:
+            _write_atomic(folder / "fallback_model.txt", fallback_text)
         _write_atomic(folder / "bundle.json", json.dumps(bundle, indent=2, sort_keys=True, default=str))
         _write_atomic(folder / "MODEL_CARD.md", card)
         return folder
@@ -53,6 +56,15 @@ class ModelRegistryStore:
     def read_model_text(self, version: str) -> str:
         """The LightGBM model file of a model version."""
         return (self.bundle_dir(version) / "model.txt").read_text(encoding="utf-8")
+
+    def scoring_bundle(self, version: str) -> dict:
+        """A bundle with its model texts filled in, ready for serving."""
+        bundle = self.read_bundle(version)
+        bundle["model_text"] = self.read_model_text(version)
+        bundle["best_iteration"] = 0
+        bundle["fallback"] = {**bundle["fallback"],
+                              "model_text": (self.bundle_dir(version) / "fallback_model.txt").read_text(encoding="utf-8")}
+        return bundle
 
     def versions(self) -> list[str]:
         """All model versions in the registry, sorted."""

@@ -19,6 +19,7 @@ from fraud_pipeline.core.gates import (
 from fraud_pipeline.core.model import TrainedModel, score
 from fraud_pipeline.core.model_card import render_model_card
 from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.core.serving import FALLBACK_FEATURES, POLICY
 from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline.deployment.guards import check_record_problems
@@ -63,6 +64,7 @@ def deployed_model(
     context: dg.AssetExecutionContext,
     fraud_model: dict,
     model_evaluation: dict,
+    outage_replay: dict,
     training_windows: dict,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
@@ -97,10 +99,15 @@ def deployed_model(
         "params": fraud_model["params"],
         "cost_model": asdict(costs.cost_model()),
         "evaluation": model_evaluation,
+        "outage_replay": outage_replay,
+        "unavailable_history_policy": {**POLICY, "fallback_features": list(FALLBACK_FEATURES),
+                                       "fallback_threshold": fraud_model["fallback"]["threshold"]},
+        "fallback": {k: v for k, v in fraud_model["fallback"].items() if k != "model_text"},
         "gates": [asdict(g) for g in [*verdicts, challenge]],
     }
     card = render_model_card(bundle)
-    folder = store.write_bundle(version, fraud_model["model_text"], bundle, card)
+    folder = store.write_bundle(version, fraud_model["model_text"], bundle, card,
+                                fallback_text=fraud_model["fallback"]["model_text"])
     metadata = {
         "candidate": version,
         "bundle": dg.MetadataValue.path(str(folder)),

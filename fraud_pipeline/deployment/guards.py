@@ -18,6 +18,7 @@ GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
         ("training_set", "min_frauds_per_window"),
         ("training_set", "labels_complete_enough"),
         ("model_evaluation", "cost_beats_baselines"),
+        ("outage_replay", "unavailable_history_not_misread"),
     )
 )
 

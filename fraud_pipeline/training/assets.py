@@ -5,9 +5,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.core.costs import choose_threshold
-from fraud_pipeline.core.features import CATEGORICAL_FEATURES, FEATURE_NAMES
-from fraud_pipeline.core.model import ModelParams, score, train_model
+from fraud_pipeline.core.candidate import train_candidate
+from fraud_pipeline.core.model import ModelParams
 from fraud_pipeline.core.training_set import load_split, training_set_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 from fraud_pipeline.core.windows import TrainingWindows, plan_windows
@@ -108,23 +107,21 @@ def fraud_model(
     duckdb: DuckDBResource,
     costs: CostSettings,
 ) -> dict:
-    """LightGBM on the point-in-time features (NULL stays NaN) with the cost-minimising threshold."""
+    """LightGBM on the point-in-time features (NULL stays NaN) with its cost-minimising threshold, and its fallback."""
     with duckdb.get_connection() as con:
         train = load_split(con, "train")
         validation = load_split(con, "validation")
-    model = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, config.params())
-    validation_scores = score(model, validation)
-    choice = choose_threshold(
-        validation_scores, validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), costs.cost_model()
-    )
-    top = sorted(model.feature_importance.items(), key=lambda kv: -kv[1])[:10]
+    candidate = train_candidate(train, validation, config.params(), costs.cost_model())
+    top = sorted(candidate["feature_importance"].items(), key=lambda kv: -kv[1])[:10]
     context.add_output_metadata(
         {
-            "version": model.version,
-            "best_iteration": model.best_iteration,
-            "threshold": choice.threshold,
-            "validation_cost_at_threshold": choice.expected_cost,
-            "validation_alerts": choice.n_alerts,
+            "version": candidate["version"],
+            "best_iteration": candidate["best_iteration"],
+            "threshold": candidate["threshold"],
+            "validation_cost_at_threshold": candidate["validation_cost"],
+            "validation_alerts": candidate["validation_alerts"],
+            "fallback_threshold": candidate["fallback"]["threshold"],
+            "fallback_validation_alerts": candidate["fallback"]["validation_alerts"],
             "train_rows": len(train),
             "top_features_by_gain": dg.MetadataValue.md(
                 "| feature | gain |\n|---|---|\n" + "\n".join(f"| {k} | {v:,.0f} |" for k, v in top)
@@ -132,10 +129,7 @@ def fraud_model(
         }
     )
     return {
-        **model.as_dict(),
-        "version": model.version,
-        "threshold": float(choice.threshold),
-        "validation_cost": float(choice.expected_cost),
+        **candidate,
         "params": config.model_dump(),
         "windows": training_windows,
         "trained_at_as_of": training_windows["as_of"],

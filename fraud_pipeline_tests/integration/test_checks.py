@@ -237,3 +237,54 @@ def test_default_signal_detector_fails_on_any_filled_history_feature(db, feature
     result = no_default_signal(config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)))
     assert_fails(result)
     assert result.metadata["flagged"].value == [feature]
+
+
+def _train_candidate(train, validation, fill_history=False):
+    """A candidate as fraud_model builds it; with ``fill_history`` the legacy way: NULL history -> 0."""
+    from fraud_pipeline.core.candidate import train_candidate
+    from fraud_pipeline.core.costs import CostModel
+    from fraud_pipeline.core.model import ModelParams
+
+    if fill_history:
+        train, validation = zero_fill(train), zero_fill(validation)
+    return train_candidate(train, validation, ModelParams(max_rounds=150), CostModel())
+
+
+def zero_fill(frame):
+    from fraud_pipeline.core.features import HISTORY_FEATURES
+
+    filled = frame.copy()
+    for name in HISTORY_FEATURES:
+        filled[name] = filled[name].astype("float64").fillna(0.0)  # the legacy default under test
+    return filled
+
+
+def _outage_result(db, fill_history):
+    from fraud_pipeline.core.costs import CostModel
+    from fraud_pipeline.core.serving import ScoringModels, decide, outage_report, peak_hours, simulate_outage
+    from fraud_pipeline.core.training_set import load_split
+    from fraud_pipeline.evaluation.outage import unavailable_history_not_misread
+
+    with duckdb.connect(str(db)) as con:
+        train, validation, test = (load_split(con, s) for s in ("train", "validation", "test"))
+    models = ScoringModels.from_candidate(_train_candidate(train, validation, fill_history))
+    masked, affected = simulate_outage(test, 0.5, peak_hours(test, 6), seed=0)
+    if fill_history:  # the legacy feature service answers a timeout with its default: 0
+        test, masked = zero_fill(test), zero_fill(masked)
+    report = outage_report(test, affected, decide(test, models), decide(masked, models), CostModel())
+    return report, unavailable_history_not_misread(outage_replay=report)
+
+
+def test_outage_check_passes_when_unavailable_history_stays_unknown(db):
+    report, result = _outage_result(db, fill_history=False)
+    assert result.passed, result.description
+    assert report["identified_share"] == 1.0
+    assert report["n_affected_frauds"] > 0
+
+
+def test_outage_check_fails_for_a_model_trained_and_served_on_zero_filled_history(db):
+    report, result = _outage_result(db, fill_history=True)
+    assert_fails(result)
+    assert report["identified_share"] == 0.0
+    shift = report["mean_score_affected_frauds_outage"] / report["mean_score_affected_frauds_full_history"]
+    assert not 0.5 <= shift <= 2.0

@@ -108,6 +108,7 @@ def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
         context=dg.build_asset_context(instance=instance),
         fraud_model=challenger,
         model_evaluation=evaluation,
+        outage_replay=first.output_for_node("outage_replay"),
         training_windows=first.output_for_node("training_windows"),
         duckdb=resources["duckdb"],
         registry=resources["registry"],

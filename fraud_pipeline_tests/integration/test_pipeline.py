@@ -104,6 +104,7 @@ def deploy_directly(resources, result, evaluation):
         context=dg.build_asset_context(),
         fraud_model=result.output_for_node("fraud_model"),
         model_evaluation=evaluation,
+        outage_replay=result.output_for_node("outage_replay"),
         training_windows=result.output_for_node("training_windows"),
         duckdb=resources["duckdb"],
         registry=resources["registry"],

@@ -1,0 +1,42 @@
+"""A candidate: the main model, its fallback for unavailable history, and their thresholds."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fraud_pipeline.core.costs import CostModel, ThresholdChoice, choose_threshold
+from fraud_pipeline.core.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from fraud_pipeline.core.model import ModelParams, TrainedModel, score, train_model
+from fraud_pipeline.core.serving import FALLBACK_FEATURES
+
+
+def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostModel) -> ThresholdChoice:
+    return choose_threshold(
+        score(model, validation), validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), cost_model
+    )
+
+
+def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel) -> dict:
+    """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
+
+    An outage hides the history of users who have one, so the fallback learns from, and sets its
+    threshold on, the rows of users with history: the population it will serve.
+    """
+    main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params)
+    main_choice = _threshold(main, validation, cost_model)
+    with_history = lambda frame: frame[frame["n_prior_tx_all"] > 0]  # noqa: E731
+    fallback = train_model(with_history(train), with_history(validation), FALLBACK_FEATURES, CATEGORICAL_FEATURES, params)
+    fallback_choice = _threshold(fallback, with_history(validation), cost_model)
+    return {
+        **main.as_dict(),
+        "version": main.version,
+        "threshold": float(main_choice.threshold),
+        "validation_cost": float(main_choice.expected_cost),
+        "validation_alerts": int(main_choice.n_alerts),
+        "fallback": {
+            **fallback.as_dict(),
+            "threshold": float(fallback_choice.threshold),
+            "validation_cost": float(fallback_choice.expected_cost),
+            "validation_alerts": int(fallback_choice.n_alerts),
+        },
+    }
