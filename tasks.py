@@ -7,6 +7,7 @@
     python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
     python3 tasks.py champion           # the champion and every model version in the registry
     python3 tasks.py rollback VERSION   # make an earlier version the champion again
+    python3 tasks.py score FILE --out OUT.csv   # score a CSV/Parquet file of transactions with the champion
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main(argv: list[str]) -> int:
         "bench": [str(PYTHON), "-m", "fraud_pipeline.benchmark"],
         "champion": [str(PYTHON), "-m", "fraud_pipeline", "champion"],
         "rollback": [str(PYTHON), "-m", "fraud_pipeline", "rollback"],
+        "score": [str(PYTHON), "-m", "fraud_pipeline", "score"],
     }
     if not argv or argv[0] not in commands:
         print(__doc__)

@@ -11,6 +11,7 @@ import sys
 
 import dagster as dg
 
+from fraud_pipeline.core.serving import FILE_COLUMNS
 from fraud_pipeline.resources import DEFAULT_AS_OF
 
 
@@ -56,6 +57,40 @@ def registry_command(args) -> int:
     return 0
 
 
+def score_file(path: str, out: str) -> int:
+    """Scores a file of transactions with the champion against the warehouse's history."""
+    import duckdb
+
+    from fraud_pipeline.core.registry import ModelRegistryStore
+    from fraud_pipeline.core.serving import ScoringModels, score_new_transactions
+    from fraud_pipeline.resources import data_dir
+
+    store = ModelRegistryStore(data_dir() / "registry")
+    champion = store.champion()
+    if champion is None:
+        print("no champion in the registry: run the pipeline first (python3 tasks.py run)")
+        return 2
+    reader = "read_parquet" if path.endswith(".parquet") else "read_csv"
+    with duckdb.connect(str(data_dir() / "warehouse.duckdb"), read_only=True) as con:
+        raw = con.execute(f"SELECT * FROM {reader}(?)", [path]).df()
+        missing = [c for c in FILE_COLUMNS if c not in raw.columns]
+        if missing:
+            print(f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}")
+            return 2
+        con.register("raw_file", raw)
+        casts = {"transaction_id": "BIGINT", "user_id": "BIGINT", "merchant_id": "BIGINT", "event_time": "TIMESTAMP",
+                 "amount": "DOUBLE", "channel": "VARCHAR", "country": "VARCHAR", "mcc": "VARCHAR"}
+        con.execute("CREATE TEMP TABLE new_transactions AS SELECT "
+                    + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items()) + " FROM raw_file")
+        decisions = score_new_transactions(con, "new_transactions", ScoringModels.from_candidate(store.scoring_bundle(champion["version"])))
+    decisions["model_version"] = champion["version"]
+    decisions.to_csv(out, index=False)
+    print(f"scored {len(decisions)} of {len(raw)} rows with {champion['version']}: "
+          + ", ".join(f"{route} {n}" for route, n in decisions["route"].value_counts().sort_index().items())
+          + f"; {int(decisions['alert'].sum())} alerts -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fraud_pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,10 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     rollback = commands.add_parser("rollback", help="make an earlier model version the champion again")
     rollback.add_argument("version", help="a version listed by `champion`")
     commands.add_parser("champion", help="show the champion and every version in the registry")
+    scorer = commands.add_parser("score", help="score a CSV or Parquet file of transactions with the champion")
+    scorer.add_argument("file", help=f"columns: {', '.join(FILE_COLUMNS)}")
+    scorer.add_argument("--out", required=True, help="where to write the decisions (CSV)")
     args = parser.parse_args(argv)
 
     if args.command in ("rollback", "champion"):
         return registry_command(args)
+    if args.command == "score":
+        return score_file(args.file, args.out)
 
     from fraud_pipeline.definitions import defs
     from fraud_pipeline.resources import PROJECT_ROOT

@@ -5,6 +5,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.deployment import assets as deployment_assets
+from fraud_pipeline.deployment import scoring as scoring_assets
 from fraud_pipeline.evaluation import assets as evaluation_assets
 from fraud_pipeline.evaluation import checks as evaluation_checks
 from fraud_pipeline.evaluation import outage as outage_replay_module
@@ -28,7 +29,7 @@ from fraud_pipeline.schedules import fraud_pipeline_job, nightly_retrain
 
 ASSET_MODULES = (
     ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, outage_replay_module,
-    deployment_assets,
+    deployment_assets, scoring_assets,
 )
 CHECK_MODULES = (
     ingestion_checks, feature_checks, absence_checks, training_checks, evaluation_checks, outage_replay_module,

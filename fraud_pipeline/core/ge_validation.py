@@ -1,8 +1,9 @@
 """Great Expectations 1.x validation of the missingness contracts.
 
 The contracts are measured in DuckDB into one row of aggregates (:mod:`feature_contracts`); an
-ephemeral Great Expectations context validates that row with one ``ExpectColumnValuesToBeBetween``
-per measure. Nothing is written to disk and analytics are off.
+ephemeral Great Expectations context validates that row with one ``ExpectColumnMaxToBeBetween``
+per measure (on one row the max is the value; unlike ``ExpectColumnValuesToBeBetween`` it fails on
+NaN instead of skipping it). Nothing is written to disk and nothing is sent anywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from fraud_pipeline.core.feature_contracts import CONTRACTS, Measure, aggregate_sql, measures, violation_sample_sql
 
-# Analytics would call the network; the variable must be set before great_expectations is imported.
+# Current 1.x releases send nothing; earlier 1.x releases read this before import to keep analytics off.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
@@ -34,10 +35,19 @@ class ContractOutcome:
 def _validate(frame: pd.DataFrame, suite_measures: list[Measure], name: str) -> dict[str, bool]:
     """Runs the Great Expectations suite on the aggregate frame; returns column -> success."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False),
+        ),
+    )
     batch = (
         context.data_sources.add_pandas(f"{name}_source")
         .add_dataframe_asset(f"{name}_aggregates")
@@ -45,7 +55,7 @@ def _validate(frame: pd.DataFrame, suite_measures: list[Measure], name: str) -> 
     )
     # the suite is built whole before it is registered: each add to a registered suite re-serialises it
     expectations = [
-        gx.expectations.ExpectColumnValuesToBeBetween(
+        gx.expectations.ExpectColumnMaxToBeBetween(
             column=m.column,
             min_value=m.low,
             max_value=None if m.high == float("inf") else m.high,

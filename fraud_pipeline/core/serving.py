@@ -172,3 +172,46 @@ def misreads_unavailable_history(report: dict, min_identified: float, max_score_
         + (f": unavailable history read as known-empty history, i.e. {reading}" if verdict else "")
     )
     return verdict, reason
+
+
+#: Columns a file of transactions to score must have.
+FILE_COLUMNS = ("transaction_id", "user_id", "merchant_id", "event_time", "amount", "channel", "country", "mcc")
+KEY_FIELDS = ("transaction_id", "user_id", "merchant_id", "event_time")
+
+
+def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
+    """Point-in-time features of the rows of ``new_table`` against the warehouse's history.
+
+    Uses the same SQL as ``transaction_features``: the new rows join the history of their users and
+    merchants (the only records their features can depend on), replacing any stored row of the same
+    id, so a stored transaction scored again gets exactly its stored features.
+    """
+    from fraud_pipeline.core.features import transaction_features_sql
+
+    columns = ", ".join(FILE_COLUMNS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW serving_transactions AS
+        SELECT {columns} FROM transactions
+        WHERE transaction_id NOT IN (SELECT transaction_id FROM {new_table})
+          AND (user_id IN (SELECT user_id FROM {new_table}) OR merchant_id IN (SELECT merchant_id FROM {new_table}))
+        UNION ALL
+        SELECT {columns} FROM {new_table}
+    """)
+    sql = transaction_features_sql("serving_transactions", "chargebacks", "users")
+    return con.execute(
+        f"SELECT * FROM ({sql}) WHERE transaction_id IN (SELECT transaction_id FROM {new_table}) ORDER BY transaction_id"
+    ).df()
+
+
+def score_new_transactions(con, new_table: str, models: ScoringModels) -> pd.DataFrame:
+    """Decisions for every row of ``new_table``; rows without their keys go to review with the reason."""
+    keys_missing = " OR ".join(f"{k} IS NULL" for k in KEY_FIELDS)
+    unkeyed = con.execute(f"SELECT * FROM {new_table} WHERE {keys_missing}").df()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM {new_table} WHERE NOT ({keys_missing})")
+    decided = decide(features_for_new_transactions(con, "keyed_new"), models)
+    reasons = unkeyed.apply(
+        lambda row: "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k])), axis=1
+    ) if len(unkeyed) else pd.Series(dtype=str)
+    review = pd.DataFrame({"transaction_id": unkeyed["transaction_id"].to_numpy(), "route": "review",
+                           "score": np.nan, "alert": True, "reason": reasons.to_numpy()})
+    return pd.concat([decided, review], ignore_index=True) if len(review) else decided

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -157,3 +158,57 @@ def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
     assert again.output_for_node("fraud_model")["model_text"] == first.output_for_node("fraud_model")["model_text"]
     for name, frame in _tables(resources).items():
         pd.testing.assert_frame_equal(frame, night[name], check_exact=True, obj=name)
+
+
+def test_batch_scores_use_the_champion_on_the_newest_day(history):
+    instance, resources, _ = history
+    result = materialize(instance, resources, ["batch_scores"])
+    assert result.success
+    with resources["duckdb"].get_connection() as con:
+        scores = con.execute("SELECT * FROM batch_scores").df()
+        newest = con.execute("SELECT max(event_time)::DATE FROM transactions").fetchone()[0]
+        n_newest = con.execute("SELECT count(*) FROM transactions WHERE event_time::DATE = ?", [newest]).fetchone()[0]
+    assert len(scores) == n_newest > 0
+    assert (scores["model_version"] == champion(resources)["version"]).all()
+    assert set(scores["route"]) <= {"main", "fallback", "review"}
+
+
+def test_scoring_a_file_gives_the_same_decisions_as_the_batch_path(history, tmp_path, monkeypatch, capsys):
+    """Serving parity: a stored transaction scored from a file gets its stored features and decision."""
+    from fraud_pipeline.core.serving import FILE_COLUMNS, ScoringModels, decide
+
+    _, resources, _ = history
+    store = ModelRegistryStore(resources["registry"].root)
+    monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(store.root.parent))
+    with resources["duckdb"].get_connection() as con:
+        sample = con.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM transactions WHERE transaction_id % 97 = 0 "
+                             "ORDER BY transaction_id").df()
+        stored = con.execute("SELECT * FROM transaction_features WHERE transaction_id % 97 = 0 ORDER BY transaction_id").df()
+    sample.loc[0, "amount"] = None
+    sample.loc[1, "merchant_id"] = None
+    path = tmp_path / "new.csv"
+    sample.to_csv(path, index=False)
+    out = tmp_path / "decisions.csv"
+    assert cli(["score", str(path), "--out", str(out)]) == 0
+    decisions = pd.read_csv(out).set_index("transaction_id")
+    assert len(decisions) == len(sample)
+    first, second = sample["transaction_id"].iloc[0], sample["transaction_id"].iloc[1]
+    assert decisions.loc[first, "reason"] == "missing required field: amount"
+    assert decisions.loc[second, "reason"] == "missing required field: merchant_id"
+    assert decisions.loc[[first, second], "route"].eq("review").all()
+    models = ScoringModels.from_candidate(store.scoring_bundle(store.champion()["version"]))
+    expected = decide(stored.iloc[2:], models).set_index("transaction_id")
+    got = decisions.loc[expected.index]
+    assert (got["route"] == expected["route"]).all()
+    np.testing.assert_allclose(got["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-9)
+    assert "scored" in capsys.readouterr().out
+
+
+def test_scoring_a_file_without_a_required_column_names_it(history, tmp_path, monkeypatch, capsys):
+    _, resources, _ = history
+    monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(ModelRegistryStore(resources["registry"].root).root.parent))
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"transaction_id": [1], "user_id": [2]}).to_csv(path, index=False)
+    assert cli(["score", str(path), "--out", str(tmp_path / "x.csv")]) == 2
+    message = capsys.readouterr().out
+    assert str(path) in message and "merchant_id" in message and "amount" in message
