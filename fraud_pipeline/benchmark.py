@@ -30,13 +30,19 @@ STAGES = {
     "feature leakage checks": (
         "transaction_features_features_match_oracle", "transaction_features_features_ignore_the_future",
     ),
+    "missingness contracts + default signal": (
+        "transaction_features_feature_missingness_contract", "training_set_training_set_missingness_contract",
+        "training_set_no_default_signal",
+    ),
     "training set": ("training_windows", "training_set"),
     "training": ("fraud_model",),
     "evaluation": ("model_evaluation",),
+    "outage replay": ("outage_replay", "outage_replay_unavailable_history_not_misread"),
     "gates + deploy": (
         "training_windows_windows_valid", "training_set_mature_labels_only", "training_set_min_frauds_per_window",
         "training_set_labels_complete_enough", "model_evaluation_cost_beats_baselines", "deployed_model",
     ),
+    "batch scores": ("batch_scores",),
 }
 
 

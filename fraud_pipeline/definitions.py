@@ -1,6 +1,5 @@
 """The one Definitions object: assets, checks, the main job, the nightly schedule and the resources."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

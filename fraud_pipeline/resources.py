@@ -1,6 +1,5 @@
 """Resources: where things live and the settings every asset of a run must agree on."""
 
-
 import os
 from datetime import datetime
 from pathlib import Path

@@ -1,6 +1,5 @@
 """The main job over the whole graph and the nightly schedule that sets its as_of."""
 
-
 import dagster as dg
 
 fraud_pipeline_job = dg.define_asset_job(

@@ -63,8 +63,11 @@ def history_available(frame: pd.DataFrame) -> np.ndarray:
 
 def missing_fields(frame: pd.DataFrame) -> pd.Series:
     """For each row, the required fields it lacks, comma-separated ('' when complete)."""
-    missing = pd.DataFrame({f: frame[f].isna() if f in frame else True for f in REQUIRED_FIELDS}, index=frame.index)
-    return missing.apply(lambda row: ",".join(f for f in REQUIRED_FIELDS if row[f]), axis=1) if len(frame) else pd.Series(dtype=str)
+    names = np.full(len(frame), "", dtype=object)
+    for field in REQUIRED_FIELDS:
+        lacking = frame[field].isna().to_numpy() if field in frame else np.ones(len(frame), bool)
+        names = np.where(lacking, names + np.where(names == "", "", ",") + field, names)
+    return pd.Series(names, index=frame.index, dtype=object)
 
 
 def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
@@ -73,7 +76,7 @@ def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
     Returns:
         transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), alert, reason.
     """
-    lacking = missing_fields(frame).to_numpy() if len(frame) else np.array([], dtype=object)
+    lacking = missing_fields(frame).to_numpy()
     complete = lacking == ""
     available = history_available(frame)
     route = np.where(~complete, "review", np.where(available, "main", "fallback"))

@@ -1,6 +1,5 @@
 """Evaluation: cost, ranking and per-cohort metrics of the candidate on the out-of-time test window."""
 
-
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource

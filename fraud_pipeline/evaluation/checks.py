@@ -1,6 +1,5 @@
 """The cost gate: a candidate must save money against the alternatives it would replace."""
 
-
 import dagster as dg
 
 from fraud_pipeline.checks_common import gate_check_result

@@ -1,6 +1,5 @@
 """Features: point-in-time transaction features built in DuckDB."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,6 +1,5 @@
 """Ingestion: the users, transactions and chargebacks known at the run's as_of."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,6 +1,5 @@
 """Data contracts on the raw tables; both block everything downstream."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,6 +1,5 @@
 """Labels: how long chargebacks take to arrive, and each transaction's label as known at as_of."""
 
-
 import dagster as dg
 import numpy as np
 from dagster_duckdb import DuckDBResource

@@ -1,6 +1,5 @@
 """Training: out-of-time windows, the training set, and the LightGBM model with its cost threshold."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field

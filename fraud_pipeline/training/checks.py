@@ -1,6 +1,5 @@
 """Deploy gates on the windows and the training set; each blocks the rest of the run."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
