@@ -5,7 +5,12 @@ import numpy as np
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.core.labels import delay_observations_sql, estimate_delay_profile, transaction_labels_sql
+from fraud_pipeline.core.labels import (
+    delay_observations_sql,
+    estimate_delay_profile,
+    horizon_interval,
+    transaction_labels_sql,
+)
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, RunClock
 
@@ -35,6 +40,7 @@ def label_delay_profile(
         sql, params = delay_observations_sql(as_of)
         observations = con.execute(sql, params).fetchnumpy()
         profile = estimate_delay_profile(observations["delay_days"], observations["truncation_days"], config.coverage)
+        low, high = horizon_interval(observations["delay_days"], observations["truncation_days"], config.coverage)
         completeness = profile.curve[["age_days", "completeness"]]
         replace_tables(
             con, {"label_completeness": "SELECT * FROM completeness_frame"}, sources={"completeness_frame": completeness}
@@ -43,6 +49,7 @@ def label_delay_profile(
     context.add_output_metadata(
         {
             "horizon_days": profile.horizon_days,
+            "horizon_days_90pct_interval": f"{low}..{high}",
             "naive_horizon_days": naive_horizon,
             "coverage": config.coverage,
             "n_chargebacks": profile.n_chargebacks,
@@ -56,6 +63,7 @@ def label_delay_profile(
         "coverage": profile.coverage,
         "n_chargebacks": profile.n_chargebacks,
         "max_observable_days": profile.max_observable_days,
+        "horizon_interval": [low, high],
         "as_of": as_of.isoformat(),
     }
 

@@ -76,3 +76,16 @@ def test_as_of_labels_see_only_chargebacks_reported_before_as_of():
     assert pd.isna(labels.loc[2, "label_known_at"])
     assert labels.loc[1, "expected_completeness"] == 1.0  # older than the curve: complete
     assert labels.loc[3, "expected_completeness"] == pytest.approx(completeness.loc[12, "completeness"])
+
+
+def test_horizon_interval_is_wide_on_little_data_and_narrow_on_much():
+    from fraud_pipeline.core.labels import horizon_interval
+
+    delay, age, seen = _truncated_sample(5, n=100_000)
+    profile = estimate_delay_profile(delay[seen], age[seen])
+    low, high = horizon_interval(delay[seen], age[seen], 0.95, n_resamples=100)
+    assert low <= profile.horizon_days <= high
+    assert high - low <= 10
+    small = np.flatnonzero(seen)[:300]
+    low_small, high_small = horizon_interval(delay[small], age[small], 0.95, n_resamples=100)
+    assert high_small - low_small > high - low
