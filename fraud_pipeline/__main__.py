@@ -72,20 +72,21 @@ def score_file(path: str, out: str) -> int:
         return 2
     reader = "read_parquet" if path.endswith(".parquet") else "read_csv"
     with duckdb.connect(str(data_dir() / "warehouse.duckdb"), read_only=True) as con:
-        raw = con.execute(f"SELECT * FROM {reader}(?)", [path]).df()
-        missing = [c for c in FILE_COLUMNS if c not in raw.columns]
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [path]).fetchall()}
+        missing = [c for c in FILE_COLUMNS if c not in present]
         if missing:
             print(f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}")
             return 2
-        con.register("raw_file", raw)
         casts = {"transaction_id": "BIGINT", "user_id": "BIGINT", "merchant_id": "BIGINT", "event_time": "TIMESTAMP",
                  "amount": "DOUBLE", "channel": "VARCHAR", "country": "VARCHAR", "mcc": "VARCHAR"}
+        # an unreadable value becomes NULL here and the row goes to review naming the field
         con.execute("CREATE TEMP TABLE new_transactions AS SELECT "
-                    + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items()) + " FROM raw_file")
+                    + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items()) + f" FROM {reader}(?)", [path])
+        n_rows = con.execute("SELECT count(*) FROM new_transactions").fetchone()[0]
         decisions = score_new_transactions(con, "new_transactions", ScoringModels.from_candidate(store.scoring_bundle(champion["version"])))
     decisions["model_version"] = champion["version"]
     decisions.to_csv(out, index=False)
-    print(f"scored {len(decisions)} of {len(raw)} rows with {champion['version']}: "
+    print(f"scored {len(decisions)} of {n_rows} rows with {champion['version']}: "
           + ", ".join(f"{route} {n}" for route, n in decisions["route"].value_counts().sort_index().items())
           + f"; {int(decisions['alert'].sum())} alerts -> {out}")
     return 0

@@ -13,10 +13,8 @@ from fraud_pipeline.core.gates import GateResult
 def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
     """One ERROR check result for a contract: fails when any rule has a violating row."""
     failing = [r for r in results if not r.passed]
-    table = "| rule | violations | requirement |\n|---|---|---|\n" + "\n".join(
-        f"| {r.rule.name} | {r.n_violations} | {r.rule.description} |" for r in results
-    )
-    metadata: dict = {"rules": dg.MetadataValue.md(table), "violations": sum(r.n_violations for r in results)}
+    rows = [{"rule": r.rule.name, "violations": r.n_violations, "requirement": r.rule.description} for r in results]
+    metadata: dict = {"rules": dg.MetadataValue.md(markdown_table(rows)), "violations": sum(r.n_violations for r in results)}
     for r in failing:
         metadata[f"sample_{r.rule.name}"] = dg.MetadataValue.json(r.sample)
     return dg.AssetCheckResult(

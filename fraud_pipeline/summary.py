@@ -10,7 +10,7 @@ import dagster as dg
 def _output(result: dg.ExecuteInProcessResult, node: str):
     try:
         return result.output_for_node(node)
-    except Exception:  # the step was skipped or failed; the summary says so below
+    except dg.DagsterInvariantViolationError:  # the step was blocked or failed; the summary says so below
         return None
 
 

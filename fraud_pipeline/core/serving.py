@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_pipeline.core.costs import CostModel, decision_costs
-from fraud_pipeline.core.features import FEATURES, HISTORY_FEATURES
+from fraud_pipeline.core.features import FEATURES, HISTORY_FEATURES, transaction_features_sql
 from fraud_pipeline.core.model import TrainedModel, score
 
 #: Fields without which no model may score a row.
@@ -189,8 +189,6 @@ def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
     merchants (the only records their features can depend on), replacing any stored row of the same
     id, so a stored transaction scored again gets exactly its stored features.
     """
-    from fraud_pipeline.core.features import transaction_features_sql
-
     columns = ", ".join(FILE_COLUMNS)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW serving_transactions AS

@@ -50,11 +50,11 @@ def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: Cost
 
     None when the champion needs a feature the current training set does not have.
     """
-    bundle = store.read_bundle(version)
+    bundle = store.scoring_bundle(version)
     test = load_split(con, "test")
     if not set(bundle["features"]) <= set(test.columns):
         return None
-    model = TrainedModel.from_dict({**bundle, "model_text": store.read_model_text(version), "best_iteration": 0})
+    model = TrainedModel.from_dict(bundle)
     alert = score(model, test) >= bundle["threshold"]
     return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
 

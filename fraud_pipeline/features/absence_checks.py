@@ -2,13 +2,12 @@
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-
-from fraud_pipeline.resources import DUCKDB_POOL
 from pydantic import Field
 
 from fraud_pipeline.checks_common import contract_check_result, markdown_table
 from fraud_pipeline.core.default_signal import DetectorSettings, detect_default_signals
 from fraud_pipeline.core.ge_validation import validate_contracts
+from fraud_pipeline.resources import DUCKDB_POOL
 
 
 @dg.asset_check(asset="transaction_features", blocking=True, pool=DUCKDB_POOL)

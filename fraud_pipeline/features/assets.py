@@ -3,10 +3,10 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.resources import DUCKDB_POOL
-
+from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.features import FEATURES, transaction_features_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
+from fraud_pipeline.resources import DUCKDB_POOL
 
 
 def null_rate_sql() -> str:
@@ -25,9 +25,10 @@ def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         replace_tables(con, {"transaction_features": transaction_features_sql()})
         rows = int(con.execute("SELECT count(*) FROM transaction_features").fetchone()[0])
         null_rates = fetch_records(con, null_rate_sql())[0]
-    table = "| feature | kind | availability partner | NULL share |\n|---|---|---|---|\n" + "\n".join(
-        f"| {f.name} | {f.kind} | {f.partner or ''} | {null_rates[f.name]:.3%} |" for f in FEATURES
-    )
+    table = markdown_table([
+        {"feature": f.name, "kind": f.kind, "availability partner": f.partner, "NULL share": null_rates[f.name]}
+        for f in FEATURES
+    ])
     context.log.info(f"built {len(FEATURES)} features for {rows} transactions")
     return dg.MaterializeResult(
         metadata={"rows": rows, "n_features": len(FEATURES), "features": dg.MetadataValue.md(table)}

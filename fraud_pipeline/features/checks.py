@@ -2,16 +2,14 @@
 
 from datetime import datetime, timedelta
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-
-from fraud_pipeline.resources import DUCKDB_POOL
 from pydantic import Field
 
 from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.leakage import future_independence
 from fraud_pipeline.core.oracle import sample_and_compare
+from fraud_pipeline.resources import DUCKDB_POOL
 
 
 class OracleConfig(dg.Config):

@@ -5,6 +5,7 @@ import numpy as np
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.labels import (
     delay_observations_sql,
     estimate_delay_profile,
@@ -24,10 +25,11 @@ class LabelConfig(dg.Config):
 
 
 def _curve_markdown(curve, every_days: int = 7) -> str:
-    rows = curve[curve["age_days"] % every_days == 0]
-    lines = ["| age (days) | estimated share reported | naive share |", "|---|---|---|"]
-    lines += [f"| {r.age_days} | {r.completeness:.3f} | {r.naive_share:.3f} |" for r in rows.itertuples()]
-    return "\n".join(lines)
+    weekly = curve[curve["age_days"] % every_days == 0]
+    return markdown_table([
+        {"age (days)": int(r.age_days), "estimated share reported": r.completeness, "naive share": r.naive_share}
+        for r in weekly.itertuples()
+    ])
 
 
 @dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"}, pool=DUCKDB_POOL)

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.candidate import train_candidate
 from fraud_pipeline.core.model import ModelParams
 from fraud_pipeline.core.training_set import load_split, training_set_sql
@@ -64,9 +65,10 @@ def training_windows(
         warmup_days=config.warmup_days,
         min_train_days=config.min_train_days,
     )
-    table = "| window | start | end |\n|---|---|---|\n" + "\n".join(
-        f"| {name} | {start:%Y-%m-%d} | {end:%Y-%m-%d} |" for name, (start, end) in windows.splits().items()
-    )
+    table = markdown_table([
+        {"window": name, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
+        for name, (start, end) in windows.splits().items()
+    ])
     context.add_output_metadata(
         {
             "windows": dg.MetadataValue.md(table),
@@ -90,11 +92,8 @@ def training_set(training_windows: dict, duckdb: DuckDBResource) -> dg.Materiali
             con,
             "SELECT split, count(*) AS rows, count(*) FILTER (WHERE is_fraud) AS frauds FROM training_set GROUP BY split ORDER BY split",
         )
-    table = "| split | rows | frauds |\n|---|---|---|\n" + "\n".join(
-        f"| {c['split']} | {c['rows']} | {c['frauds']} |" for c in counts
-    )
     return dg.MaterializeResult(
-        metadata={"splits": dg.MetadataValue.md(table), "rows": sum(int(c["rows"]) for c in counts)}
+        metadata={"splits": dg.MetadataValue.md(markdown_table(counts)), "rows": sum(int(c["rows"]) for c in counts)}
     )
 
 
@@ -122,9 +121,7 @@ def fraud_model(
             "fallback_threshold": candidate["fallback"]["threshold"],
             "fallback_validation_alerts": candidate["fallback"]["validation_alerts"],
             "train_rows": len(train),
-            "top_features_by_gain": dg.MetadataValue.md(
-                "| feature | gain |\n|---|---|\n" + "\n".join(f"| {k} | {v:,.0f} |" for k, v in top)
-            ),
+            "top_features_by_gain": dg.MetadataValue.md(markdown_table([{"feature": k, "gain": v} for k, v in top])),
         }
     )
     return {
