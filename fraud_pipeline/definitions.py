@@ -8,6 +8,8 @@ from fraud_pipeline.deployment import scoring as scoring_assets
 from fraud_pipeline.evaluation import assets as evaluation_assets
 from fraud_pipeline.evaluation import checks as evaluation_checks
 from fraud_pipeline.evaluation import outage as outage_replay_module
+from fraud_pipeline.evaluation import population as population_module
+from fraud_pipeline.evaluation import report as report_module
 from fraud_pipeline.features import assets as feature_assets
 from fraud_pipeline.features import absence_checks
 from fraud_pipeline.features import checks as feature_checks
@@ -28,10 +30,11 @@ from fraud_pipeline.schedules import fraud_pipeline_job, nightly_retrain
 
 ASSET_MODULES = (
     ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, outage_replay_module,
-    deployment_assets, scoring_assets,
+    population_module, report_module, deployment_assets, scoring_assets,
 )
 CHECK_MODULES = (
     ingestion_checks, feature_checks, absence_checks, training_checks, evaluation_checks, outage_replay_module,
+    population_module, report_module,
 )
 
 

@@ -1,0 +1,1 @@
+"""Population shift: cohort performance, drift beside cohort mix, rolling backtests and champion monitoring."""

@@ -1,0 +1,1 @@
+"""The evaluation report: plots and an HTML page written next to each model in the registry."""
