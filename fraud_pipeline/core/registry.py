@@ -6,6 +6,7 @@ Layout under the registry root::
     models/<version>/fallback_model.txt  the model served when history is unavailable
     models/<version>/bundle.json     threshold, features, categories, windows, metrics, gates
     models/<version>/MODEL_CARD.md   a short human-readable card
+    models/<version>/report.html     the evaluation report (plots, metrics, gates)
     champion.json                    the current champion's version and why it was promoted
     history.jsonl                    every promotion and refusal, append-only
 
@@ -45,6 +46,12 @@ class ModelRegistryStore:
         _write_atomic(folder / "bundle.json", json.dumps(bundle, indent=2, sort_keys=True, default=str))
         _write_atomic(folder / "MODEL_CARD.md", card)
         return folder
+
+    def write_report(self, version: str, html: str) -> Path:
+        """Writes a model version's evaluation report next to its model and returns its path."""
+        path = self.bundle_dir(version) / "report.html"
+        _write_atomic(path, html)
+        return path
 
     def read_bundle(self, version: str) -> dict:
         """The bundle of a model version."""

@@ -12,6 +12,7 @@ from fraud_pipeline.core.labels import (
     horizon_interval,
     transaction_labels_sql,
 )
+from fraud_pipeline.core.plots import markdown_image, maturation_curve_png
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, RunClock
 
@@ -58,6 +59,9 @@ def label_delay_profile(
             "max_observable_days": profile.max_observable_days,
             "median_delay_days": int(np.argmax(profile.curve["completeness"].to_numpy() >= 0.5)),
             "maturation_curve": dg.MetadataValue.md(_curve_markdown(profile.curve)),
+            "maturation_plot": dg.MetadataValue.md(markdown_image(
+                maturation_curve_png(profile.curve, profile.horizon_days, config.coverage), "label maturation curve"
+            )),
         }
     )
     return {
