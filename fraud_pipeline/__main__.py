@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 import dagster as dg
@@ -27,10 +28,40 @@ def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict
     return config
 
 
+#: Tags of a command-line run: the process that executes it, so a run whose process died can be told apart.
+PID_TAG, HOST_TAG = "fraud_pipeline/pid", "fraud_pipeline/host"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming this process, set on every command-line run."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
-    """Ids of runs of this instance that are queued or running."""
+    """Ids of runs of this instance that are queued or running.
+
+    A command-line run whose process on this host is gone (killed with kill -9, machine crash) can never
+    finish: it is marked failed here instead of blocking every later run.
+    """
     statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-    return [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses))]
+    busy = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses)):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid and host == socket.gethostname() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            instance.report_run_failed(run, f"process {pid} that ran it is gone (killed); marked failed")
+            continue
+        busy.append(run.run_id)
+    return busy
 
 
 def registry_command(args) -> int:
@@ -129,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             run_config=run_config(args.as_of, args.n_transactions, args.seed),
             instance=instance,
             raise_on_error=False,
-            tags={"as_of": args.as_of, "launched_by": "cli"},
+            tags={"as_of": args.as_of, "launched_by": "cli", **process_tags()},
         )
         print_summary(result, sys.stdout)
     return 0 if result.success else 1

@@ -41,3 +41,30 @@ def test_the_command_line_refuses_to_start_while_another_run_is_in_progress(monk
         monkeypatch.setattr(dg.DagsterInstance, "get", staticmethod(lambda: instance))
         assert main(["run"]) == 3
         assert "another run is in progress" in capsys.readouterr().out
+
+
+def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer_blocks():
+    import socket
+    import subprocess
+    import sys
+
+    from dagster._core.test_utils import create_run_for_test
+
+    from fraud_pipeline.__main__ import HOST_TAG, PID_TAG, runs_in_progress
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with dg.instance_for_test() as instance:
+            def started(pid, host=socket.gethostname()):
+                return create_run_for_test(instance, job_name="fraud_pipeline_job", status=dg.DagsterRunStatus.STARTED,
+                                           tags={PID_TAG: str(pid), HOST_TAG: host})
+
+            dead_run, live_run, elsewhere = started(gone.pid), started(alive.pid), started(gone.pid, "another-host")
+            assert sorted(runs_in_progress(instance)) == sorted([live_run.run_id, elsewhere.run_id])
+            assert instance.get_run_by_id(dead_run.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert instance.get_run_by_id(live_run.run_id).status == dg.DagsterRunStatus.STARTED
+    finally:
+        alive.kill()
+        alive.wait()
