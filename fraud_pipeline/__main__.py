@@ -13,11 +13,12 @@ import sys
 import dagster as dg
 
 from fraud_pipeline.core.serving import FILE_COLUMNS
+from fraud_pipeline.ingestion.commands import FILE_COMMANDS, add_file_commands, add_source_arguments, file_command, source_config
 from fraud_pipeline.resources import DEFAULT_AS_OF
 
 
-def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict:
-    """Run config that sets the run's as_of and, optionally, the simulated world's size and seed."""
+def run_config(as_of: str, n_transactions: int | None, seed: int | None, source: dict | None = None) -> dict:
+    """Run config that sets the run's as_of and, optionally, the simulated world's size and seed and the source."""
     world = {k: v for k, v in {"n_transactions": n_transactions, "seed": seed}.items() if v is not None}
     config: dict = {
         "resources": {"clock": {"config": {"as_of": as_of}}},
@@ -25,6 +26,8 @@ def run_config(as_of: str, n_transactions: int | None, seed: int | None) -> dict
     }
     if world:
         config["resources"]["world"] = {"config": world}
+    if source:
+        config["resources"]["source"] = {"config": source}
     return config
 
 
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--as-of", default=DEFAULT_AS_OF, help=f"logical date of the run (default {DEFAULT_AS_OF})")
     run.add_argument("--n-transactions", type=int, default=None, help="size of the simulated world")
     run.add_argument("--seed", type=int, default=None, help="seed of the simulated world")
+    add_source_arguments(run)
+    add_file_commands(commands)
     rollback = commands.add_parser("rollback", help="make an earlier model version the champion again")
     rollback.add_argument("version", help="a version listed by `champion`")
     commands.add_parser("champion", help="show the champion and every version in the registry")
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return registry_command(args)
     if args.command == "score":
         return score_file(args.file, args.out)
+    if args.command in FILE_COMMANDS:
+        return file_command(args)
 
     from fraud_pipeline.definitions import defs
     from fraud_pipeline.resources import PROJECT_ROOT
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
             return 3
         result = job.execute_in_process(
-            run_config=run_config(args.as_of, args.n_transactions, args.seed),
+            run_config=run_config(args.as_of, args.n_transactions, args.seed, source_config(args)),
             instance=instance,
             raise_on_error=False,
             tags={"as_of": args.as_of, "launched_by": "cli", **process_tags()},

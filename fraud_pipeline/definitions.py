@@ -15,11 +15,13 @@ from fraud_pipeline.features import absence_checks
 from fraud_pipeline.features import checks as feature_checks
 from fraud_pipeline.ingestion import assets as ingestion_assets
 from fraud_pipeline.ingestion import checks as ingestion_checks
+from fraud_pipeline.ingestion.sensors import ingestion_job, new_day_folders
 from fraud_pipeline.labels import assets as label_assets
 from fraud_pipeline.training import assets as training_assets
 from fraud_pipeline.training import checks as training_checks
 from fraud_pipeline.resources import (
     CostSettings,
+    DataSource,
     DeployGates,
     ModelRegistry,
     RunClock,
@@ -47,6 +49,7 @@ def default_resources(root=None) -> dict:
         "registry": ModelRegistry(root=str(root / "registry")),
         "clock": RunClock(),
         "world": SimulatedWorld(),
+        "source": DataSource(),
         "costs": CostSettings(),
         "gates": DeployGates(),
     }
@@ -58,7 +61,8 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[fraud_pipeline_job],
+    jobs=[fraud_pipeline_job, ingestion_job],
     schedules=[nightly_retrain],
+    sensors=[new_day_folders],
     resources=default_resources(),
 )

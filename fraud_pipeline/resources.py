@@ -3,6 +3,7 @@
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -53,6 +54,31 @@ class SimulatedWorld(dg.ConfigurableResource):
         return WorldSpec(
             start=datetime.fromisoformat(self.start), days=self.days, n_transactions=self.n_transactions, seed=self.seed
         )
+
+
+class DataSource(dg.ConfigurableResource):
+    """Where the raw tables come from: the simulated world, or day folders of your own files."""
+
+    mode: Literal["simulated", "files"] = Field(
+        default="simulated",
+        description="simulated: the built-in world; files: the day folders landed from `folder` (the rest of the graph is the same).",
+    )
+    folder: str = Field(
+        default="",
+        description="Folder of day folders (YYYY-MM-DD/transactions.csv|parquet, chargebacks.*, users.*); empty means data/incoming.",
+    )
+    naive_timestamps: Literal["reject", "utc"] = Field(
+        default="reject",
+        description="Timestamps without a UTC offset: reject refuses such a file, utc reads them as UTC. Never guessed.",
+    )
+    max_quarantine_share: float = Field(
+        default=0.01,
+        description="The blocking quarantine check fails when more than this share of any kind's rows is quarantined.",
+    )
+
+    def input_folder(self) -> Path:
+        """The folder that holds the day folders."""
+        return Path(self.folder) if self.folder else data_dir() / "incoming"
 
 
 class CostSettings(dg.ConfigurableResource):

@@ -4,7 +4,8 @@ import dagster as dg
 
 fraud_pipeline_job = dg.define_asset_job(
     "fraud_pipeline_job",
-    selection=dg.AssetSelection.all(),
+    # the day-partitioned landing runs in its own job (ingestion_job); this one reads what it landed
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("landed_files"),
     description="Simulated world or files -> labels -> features -> model -> evaluation -> gated deploy.",
     executor_def=dg.in_process_executor,
 )

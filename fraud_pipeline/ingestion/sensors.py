@@ -1,0 +1,41 @@
+"""The day-partitioned ingestion job and the sensor that lands new or changed day folders."""
+
+import json
+
+import dagster as dg
+
+from fraud_pipeline.core.file_ingestion import day_folders, folder_fingerprint
+from fraud_pipeline.ingestion.assets import DAY_PARTITIONS
+from fraud_pipeline.resources import DataSource
+
+ingestion_job = dg.define_asset_job(
+    "ingestion_job",
+    selection=dg.AssetSelection.assets("landed_files"),
+    partitions_def=DAY_PARTITIONS,
+    description="Lands the day folders of your own files (one run per day, or one run for a backfill range).",
+    executor_def=dg.in_process_executor,
+)
+
+
+@dg.sensor(
+    job=ingestion_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def new_day_folders(context: dg.SensorEvaluationContext, source: DataSource) -> dg.SensorResult:
+    """Requests a landing run for each day folder that is new or whose files changed since the last look."""
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests, skipped = [], []
+    for day, path in day_folders(source.input_folder()).items():
+        fingerprint = folder_fingerprint(path)
+        if seen.get(day) == fingerprint:
+            continue
+        # a folder for a day that has not ended yet is not a partition yet: look again next time
+        if not DAY_PARTITIONS.has_partition_key(day):
+            skipped.append(day)
+            continue
+        seen[day] = fingerprint
+        requests.append(dg.RunRequest(run_key=f"{day}:{fingerprint}", partition_key=day))
+    if skipped:
+        context.log.info(f"day folders not yet ended or before the first partition: {', '.join(skipped)}")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
