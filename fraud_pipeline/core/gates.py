@@ -7,7 +7,7 @@ own still cannot become champion without passing them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from fraud_pipeline.core.windows import TrainingWindows, window_problems
 
@@ -128,3 +128,61 @@ def challenger_gate(candidate_cost: float, champion_cost: float | None, toleranc
     )
     return GateResult("not_worse_than_champion", passed, reason,
                       {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "limit": limit})
+
+
+@dataclass(frozen=True)
+class CohortFloors:
+    """Floors every cohort with enough frauds to judge must meet.
+
+    Attributes:
+        min_frauds: Cohorts with fewer test frauds are reported but not judged.
+        min_savings_pct: Savings against approving the cohort's transactions, as a share of that cost.
+        min_recall: Share of the cohort's frauds alerted at the model's threshold.
+        min_calibration_ratio: Mean score over the cohort's observed fraud rate; below it the model
+            takes the cohort for much safer than it is.
+    """
+
+    min_frauds: int = 15
+    min_savings_pct: float = -0.05
+    min_recall: float = 0.05
+    min_calibration_ratio: float = 0.05
+
+
+def _judged_value(row: dict, metric: str) -> tuple[float, str]:
+    """The interval's upper end where the cohort has one (fail only when confidently below), else the value."""
+    high = row.get(f"{metric}_high")
+    if high is not None and high == high:
+        return float(high), f"upper 90% bound {high:.3f}"
+    return float(row[metric]), f"{row[metric]:.3f}"
+
+
+def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
+    """Every cohort with at least ``floors.min_frauds`` test frauds meets the savings, recall and calibration floors.
+
+    Savings and recall are judged on the upper end of their bootstrap interval where the cohort has
+    one, so a small cohort fails only when it is below the floor beyond its sampling noise.
+    """
+    checks = (("savings_vs_approve_all_pct", floors.min_savings_pct), ("recall", floors.min_recall),
+              ("calibration_ratio", floors.min_calibration_ratio))
+    failures, judged, skipped = [], [], []
+    for row in cohorts:
+        label = f"{row['cohort']}={row['value']}"
+        if row["n_frauds"] < floors.min_frauds:
+            skipped.append(f"{label} ({row['n_frauds']} frauds)")
+            continue
+        judged.append(label)
+        for metric, floor in checks:
+            if metric == "calibration_ratio":
+                value, shown = float(row[metric]), f"{row[metric]:.3f}"
+            else:
+                value, shown = _judged_value(row, metric)
+            if not value >= floor:
+                failures.append(f"{label} {metric} {shown} < {floor:g}")
+    if failures:
+        reason = "cohorts below their floors: " + "; ".join(failures)
+    else:
+        reason = f"{len(judged)} cohorts with >= {floors.min_frauds} frauds meet every floor"
+        if skipped:
+            reason += f"; too few frauds to judge: {', '.join(skipped)}"
+    return GateResult("cohort_floors", not failures, reason,
+                      {"failures": failures, "judged": judged, "skipped": skipped, **asdict(floors)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 
@@ -115,3 +115,43 @@ def window_problems(windows: TrainingWindows) -> list[str]:
     if windows.label_cutoff > expected_cutoff:
         problems.append(f"label cutoff {windows.label_cutoff} is later than as_of - horizon = {expected_cutoff}")
     return problems
+
+
+def rolling_windows(
+    as_of: datetime,
+    horizon_days: int,
+    first_event_time: datetime,
+    last_event_time: datetime,
+    n_folds: int,
+    train_days: int,
+    validation_days: int,
+    test_days: int,
+    warmup_days: int = 30,
+    min_train_days: int = 21,
+) -> list[TrainingWindows]:
+    """Prequential folds: the newest windows, then the same windows shifted back by ``test_days`` each time.
+
+    Fold i is planned as if the run were ``i * test_days`` earlier, so the test windows are consecutive
+    and do not overlap, and every fold trains and tests out of time on labels mature at the real as_of.
+    Folds stop early when the warmed-up history runs out.
+
+    Returns:
+        Up to ``n_folds`` windows, newest first (at least one).
+
+    Raises:
+        ValueError: If not even the newest fold fits.
+    """
+    folds = []
+    for i in range(n_folds):
+        shift = timedelta(days=i * test_days)
+        try:
+            planned = plan_windows(
+                as_of - shift, horizon_days, first_event_time, last_event_time - shift,
+                train_days, validation_days, test_days, warmup_days, min_train_days,
+            )
+        except ValueError:
+            if not folds:
+                raise
+            break
+        folds.append(replace(planned, as_of=as_of, label_cutoff=_floor_day(as_of - timedelta(days=horizon_days))))
+    return folds
