@@ -21,6 +21,7 @@ ingestion_job = dg.define_asset_job(
     job=ingestion_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Lands new or changed day folders of the source folder, one run per day (off until switched on).",
 )
 def new_day_folders(context: dg.SensorEvaluationContext, source: DataSource) -> dg.SensorResult:
     """Requests a landing run for each day folder that is new or whose files changed since the last look."""

@@ -319,6 +319,30 @@ def test_row_numbers_match_the_file_lines_in_a_large_file(tmp_path, con):
     assert con.execute("SELECT bool_and(row_number = transaction_id) FROM landing_transactions").fetchone()[0]
 
 
+def test_a_simulated_world_exported_as_files_gives_the_same_raw_tables_as_the_simulated_mode(tmp_path, con):
+    from fraud_pipeline.core.file_export import export_world
+    from fraud_pipeline.core.file_ingestion import day_folders
+    from fraud_pipeline.core.simulator import WorldSpec, simulate_world
+    from fraud_pipeline.core.warehouse import replace_tables
+    from fraud_pipeline.ingestion.assets import KNOWN_AT_AS_OF
+
+    world = simulate_world(WorldSpec(start=datetime(2025, 1, 1), days=42, n_transactions=2_000, seed=5))
+    export_world(world, tmp_path, "parquet")
+    as_of = datetime(2025, 2, 5)
+    for day, folder in day_folders(tmp_path).items():
+        if date.fromisoformat(day) < as_of.date():
+            land_day(con, date.fromisoformat(day), folder)
+    accounting = build_known_tables(con, as_of)
+    assert all(a.rows_quarantined == 0 and a.unaccounted == 0 for a in accounting)
+    con.execute("CREATE SCHEMA sim")
+    replace_tables(con, {f"sim.{name}": sql for name, sql in KNOWN_AT_AS_OF.items()}, params={"as_of": as_of},
+                   sources={"sim_users": world.users, "sim_transactions": world.transactions, "sim_chargebacks": world.chargebacks})
+    for table in ("users", "transactions", "chargebacks"):
+        assert con.execute(f"DESCRIBE {table}").fetchall() == con.execute(f"DESCRIBE sim.{table}").fetchall()
+        assert con.execute(f"SELECT * FROM {table}").fetchall() == con.execute(f"SELECT * FROM sim.{table}").fetchall()
+    assert con.execute("SELECT count(*) FROM chargebacks").fetchone()[0] > 0
+
+
 def test_the_committed_example_lands_with_its_deliberate_mistakes(con):
     for day in ("2025-03-01", "2025-03-02"):
         land_day(con, date.fromisoformat(day), EXAMPLES / day)

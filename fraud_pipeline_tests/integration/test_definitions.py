@@ -14,6 +14,7 @@ ASSETS = {
 BLOCKING_CHECKS = {
     "transaction_contract", "chargeback_contract", "features_match_oracle", "features_ignore_the_future",
     "windows_valid", "mature_labels_only", "min_frauds_per_window", "labels_complete_enough", "cost_beats_baselines",
+    "quarantine_within_limit",
 }
 
 
@@ -68,3 +69,26 @@ def test_the_deploy_guards_every_blocking_check_upstream_of_it():
         key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking and key.asset_key in upstream
     }
     assert blocking_upstream == set(GUARDING_CHECKS)
+
+
+def test_the_landing_runs_in_its_own_day_partitioned_job_with_a_sensor_that_is_off_by_default():
+    ingestion = defs.resolve_job_def("ingestion_job")
+    assert {k.path[-1] for k in ingestion.asset_layer.executable_asset_keys} == {"landed_files"}
+    assert ingestion.partitions_def.get_first_partition_key() == "2020-01-01"
+    main = defs.resolve_job_def("fraud_pipeline_job")
+    assert "landed_files" not in {k.path[-1] for k in main.asset_layer.executable_asset_keys}
+    sensor = defs.resolve_sensor_def("new_day_folders")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.job_name == "ingestion_job"
+    assert sensor.description
+
+
+def test_the_source_switch_is_a_resource_the_launchpad_shows_with_simulated_as_default():
+    from fraud_pipeline.resources import DataSource
+
+    source = defs.resources["source"]
+    assert isinstance(source, DataSource) and source.mode == "simulated" and source.naive_timestamps == "reject"
+    fields = DataSource.model_fields
+    assert all(fields[name].description for name in ("mode", "folder", "naive_timestamps", "max_quarantine_share"))
+    job = defs.resolve_job_def("fraud_pipeline_job")
+    assert dg.validate_run_config(job, {"resources": {"source": {"config": {"mode": "files", "folder": "/data/in"}}}})
