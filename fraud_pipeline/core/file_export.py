@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -64,11 +64,6 @@ def export_world(world: World, out: Path, file_format: str = "csv", first_day: d
                 )
             written[kind] = len(days)
     return written
-
-
-def days_between(first: date, last: date) -> list[date]:
-    """Every day from first to last, inclusive."""
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _quoted(path: Path) -> str:
