@@ -49,7 +49,7 @@ def default_resources(root=None) -> dict:
         "registry": ModelRegistry(root=str(root / "registry")),
         "clock": RunClock(),
         "world": SimulatedWorld(),
-        "source": DataSource(),
+        "source": DataSource.from_environment(),
         "costs": CostSettings(),
         "gates": DeployGates(),
     }

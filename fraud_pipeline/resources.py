@@ -80,6 +80,12 @@ class DataSource(dg.ConfigurableResource):
         """The folder that holds the day folders."""
         return Path(self.folder) if self.folder else data_dir() / "incoming"
 
+    @classmethod
+    def from_environment(cls) -> "DataSource":
+        """The defaults, with ``FRAUD_PIPELINE_SOURCE`` and ``FRAUD_PIPELINE_INPUT_FOLDER`` when set (UI, schedule, sensor)."""
+        return cls(mode=os.environ.get("FRAUD_PIPELINE_SOURCE", "simulated"),
+                   folder=os.environ.get("FRAUD_PIPELINE_INPUT_FOLDER", ""))
+
 
 class CostSettings(dg.ConfigurableResource):
     """The business cost model shared by threshold choice, evaluation and the deploy gate."""

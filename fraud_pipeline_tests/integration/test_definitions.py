@@ -92,3 +92,12 @@ def test_the_source_switch_is_a_resource_the_launchpad_shows_with_simulated_as_d
     assert all(fields[name].description for name in ("mode", "folder", "naive_timestamps", "max_quarantine_share"))
     job = defs.resolve_job_def("fraud_pipeline_job")
     assert dg.validate_run_config(job, {"resources": {"source": {"config": {"mode": "files", "folder": "/data/in"}}}})
+
+
+def test_the_source_can_default_to_files_for_the_ui_schedule_and_sensor(monkeypatch):
+    from fraud_pipeline.resources import DataSource
+
+    monkeypatch.setenv("FRAUD_PIPELINE_SOURCE", "files")
+    monkeypatch.setenv("FRAUD_PIPELINE_INPUT_FOLDER", "/data/in")
+    source = DataSource.from_environment()
+    assert (source.mode, str(source.input_folder())) == ("files", "/data/in")
