@@ -351,3 +351,9 @@ def test_the_committed_example_lands_with_its_deliberate_mistakes(con):
     assert (accounting["transactions"].rows_in, accounting["transactions"].rows_loaded) == (13, 4)
     assert (accounting["chargebacks"].rows_in, accounting["chargebacks"].rows_loaded) == (5, 1)
     assert accounting["users"].derived_rows == 1
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path, con):
+    content = "\ufeff" + csv_text(TX_HEADER, GOOD_TX).replace("\n", "\r\n")
+    report = land(con, tmp_path, transactions_csv=content.encode("utf-8"))
+    assert (report.rows_loaded, report.rows_quarantined) == (3, 0)
