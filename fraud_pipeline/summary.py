@@ -38,6 +38,7 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         for row in evaluation["cohorts"]:
             write(f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
                   f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}")
+    _population_lines(result, write)
     outage = _output(result, "outage_replay")
     if outage:
         write(f"outage replay: history unavailable for {outage['n_affected']:,} active-user transactions in peak hours "
@@ -61,3 +62,30 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         write(f"deployed: candidate {deployed['version']} kept in the registry; champion stays {deployed['champion']}")
     else:
         write("deployed: nothing; the previous champion stays (see the failed checks or step above)")
+
+
+def _population_lines(result: dg.ExecuteInProcessResult, write) -> None:
+    """Cohort mix against feature drift, the backtest spread and the champion's realised performance."""
+    drift = _output(result, "population_drift")
+    if drift:
+        behaviour = [r["psi"] for r in drift["features"] if r["kind"] == "behaviour" and r["psi"] == r["psi"]]
+        write(f"population ({drift['reference']} vs {drift['current']}): behaviour features max PSI "
+              f"{max(behaviour, default=float('nan')):.3f}")
+        for row in drift["cohort_mix"]:
+            if row["cohort"] == "account_age" or row["share_reference"] == 0:
+                write(f"  {row['cohort']:<12} {row['value']:<8} share {row['share_reference']:6.1%} -> "
+                      f"{row['share_current']:6.1%}  test recall {row['test_recall']:.2f}")
+    backtest = _output(result, "backtest")
+    if backtest:
+        savings, ap = backtest["spread"]["savings_vs_approve_all_pct"], backtest["spread"]["average_precision"]
+        write(f"backtest: {len(backtest['folds'])} folds, savings {savings['mean']:.1%} +/- {savings['std']:.1%}, "
+              f"AP {ap['mean']:.3f} +/- {ap['std']:.3f}")
+    monitoring = _output(result, "champion_monitoring")
+    if monitoring and monitoring["status"] == "scored":
+        rows = {r["metric"]: r for r in monitoring["comparison"]}
+        write(f"champion {monitoring['champion']} on {monitoring['n_frauds']} frauds matured since its deploy: savings "
+              f"{rows['savings_vs_approve_all_pct']['realised']:.1%} realised vs "
+              f"{rows['savings_vs_approve_all_pct']['promised']:.1%} promised, AP "
+              f"{rows['average_precision']['realised']:.3f} vs {rows['average_precision']['promised']:.3f}")
+    elif monitoring:
+        write(f"champion monitoring: {monitoring['status'].replace('_', ' ')}")

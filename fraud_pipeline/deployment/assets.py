@@ -7,8 +7,10 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.core.costs import decision_costs
 from fraud_pipeline.core.gates import (
+    CohortFloors,
     GateResult,
     challenger_gate,
+    cohort_floor_gate,
     completeness_gate,
     cost_gate,
     fraud_count_gate,
@@ -36,6 +38,7 @@ def evaluate_gates(con, windows: TrainingWindows, fraud_model: dict, evaluation:
         completeness_gate(summary, gates.min_label_completeness),
         fraud_count_gate(summary, gates.min_frauds_per_window),
         cost_gate(evaluation, gates.cost_margin),
+        cohort_floor_gate(evaluation["cohorts"], CohortFloors(**evaluation["cohort_floors"])),
         GateResult(
             "evaluation_matches_candidate",
             same_candidate,
@@ -59,7 +62,7 @@ def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: Cost
     return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
 
 
-@dg.asset(group_name="deployment", deps=["training_set"], kinds={"file"}, pool=DUCKDB_POOL)
+@dg.asset(group_name="deployment", deps=["training_set", "champion_monitoring"], kinds={"file"}, pool=DUCKDB_POOL)
 def deployed_model(
     context: dg.AssetExecutionContext,
     fraud_model: dict,

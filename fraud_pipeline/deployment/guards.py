@@ -6,6 +6,7 @@ import dagster as dg
 GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
     dg.AssetCheckKey(dg.AssetKey(asset), name)
     for asset, name in (
+        ("transactions", "quarantine_within_limit"),
         ("transactions", "transaction_contract"),
         ("chargebacks", "chargeback_contract"),
         ("transaction_features", "features_match_oracle"),
@@ -18,6 +19,7 @@ GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
         ("training_set", "min_frauds_per_window"),
         ("training_set", "labels_complete_enough"),
         ("model_evaluation", "cost_beats_baselines"),
+        ("model_evaluation", "cohort_floors"),
         ("outage_replay", "unavailable_history_not_misread"),
     )
 )

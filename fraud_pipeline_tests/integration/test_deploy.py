@@ -11,6 +11,7 @@ from fraud_pipeline.core.registry import ModelRegistryStore
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.deployment.assets import deployed_model
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline.schedules import fraud_pipeline_job
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 
@@ -20,7 +21,8 @@ def history(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nights")
     resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
     with dg.DagsterInstance.ephemeral() as instance:
-        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance)
+        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance,
+                               selection=fraud_pipeline_job.selection)
         yield instance, resources, first
 
 
@@ -149,12 +151,12 @@ def _tables(resources):
 def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
     instance, resources, first = history
     night = _tables(resources)
-    later = materialize(instance, resources, dg.AssetSelection.all(), clock=RunClock(as_of="2025-07-20"))
+    later = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-20"))
     assert later.output_for_node("training_windows")["as_of"].startswith("2025-07-20")
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
         newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[0]
     assert newer > 0, "the later night saw chargebacks the first did not"
-    again = materialize(instance, resources, dg.AssetSelection.all(), clock=RunClock(as_of="2025-07-01"))
+    again = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-01"))
     assert again.output_for_node("fraud_model")["model_text"] == first.output_for_node("fraud_model")["model_text"]
     for name, frame in _tables(resources).items():
         pd.testing.assert_frame_equal(frame, night[name], check_exact=True, obj=name)

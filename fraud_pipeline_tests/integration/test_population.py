@@ -1,0 +1,156 @@
+"""Population shift end to end: the seed's picture on the default world, cohort floors both ways, champion monitoring."""
+
+import json
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+
+from fraud_pipeline.core.costs import CostModel
+from fraud_pipeline.core.model import TrainedModel, score
+from fraud_pipeline.core.registry import ModelRegistryStore
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.evaluation.assets import EvaluationConfig, _cohort_rows
+from fraud_pipeline.evaluation.checks import cohort_floors
+from fraud_pipeline.evaluation.population import champion_realised_vs_promised, cohort_mix_shift
+from fraud_pipeline.resources import RunClock, SimulatedWorld
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+#: The day-partitioned file landing runs in its own job; the simulated world does not need it.
+LANDING = dg.AssetSelection.assets("landed_files")
+#: Everything the evaluation and the drift table need, without the slower data-contract checks.
+SEED_PICTURE = dg.AssetSelection.assets("population_drift").upstream().without_checks() - LANDING
+
+
+@pytest.fixture(scope="module")
+def default_world(tmp_path_factory):
+    """The default 500k world at the default as_of, evaluated once for every test here."""
+    folder = tmp_path_factory.mktemp("default_world")
+    resources = default_resources(folder)
+    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=SEED_PICTURE)
+    return resources, result
+
+
+def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
+    """Feature drift quiet, cohort mix and cohort performance loud."""
+    _, result = default_world
+    drift = result.output_for_node("population_drift")
+    behaviour = {r["feature"]: r["psi"] for r in drift["features"] if r["kind"] == "behaviour"}
+    assert len(behaviour) >= 15
+    assert max(behaviour.values()) < 0.1, behaviour
+    mix = {r["value"]: r for r in drift["cohort_mix"] if r["cohort"] == "account_age"}
+    assert mix["<7d"]["share_ratio"] > 2 and mix["7-30d"]["share_ratio"] > 2
+    assert mix["<7d"]["mix_psi"] < 0.1  # the mix PSI alone would call it quiet: the share ratio does not
+    warning = cohort_mix_shift(drift)
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert "account_age=<7d" in warning.description
+    cohorts = {r["value"]: r for r in result.output_for_node("model_evaluation")["cohorts"] if r["cohort"] == "account_age"}
+    assert cohorts["<7d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
+    assert cohorts["7-30d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
+    assert cohorts["<7d"]["savings_vs_approve_all_pct"] < 0 < cohorts[">30d"]["savings_vs_approve_all_pct"]
+
+
+def test_the_evaluation_reports_intervals_calibration_and_the_decomposition(default_world):
+    _, result = default_world
+    evaluation = result.output_for_node("model_evaluation")
+    small = next(r for r in evaluation["cohorts"] if r["value"] == "7-30d")
+    assert small["recall_low"] <= small["recall"] <= small["recall_high"]
+    assert all(r["calibration_ratio"] > 0 for r in evaluation["cohorts"] if r["n_frauds"])
+    rows = {(r["cohort"], r["metric"]): r for r in evaluation["decomposition_train_to_test"]}
+    cost = rows[("account_age", "cost_per_transaction")]
+    assert cost["mix"] + cost["within"] == pytest.approx(cost["change"])
+    assert json.dumps(evaluation)  # the bundle stores it as JSON
+
+
+def _evaluation_with_scores(resources, result, transform):
+    """The candidate's evaluation recomputed after transforming its test scores."""
+    evaluation = result.output_for_node("model_evaluation")
+    model = result.output_for_node("fraud_model")
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        test = con.execute("SELECT * FROM training_set WHERE split = 'test' ORDER BY transaction_id").df()
+    test["score"] = transform(test, score(TrainedModel.from_dict(model), test))
+    cohorts = _cohort_rows(test, model["threshold"], CostModel(), evaluation["rule_amount_threshold"], EvaluationConfig())
+    return {**evaluation, "cohorts": cohorts}
+
+
+def test_cohort_floors_pass_on_the_clean_default_world(default_world):
+    resources, result = default_world
+    clean = cohort_floors(result.output_for_node("model_evaluation"))
+    assert clean.passed, clean.description
+    unchanged = _evaluation_with_scores(resources, result, lambda frame, scores: scores)
+    assert cohort_floors(unchanged).passed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default_world, seed):
+    resources, result = default_world
+
+    def shuffle_new_accounts(frame, scores):
+        new = (frame["account_age_days"] < 30).to_numpy()
+        shuffled = scores.copy()
+        shuffled[new] = np.random.default_rng(seed).permutation(scores[new])
+        return shuffled
+
+    check = cohort_floors(_evaluation_with_scores(resources, result, shuffle_new_accounts))
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert "account_age=7-30d" in check.description
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory):
+    """A champion deployed on 2025-06-10 and watched on 2025-07-01, when three more weeks of labels have matured."""
+    folder = tmp_path_factory.mktemp("two_nights")
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
+    # On this small world's earlier night one region's frauds are all missed; the floors are tested above.
+    no_recall_floor = {"ops": {"model_evaluation": {"config": {"cohort_min_recall": 0.0}}}}
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, run_config=no_recall_floor,
+                               resources={**resources, "clock": RunClock(as_of="2025-06-10")},
+                               selection=dg.AssetSelection.assets("deployed_model").upstream() - LANDING)
+        # Three weeks of a 60k world hold about 15 matured frauds: judge them anyway.
+        small_window = {"ops": {"champion_monitoring": {"config": {"min_frauds": 10}}}}
+        later = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, resources=resources, run_config=small_window,
+                               selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING)
+        yield resources, first, later
+
+
+def test_champion_monitoring_without_a_champion_says_so(two_nights):
+    _, first, _ = two_nights
+    assert first.output_for_node("champion_monitoring")["status"] == "no_champion"
+    check = {e.asset_check_key.name: e for e in first.get_asset_check_evaluations()}["champion_realised_vs_promised"]
+    assert check.passed and "no champion yet" in check.description
+
+
+def test_champion_is_scored_on_labels_matured_since_its_deploy(two_nights):
+    resources, first, later = two_nights
+    watched = later.output_for_node("champion_monitoring")
+    assert watched["status"] == "scored"
+    assert watched["champion"] == first.output_for_node("deployed_model")["version"]
+    assert watched["window"][0] >= watched["deployed_label_cutoff"]
+    assert watched["window"][1] == watched["label_cutoff"] > watched["deployed_label_cutoff"]
+    assert watched["n_frauds"] >= watched["thresholds"]["min_frauds"]
+    kept = champion_realised_vs_promised(watched)
+    assert kept.passed and "keeps its promise" in kept.description, kept.description
+    metadata = later.asset_materializations_for_node("champion_monitoring")[0].metadata
+    assert {"realised_average_precision", "promised_average_precision", "realised_cost_per_transaction"} <= set(metadata)
+
+
+def test_champion_monitoring_warns_when_realised_falls_below_the_promise(two_nights):
+    resources, _, later = two_nights
+    watched = later.output_for_node("champion_monitoring")
+    # The deploy-time evaluation promised 30 points more savings than the matured labels now show.
+    inflated = [{**row, "promised": row["realised"] + 0.3, "gap": -0.3} if row["metric"] == "savings_vs_approve_all_pct"
+                else row for row in watched["comparison"]]
+    check = champion_realised_vs_promised({**watched, "comparison": inflated})
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "savings vs approve-all" in check.description
+
+
+def test_nothing_matured_since_the_deploy_is_explicit(two_nights):
+    resources, first, _ = two_nights
+    store = ModelRegistryStore(resources["registry"].root)
+    again = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources={**resources, "clock": RunClock(as_of=store.champion()["as_of"])},
+                           selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING)
+    assert again.output_for_node("champion_monitoring")["status"] == "nothing_matured"
