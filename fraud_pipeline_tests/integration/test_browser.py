@@ -1,0 +1,199 @@
+"""The UI as a user sees it: `dagster dev` on loopback, runs launched through GraphQL, pages in headless Chromium.
+
+Skipped only when no Chromium binary is installed (CI installs it from the OS packages, see ``.ci/run``).
+"""
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from fraud_pipeline.schedules import nightly_retrain
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = next(
+    (path for path in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"),
+                       "/usr/bin/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium")
+     if path and os.path.exists(path)),
+    None,
+)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
+
+LAUNCH = """mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }"
+LOCATIONS = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DagsterUI:
+    """A running `dagster dev` (webserver + daemon) and a GraphQL client for it."""
+
+    def __init__(self, url: str, data_dir: Path, log: Path) -> None:
+        self.url, self.data_dir, self.log = url, data_dir, log
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert "errors" not in answer, answer
+        return answer["data"]
+
+    def location(self) -> tuple[str, str]:
+        repository = self.graphql(LOCATIONS)["repositoriesOrError"]["nodes"][0]
+        return repository["location"]["name"], repository["name"]
+
+    def launch(self, run_config: dict, tags: dict) -> str:
+        location, repository = self.location()
+        params = {
+            "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": "fraud_pipeline_job"},
+            "runConfigData": run_config,
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+        result = self.graphql(LAUNCH, {"params": params})["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return result["run"]["runId"]
+
+    def wait(self, run_ids: list[str], timeout: float = 600) -> dict[str, dict]:
+        deadline, runs = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            runs = {run_id: self.graphql(RUN, {"id": run_id})["runOrError"] for run_id in run_ids}
+            if all(run["status"] in ("SUCCESS", "FAILURE", "CANCELED") for run in runs.values()):
+                return runs
+            time.sleep(2)
+        raise AssertionError(f"runs did not finish in {timeout} s: {runs}\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory):
+    """`dagster dev` on 127.0.0.1 and a free port, against a temporary DAGSTER_HOME and data folder."""
+    home, data_dir = tmp_path_factory.mktemp("dagster_home"), tmp_path_factory.mktemp("data")
+    shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    port, log = _free_port(), home / "dagster_dev.log"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FRAUD_PIPELINE_DATA_DIR": str(data_dir),
+           "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    ui = DagsterUI(f"http://127.0.0.1:{port}", data_dir, log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if ui.graphql(LOCATIONS)["repositoriesOrError"]["nodes"]:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, f"dagster dev did not start:\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        yield ui
+    finally:
+        # the webserver, daemon and code servers share the session: stop them all, then make sure
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.wait()
+
+
+def nightly_run_config(day: datetime) -> dict:
+    """The nightly schedule's run config for a tick, with the small test world."""
+    request = nightly_retrain(dg.build_schedule_context(scheduled_execution_time=day.replace(hour=2, tzinfo=timezone.utc)))
+    config = request.run_config
+    config["resources"]["world"] = {"config": {"n_transactions": SMALL_WORLD}}
+    return config
+
+
+def visible_text(ui: DagsterUI, path: str, screenshots: Path, name: str, height: int = 1000) -> str:
+    """The page's text after its scripts ran, and a screenshot of it."""
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size=1400,{height}",
+             f"--user-data-dir={screenshots / 'profile'}", "--virtual-time-budget=20000"]
+    url = f"{ui.url}/{path}"
+    subprocess.run([*flags, f"--screenshot={screenshots / (name + '.png')}", url],
+                   capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, timeout=120, check=True, text=True).stdout
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_results(dagster_ui):
+    # the same night launched twice at once (a double click, a manual run beside the schedule's)
+    night = datetime(2025, 7, 1)
+    run_ids = [dagster_ui.launch(nightly_run_config(night), {"as_of": f"{night:%Y-%m-%d}"}) for _ in range(2)]
+    runs = dagster_ui.wait(run_ids)
+    assert [runs[r]["status"] for r in run_ids] == ["SUCCESS", "SUCCESS"], dagster_ui.log.read_text()[-3000:]
+    first, second = sorted(runs.values(), key=lambda run: run["startTime"])
+    assert second["startTime"] >= first["endTime"], "the runs interleaved instead of queueing"
+
+    # the file is whole and consistent: every table from the same night, nothing missing
+    with duckdb.connect(str(dagster_ui.data_dir / "warehouse.duckdb"), read_only=True) as con:
+        one = lambda sql: con.execute(sql).fetchone()  # noqa: E731
+        n_transactions, newest = one("SELECT count(*), max(event_time) FROM transactions")
+        assert night - timedelta(days=1) <= newest < night
+        assert one("SELECT count(*) FROM transaction_features")[0] == n_transactions
+        assert one("SELECT count(*) FROM transaction_labels")[0] == n_transactions
+        assert one("SELECT count(*) FROM training_set WHERE transaction_id NOT IN (SELECT transaction_id FROM transaction_features)")[0] == 0
+        assert one("SELECT count(*) FROM evaluation_scores")[0] == one("SELECT count(*) FROM training_set WHERE split = 'test'")[0]
+    champion = json.loads((dagster_ui.data_dir / "registry" / "champion.json").read_text())
+    assert (dagster_ui.data_dir / "registry" / "models" / champion["version"] / "report.html").exists()
+
+    dagster_ui.graphql("mutation { setNuxSeen }")  # the first-visit newsletter dialog would cover the page
+    location, _ = dagster_ui.location()
+    screenshots = Path(tempfile.mkdtemp(prefix="fraud_pipeline_ui_"))
+    print(f"screenshots in {screenshots}")
+
+    lineage = visible_text(dagster_ui, "asset-groups", screenshots, "asset_graph")
+    for group in ("ingestion", "labels", "features", "training", "evaluation", "deployment"):
+        assert group in lineage, lineage[:2000]
+    # the graph draws only the nodes in view: a small group shows every asset name
+    training = visible_text(dagster_ui, f"locations/{location}/asset-groups/training", screenshots, "training_group")
+    for asset in ("training_windows", "training_set", "fraud_model"):
+        assert asset in training, training[:2000]
+    catalog = visible_text(dagster_ui, "assets", screenshots, "asset_catalog", height=2000)
+    for asset in ("label_delay_profile", "transaction_features", "model_evaluation", "evaluation_report", "deployed_model"):
+        assert asset in catalog, catalog[:2000]
+    assert "Materialized" in catalog
+    check = visible_text(dagster_ui, "assets/model_evaluation?view=checks&checkDetail=cost_beats_baselines",
+                         screenshots, "check_cost_beats_baselines")
+    assert re.search(r"cost_beats_baselines\s+Succeeded", check), check[:2000]
+    assert "This is a blocking asset check" in check and "Passed" in check
+    assert all((screenshots / f"{name}.png").stat().st_size > 10_000
+               for name in ("asset_graph", "training_group", "asset_catalog", "check_cost_beats_baselines"))
