@@ -6,6 +6,12 @@ t: earlier transactions (known at their ``event_time``) and chargebacks (known a
 interval [t - w, t), expressed as a RANGE frame ending ``1 PRECEDING`` on the microsecond epoch, so
 that other transactions at the very same microsecond are excluded too.
 
+The statement is shaped for speed at tens of millions of rows: one pass of window functions per key
+(user, merchant, user-merchant) over the transactions and the few chargebacks together, all the
+user's frames in one WINDOW clause so they share one sort, counts of all earlier rows from ``rank()``
+(which gives peers the same rank, so same-microsecond rows are excluded without a frame search), the
+chargebacks on the user by a join against the small chargeback table, and no final ORDER BY.
+
 Absence is explicit. A count over no history is a true 0 and is the *availability partner* of the
 aggregates over the same window; every other aggregate over no history (sum, mean, ratio, rate, time
 since) is NULL, never 0 and never an average.
@@ -91,8 +97,8 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.cate
 HISTORY_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.history)
 
 
-def _frame(name: str, micros: int) -> str:
-    return f"{name} AS (PARTITION BY key ORDER BY ts RANGE BETWEEN {micros} PRECEDING AND 1 PRECEDING)"
+def _frame(micros: int) -> str:
+    return f"RANGE BETWEEN {micros} PRECEDING AND 1 PRECEDING"
 
 
 def transaction_features_sql(
@@ -102,24 +108,20 @@ def transaction_features_sql(
 
     Reads the given tables (or views). Chargebacks enter as events at their ``reported_at``; the
     caller is responsible for ``chargebacks`` holding only what was known at as_of (the windows
-    already exclude anything reported at or after each transaction).
+    already exclude anything reported at or after each transaction). Rows come in no particular
+    order; sort on ``transaction_id`` when order matters.
     """
-    user_windows = ",\n            ".join(
-        [_frame(f"w_{w}", us) for w, us in WINDOWS.items()]
-        + [_frame(f"wcb_{w}", us) for w, us in CHARGEBACK_WINDOWS.items()]
-        + ["w_all AS (PARTITION BY key ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"]
-    )
+    user_frames = ",\n            ".join(f"w_{w} AS (w_user {_frame(us)})" for w, us in WINDOWS.items())
     user_aggregates = ",\n                ".join(
-        [
-            f"count(tx_amount) OVER w_{w} AS n_prior_tx_{w}, "
-            f"sum(tx_amount) OVER w_{w} AS sum_amount_{w}, "
-            f"avg(tx_amount) OVER w_{w} AS mean_amount_{w}"
-            for w in WINDOWS
-        ]
-        + [f"count(cb_marker) OVER wcb_{w} AS n_prior_chargebacks_{w}" for w in CHARGEBACK_WINDOWS]
-        + ["count(tx_amount) OVER w_all AS n_prior_tx_all", "max(tx_ts) OVER w_all AS prev_tx_ts"]
+        f"count(*) OVER w_{w} AS n_prior_tx_{w}, sum(amount) OVER w_{w} AS sum_amount_{w}" for w in WINDOWS
     )
-    merchant_us = WINDOWS[MERCHANT_WINDOW]
+    chargeback_counts = ",\n                ".join(
+        f"count(*) FILTER (WHERE c.ts >= h.ts - {us}) AS n_prior_chargebacks_{w}"
+        for w, us in CHARGEBACK_WINDOWS.items()
+    )
+    means = ", ".join(
+        f"h.n_prior_tx_{w}, h.sum_amount_{w}, h.sum_amount_{w} / h.n_prior_tx_{w} AS mean_amount_{w}" for w in WINDOWS
+    )
     return f"""
         WITH
         known_chargebacks AS (
@@ -127,69 +129,68 @@ def transaction_features_sql(
             FROM {chargebacks} AS c
             JOIN {transactions} AS t USING (transaction_id)
         ),
-        user_events AS (
-            SELECT user_id AS key, epoch_us(event_time) AS ts, transaction_id,
-                   amount AS tx_amount, epoch_us(event_time) AS tx_ts, NULL::INTEGER AS cb_marker
+        events AS (
+            SELECT transaction_id, user_id, merchant_id, epoch_us(event_time) AS ts, amount, channel, mcc, country,
+                   event_time, 1 AS tx, NULL::INTEGER AS cb
             FROM {transactions}
             UNION ALL
-            SELECT user_id, ts, NULL, NULL, NULL, 1 FROM known_chargebacks
+            SELECT NULL, user_id, merchant_id, ts, NULL, NULL, NULL, NULL, NULL, NULL, 1 FROM known_chargebacks
         ),
-        user_history AS (
-            SELECT transaction_id, ts,
-                {user_aggregates}
-            FROM user_events
+        history AS (
+            -- partitions on (key, cb) keep chargeback events out of the transaction windows without a filter
+            SELECT *,
+                {user_aggregates},
+                rank() OVER w_user - 1 AS n_prior_tx_all,
+                lag(ts) OVER w_user AS lag_ts,
+                count(tx) OVER w_merchant AS n_merchant_tx_30d,
+                count(cb) OVER w_merchant AS n_merchant_chargebacks_30d,
+                rank() OVER (PARTITION BY user_id, merchant_id, cb ORDER BY ts) - 1 AS n_prior_user_merchant_tx
+            FROM events
             WINDOW
-            {user_windows}
+            w_user AS (PARTITION BY user_id, cb ORDER BY ts),
+            {user_frames},
+            w_merchant AS (PARTITION BY merchant_id ORDER BY ts {_frame(WINDOWS[MERCHANT_WINDOW])})
             QUALIFY transaction_id IS NOT NULL
         ),
-        merchant_events AS (
-            SELECT merchant_id AS key, epoch_us(event_time) AS ts, transaction_id,
-                   1 AS tx_marker, NULL::INTEGER AS cb_marker
-            FROM {transactions}
-            UNION ALL
-            SELECT merchant_id, ts, NULL, NULL, 1 FROM known_chargebacks
+        user_chargebacks AS (
+            SELECT h.transaction_id,
+                {chargeback_counts}
+            FROM history AS h
+            JOIN known_chargebacks AS c USING (user_id)
+            WHERE c.ts < h.ts AND c.ts >= h.ts - {max(CHARGEBACK_WINDOWS.values())}
+            GROUP BY h.transaction_id
         ),
-        merchant_history AS (
-            SELECT transaction_id,
-                count(tx_marker) OVER w_m AS n_merchant_tx_30d,
-                count(cb_marker) OVER w_m AS n_merchant_chargebacks_30d
-            FROM merchant_events
-            WINDOW {_frame("w_m", merchant_us)}
-            QUALIFY transaction_id IS NOT NULL
-        ),
-        user_merchant_history AS (
-            SELECT transaction_id,
-                count(*) OVER (
-                    PARTITION BY user_id, merchant_id ORDER BY epoch_us(event_time)
-                    RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-                ) AS n_prior_user_merchant_tx
-            FROM {transactions}
+        tied_previous AS (
+            -- lag() of a row tied at the same microsecond is its peer; the group's first row holds the earlier time
+            SELECT user_id, ts, max(lag_ts) FILTER (WHERE lag_ts < ts) AS previous_ts
+            FROM history
+            WHERE (user_id, ts) IN (SELECT user_id, ts FROM history WHERE lag_ts = ts)
+            GROUP BY user_id, ts
         )
         SELECT
-            t.transaction_id,
-            t.user_id,
-            t.merchant_id,
-            t.event_time,
-            t.amount,
-            t.channel,
-            t.mcc,
-            t.country,
-            CAST(hour(t.event_time) AS INTEGER) AS hour_of_day,
-            (epoch_us(t.event_time) - epoch_us(u.created_at)) / 1e6 / 86400.0 AS account_age_days,
-            uh.n_prior_tx_all,
-            (uh.ts - uh.prev_tx_ts) / 1e6 AS seconds_since_prev_tx,
-            {", ".join(f"uh.n_prior_tx_{w}, uh.sum_amount_{w}, uh.mean_amount_{w}" for w in WINDOWS)},
-            t.amount / uh.mean_amount_30d AS amount_to_mean_30d,
-            {", ".join(f"uh.n_prior_chargebacks_{w}" for w in CHARGEBACK_WINDOWS)},
-            mh.n_merchant_tx_30d,
-            mh.n_merchant_chargebacks_30d,
-            CASE WHEN mh.n_merchant_tx_30d > 0
-                 THEN mh.n_merchant_chargebacks_30d / mh.n_merchant_tx_30d END AS merchant_chargeback_rate_30d,
-            umh.n_prior_user_merchant_tx
-        FROM {transactions} AS t
-        JOIN user_history AS uh USING (transaction_id)
-        JOIN merchant_history AS mh USING (transaction_id)
-        JOIN user_merchant_history AS umh USING (transaction_id)
-        LEFT JOIN {users} AS u ON u.user_id = t.user_id
-        ORDER BY t.transaction_id
+            h.transaction_id,
+            h.user_id,
+            h.merchant_id,
+            h.event_time,
+            h.amount,
+            h.channel,
+            h.mcc,
+            h.country,
+            CAST(hour(h.event_time) AS INTEGER) AS hour_of_day,
+            (h.ts - epoch_us(u.created_at)) / 1e6 / 86400.0 AS account_age_days,
+            h.n_prior_tx_all,
+            (h.ts - CASE WHEN h.lag_ts < h.ts THEN h.lag_ts ELSE p.previous_ts END) / 1e6 AS seconds_since_prev_tx,
+            {means},
+            h.amount / (h.sum_amount_30d / h.n_prior_tx_30d) AS amount_to_mean_30d,
+            -- a transaction absent from user_chargebacks has no chargeback in the window: a true count of 0
+            {", ".join(f"coalesce(uc.n_prior_chargebacks_{w}, 0) AS n_prior_chargebacks_{w}" for w in CHARGEBACK_WINDOWS)},
+            h.n_merchant_tx_30d,
+            h.n_merchant_chargebacks_30d,
+            CASE WHEN h.n_merchant_tx_30d > 0
+                 THEN h.n_merchant_chargebacks_30d / h.n_merchant_tx_30d END AS merchant_chargeback_rate_30d,
+            h.n_prior_user_merchant_tx
+        FROM history AS h
+        LEFT JOIN user_chargebacks AS uc USING (transaction_id)
+        LEFT JOIN tied_previous AS p ON p.user_id = h.user_id AND p.ts = h.ts
+        LEFT JOIN {users} AS u ON u.user_id = h.user_id
     """

@@ -63,10 +63,14 @@ def test_sql_equals_naive_recomputation(seed):
 
 def test_oracle_catches_a_window_that_includes_the_present():
     tx, cb, users = make_history(4)
-    leaky = transaction_features_sql().replace("AND 1 PRECEDING", "AND CURRENT ROW")
-    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]])
-    assert not mismatches.empty
-    assert {"n_prior_tx_1h", "n_merchant_tx_30d", "n_prior_user_merchant_tx"} <= set(mismatches["feature"])
+    expected = recompute_features(tx, cb, users)
+    leaky_frames = transaction_features_sql().replace("AND 1 PRECEDING", "AND CURRENT ROW")
+    mismatches = compare_features(expected, build(tx, cb, users, leaky_frames)[["transaction_id", *FEATURE_NAMES]])
+    assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d"} <= set(mismatches["feature"])
+    # the counts of all earlier rows come from rank(); counting the row itself is the same leak
+    leaky_ranks = transaction_features_sql().replace(" - 1 AS n_prior", " AS n_prior")
+    mismatches = compare_features(expected, build(tx, cb, users, leaky_ranks)[["transaction_id", *FEATURE_NAMES]])
+    assert {"n_prior_tx_all", "n_prior_user_merchant_tx"} <= set(mismatches["feature"])
 
 
 def test_oracle_catches_chargebacks_counted_at_transaction_time(monkeypatch):
@@ -104,6 +108,19 @@ def test_same_microsecond_transactions_do_not_see_each_other():
     frame = build(tx, cb.iloc[0:0], users)
     assert (frame["n_prior_tx_all"] == 0).all()
     assert frame["mean_amount_30d"].isna().all()
+
+
+def test_time_since_previous_skips_transactions_at_the_same_microsecond():
+    tx, cb, users = make_history(8, n=6)
+    tx["user_id"] = 1
+    start = pd.Timestamp("2025-01-05")
+    tx["event_time"] = [start, start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=5),
+                        start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=7), start + pd.Timedelta(minutes=7)]
+    frame = build(tx, cb.iloc[0:0], users).sort_values("transaction_id")
+    assert frame["seconds_since_prev_tx"].tolist()[1:] == [300.0, 300.0, 300.0, 120.0, 120.0]
+    assert frame["n_prior_tx_all"].tolist() == [0, 1, 1, 1, 4, 4]
+    mismatches = compare_features(recompute_features(tx, cb.iloc[0:0], users), frame[["transaction_id", *FEATURE_NAMES]])
+    assert mismatches.empty, mismatches.to_string()
 
 
 def test_catalog_is_consistent():
