@@ -1,21 +1,26 @@
 """Benchmark: the whole job per stage at several world sizes, and the SQL features against pandas.
 
-    python3 tasks.py bench                       # 1M and 10M transactions
-    python3 tasks.py bench --sizes 500000 --repeat 3
+    python3 tasks.py bench                                 # 1M and 10M transactions, once each
+    python3 tasks.py bench --sizes 1000000 --repeat 3      # medians of three runs
+    python3 tasks.py bench --sizes 1000000 10000000 30000000  # larger worlds
 
-Each size runs in its own process (so its peak RSS is its own) against a fresh DuckDB file under
-``data/benchmark/``. The job runs in process exactly as ``tasks.py run`` does; stage times come from
-the run's step events. Then the point-in-time features are rebuilt with the DuckDB SQL and with the
-pandas reference (:mod:`fraud_pipeline.core.pandas_features`) on the same tables, the values are
-compared, and the ratio is printed.
+Each run is its own process against a fresh DuckDB file under ``data/benchmark/``, so its peak RSS
+is the pipeline's own. The job runs in process exactly as ``tasks.py run`` does; stage times come
+from the run's step events (steps the table does not know are summed as "other" and listed by
+name). Then the point-in-time features are rebuilt alone with the DuckDB SQL, and, in another
+process, with the pandas reference (:mod:`fraud_pipeline.core.pandas_features`) on the same tables;
+the values are compared and the ratio printed. ``--demo`` also times ``python -m fraud_pipeline run``
+on the default world, Dagster start-up included.
 """
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from statistics import median
@@ -44,6 +49,9 @@ STAGES = {
     ),
     "batch scores": ("batch_scores",),
 }
+OTHER = "other"
+#: Stages whose rows/s is meaningful (they touch every transaction).
+PER_ROW_STAGES = ("world generation + load", "features")
 
 
 def _peak_rss_gib() -> float:
@@ -65,8 +73,24 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
     return durations
 
 
+def bucket_steps(steps: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Sums step durations into the known stages; returns (stages incl. "other", the unknown steps)."""
+    known = {key for keys in STAGES.values() for key in keys}
+    unknown = {k: v for k, v in steps.items() if k not in known}
+    stages = {name: sum(steps.get(k, 0.0) for k in keys) for name, keys in STAGES.items()}
+    stages[OTHER] = sum(unknown.values())
+    return stages, unknown
+
+
 def compare_frames(sql_frame, pandas_frame, columns) -> dict[str, int]:
-    """Mismatching rows per feature: NULL-ness must agree exactly, values within 1e-9 relative."""
+    """Mismatching rows per feature: NULL-ness must agree exactly, values within 1e-9 relative.
+
+    Both frames must be in the same row order (the callers sort on transaction_id).
+    """
+    if len(sql_frame) != len(pandas_frame):
+        return {"<rows>": abs(len(sql_frame) - len(pandas_frame))}
+    if not np.array_equal(sql_frame["transaction_id"].to_numpy(), pandas_frame["transaction_id"].to_numpy()):
+        return {"<transaction_id order>": len(sql_frame)}
     mismatches = {}
     for column in columns:
         a = sql_frame[column].to_numpy(dtype=float)
@@ -79,14 +103,20 @@ def compare_frames(sql_frame, pandas_frame, columns) -> dict[str, int]:
     return mismatches
 
 
-def run_one(n_transactions: int, folder: Path) -> dict:
-    """Runs the job once on a fresh world of the given size and times the feature engines."""
+def compared_features() -> list[str]:
+    """The features both engines compute: every history feature and the account age."""
+    from fraud_pipeline.core.features import FEATURES
+
+    return [f.name for f in FEATURES if f.history or f.name == "account_age_days"]
+
+
+def run_job(n_transactions: int, folder: Path) -> dict:
+    """Runs the job once on a fresh world of the given size, then rebuilds the features with the SQL alone."""
     import dagster as dg
     import duckdb
 
     from fraud_pipeline.__main__ import run_config
-    from fraud_pipeline.core.features import FEATURES, transaction_features_sql
-    from fraud_pipeline.core.pandas_features import pandas_features
+    from fraud_pipeline.core.features import transaction_features_sql
     from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
     from fraud_pipeline.resources import SimulatedWorld
     from fraud_pipeline.schedules import fraud_pipeline_job
@@ -102,32 +132,21 @@ def run_one(n_transactions: int, folder: Path) -> dict:
         result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
         end_to_end = time.perf_counter() - started
         steps = _step_durations(instance, result.run_id)
-    stages = {name: sum(steps.get(k, 0.0) for k in keys) for name, keys in STAGES.items()}
+    stages, unknown = bucket_steps(steps)
     rss_after_job = _peak_rss_gib()
-
-    history = [f.name for f in FEATURES if f.history or f.name == "account_age_days"]
     with duckdb.connect(str(folder / "warehouse.duckdb")) as con:
         n_rows = con.execute("SELECT count(*) FROM transactions").fetchone()[0]
         started = time.perf_counter()
-        con.execute(f"CREATE OR REPLACE TEMP TABLE bench_features AS {transaction_features_sql()}")
+        con.execute(f"CREATE OR REPLACE TABLE bench_features AS {transaction_features_sql()}")
         sql_seconds = time.perf_counter() - started
-        sql_frame = con.execute(f"SELECT transaction_id, {', '.join(history)} FROM bench_features ORDER BY transaction_id").df()
-        transactions = con.execute("SELECT * FROM transactions ORDER BY transaction_id").df()
-        chargebacks = con.execute("SELECT * FROM chargebacks").df()
-        users = con.execute("SELECT * FROM users").df()
-    started = time.perf_counter()
-    pandas_frame = pandas_features(transactions, chargebacks, users)
-    pandas_seconds = time.perf_counter() - started
-    mismatches = compare_frames(sql_frame, pandas_frame, history)
     evaluation = result.output_for_node("model_evaluation") if result.success else {}
     return {
         "n_transactions": int(n_rows),
         "success": bool(result.success),
         "end_to_end_seconds": end_to_end,
         "stages": stages,
+        "other_steps": unknown,
         "sql_feature_seconds": sql_seconds,
-        "pandas_feature_seconds": pandas_seconds,
-        "feature_mismatches": mismatches,
         "peak_rss_gib_job": rss_after_job,
         "peak_rss_gib": _peak_rss_gib(),
         "average_precision": evaluation.get("average_precision"),
@@ -135,56 +154,134 @@ def run_one(n_transactions: int, folder: Path) -> dict:
     }
 
 
-def _print_table(results: list[dict]) -> None:
+def run_reference(database: Path) -> dict:
+    """Rebuilds the features with pandas from the benchmark database and compares them with the SQL's."""
+    import duckdb
+
+    from fraud_pipeline.core.pandas_features import pandas_features
+
+    columns = compared_features()
+    with duckdb.connect(str(database), read_only=True) as con:
+        transactions = con.execute("SELECT * FROM transactions ORDER BY transaction_id").df()
+        chargebacks = con.execute("SELECT * FROM chargebacks").df()
+        users = con.execute("SELECT * FROM users").df()
+        sql_frame = con.execute(
+            f"SELECT transaction_id, {', '.join(columns)} FROM bench_features ORDER BY transaction_id"
+        ).df()
+    started = time.perf_counter()
+    pandas_frame = pandas_features(transactions, chargebacks, users)
+    seconds = time.perf_counter() - started
+    return {"pandas_feature_seconds": seconds, "feature_mismatches": compare_frames(sql_frame, pandas_frame, columns),
+            "peak_rss_gib_pandas": _peak_rss_gib()}
+
+
+def run_demo() -> float:
+    """Seconds for ``python -m fraud_pipeline run`` on the default world, Dagster start-up included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "FRAUD_PIPELINE_DATA_DIR": str(Path(tmp) / "data"), "DAGSTER_HOME": str(Path(tmp) / "home"),
+               "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "False"}
+        (Path(tmp) / "home").mkdir()
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "fraud_pipeline", "run"], env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+    if out.returncode:
+        raise RuntimeError(f"the demo run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return seconds
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "fraud_pipeline.benchmark", *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"benchmark step {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_size(n_transactions: int, folder: Path) -> dict:
+    """One benchmark run at one size: the job in one process, the pandas reference in another."""
+    job = _child(["--job", str(n_transactions), "--folder", str(folder)])
+    reference = _child(["--reference", str(folder / "warehouse.duckdb")])
+    return {**job, **reference}
+
+
+def _cell(seconds: float, n: int, per_row: bool) -> str:
+    if seconds <= 0:
+        return "-"
+    return f"{seconds:.1f} ({n / seconds / 1e6:.2f} M/s)" if per_row else f"{seconds:.1f}"
+
+
+def format_table(results: list[dict], demo_seconds: list[float] | None = None) -> str:
+    """The markdown table of medians per size."""
     sizes = sorted({r["n_transactions"] for r in results})
     by_size = {n: [r for r in results if r["n_transactions"] == n] for n in sizes}
-    header = "| stage | " + " | ".join(f"{n:,} tx: s (rows/s)" for n in sizes) + " |"
-    print(header)
-    print("|---|" + "---|" * len(sizes))
-    for stage in [*STAGES, "end to end (job)"]:
-        cells = []
-        for n in sizes:
-            key = (lambda r: r["end_to_end_seconds"]) if stage.startswith("end") else (lambda r, s=stage: r["stages"][s])
-            seconds = median(key(r) for r in by_size[n])
-            cells.append(f"{seconds:.2f} ({n / seconds / 1e6:.2f} M)" if seconds > 0 else "-")
-        print(f"| {stage} | " + " | ".join(cells) + " |")
-    for label, key in [("features SQL, rebuilt alone", "sql_feature_seconds"), ("features pandas reference", "pandas_feature_seconds")]:
-        cells = [f"{median(r[key] for r in by_size[n]):.2f} ({n / median(r[key] for r in by_size[n]) / 1e6:.2f} M)" for n in sizes]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    ratio = [f"{median(r['pandas_feature_seconds'] / r['sql_feature_seconds'] for r in by_size[n]):.1f}x" for n in sizes]
-    print("| pandas / SQL | " + " | ".join(ratio) + " |")
-    print("| peak RSS (GiB) | " + " | ".join(f"{max(r['peak_rss_gib'] for r in by_size[n]):.2f}" for n in sizes) + " |")
-    print("| values equal | " + " | ".join(
-        "yes" if all(not r["feature_mismatches"] for r in by_size[n]) else str(by_size[n][0]["feature_mismatches"])
-        for n in sizes) + " |")
-    print("| job succeeded | " + " | ".join(str(all(r["success"] for r in by_size[n])) for n in sizes) + " |")
+    lines = ["| stage | " + " | ".join(f"{n:,} tx: s ({len(by_size[n])} run{'s' * (len(by_size[n]) > 1)})" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+
+    def row(label, values, per_row=False):
+        lines.append(f"| {label} | " + " | ".join(_cell(median(values(n)), n, per_row) for n in sizes) + " |")
+
+    for stage in [*STAGES, OTHER]:
+        row(stage, lambda n, s=stage: [r["stages"][s] for r in by_size[n]], stage in PER_ROW_STAGES)
+    row("**end to end (job)**", lambda n: [r["end_to_end_seconds"] for r in by_size[n]], True)
+    row("features SQL, rebuilt alone", lambda n: [r["sql_feature_seconds"] for r in by_size[n]], True)
+    row("features pandas reference (own process)", lambda n: [r["pandas_feature_seconds"] for r in by_size[n]], True)
+    lines.append("| pandas / SQL | " + " | ".join(
+        f"{median(r['pandas_feature_seconds'] / r['sql_feature_seconds'] for r in by_size[n]):.1f}x" for n in sizes) + " |")
+    lines.append("| peak RSS of the job process (GiB) | " + " | ".join(
+        f"{max(r['peak_rss_gib'] for r in by_size[n]):.2f}" for n in sizes) + " |")
+    lines.append("| peak RSS of the pandas process (GiB) | " + " | ".join(
+        f"{max(r['peak_rss_gib_pandas'] for r in by_size[n]):.2f}" for n in sizes) + " |")
+    lines.append("| SQL and pandas values equal | " + " | ".join(
+        "yes" if all(not r["feature_mismatches"] for r in by_size[n])
+        else json.dumps(next(r["feature_mismatches"] for r in by_size[n] if r["feature_mismatches"])) for n in sizes) + " |")
+    lines.append("| job succeeded | " + " | ".join(
+        "yes" if all(r["success"] for r in by_size[n]) else "no" for n in sizes) + " |")
+    others = sorted({k for r in results for k in r["other_steps"]})
+    if others:
+        lines.append("")
+        lines.append("other: " + "; ".join(
+            f"{k} " + "/".join(f"{median(r['other_steps'].get(k, 0.0) for r in by_size[n]):.1f}" for n in sizes) + " s"
+            for k in others))
+    if demo_seconds:
+        lines.append("")
+        lines.append(f"default world, `python -m fraud_pipeline run` incl. Dagster start-up: "
+                     f"{median(demo_seconds):.1f} s (median of {len(demo_seconds)})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fraud_pipeline.benchmark")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="transactions per world")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (the table shows medians)")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--demo", type=int, default=0, help="also time this many default-world runs through the CLI")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's numbers to this file")
     parser.add_argument("--folder", type=Path, default=None)
+    parser.add_argument("--job", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from fraud_pipeline.resources import data_dir
 
     folder = args.folder or data_dir() / "benchmark"
-    if args.one:
-        print(json.dumps(run_one(args.one, folder)))
+    if args.job:
+        print(json.dumps(run_job(args.job, folder)))
+        return 0
+    if args.reference:
+        print(json.dumps(run_reference(args.reference)))
         return 0
     results = []
-    for size in args.sizes:
-        for attempt in range(args.repeat):
-            print(f"running {size:,} transactions ({attempt + 1}/{args.repeat})", file=sys.stderr, flush=True)
-            out = subprocess.run([sys.executable, "-m", "fraud_pipeline.benchmark", "--one", str(size),
-                                  "--folder", str(folder)], capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
-                return out.returncode
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    _print_table(results)
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for size in args.sizes:
+            for attempt in range(args.repeat):
+                print(f"running {size:,} transactions ({attempt + 1}/{args.repeat})", file=sys.stderr, flush=True)
+                results.append(run_size(size, folder))
+        demo = [run_demo() for _ in range(args.demo)]
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": results, "demo_seconds": demo}, indent=1))
+    print(format_table(results, demo))
     return 0
 
 

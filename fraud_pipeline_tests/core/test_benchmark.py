@@ -1,0 +1,45 @@
+"""The benchmark's machinery at a tiny size: the pandas reference agrees with the SQL, and a wrong value is caught."""
+
+import duckdb
+
+from fraud_pipeline import benchmark
+from fraud_pipeline.core.features import transaction_features_sql
+from fraud_pipeline_tests.core.test_features import make_history
+
+
+def tiny_database(path, corrupt: str | None = None):
+    tx, cb, users = make_history(3, n=1_500)
+    with duckdb.connect(str(path)) as con:
+        for name, frame in {"transactions": tx, "chargebacks": cb, "users": users}.items():
+            con.register("frame", frame)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+            con.unregister("frame")
+        con.execute(f"CREATE TABLE bench_features AS {transaction_features_sql()}")
+        if corrupt:
+            con.execute(f"UPDATE bench_features SET {corrupt} WHERE transaction_id = 700")
+    return path
+
+
+def test_reference_agrees_with_the_sql(tmp_path):
+    outcome = benchmark.run_reference(tiny_database(tmp_path / "w.duckdb"))
+    assert outcome["feature_mismatches"] == {}
+    assert outcome["pandas_feature_seconds"] > 0
+
+
+def test_reference_catches_a_wrong_value_and_a_filled_null(tmp_path):
+    wrong = benchmark.run_reference(tiny_database(tmp_path / "a.duckdb", "n_prior_tx_7d = n_prior_tx_7d + 1"))
+    assert wrong["feature_mismatches"] == {"n_prior_tx_7d": 1}
+    filled = benchmark.run_reference(tiny_database(
+        tmp_path / "b.duckdb", "sum_amount_1h = coalesce(sum_amount_1h, 0) + 0.001"))
+    assert filled["feature_mismatches"] == {"sum_amount_1h": 1}
+
+
+def test_unknown_steps_are_counted_as_other_and_the_table_prints():
+    stages, unknown = benchmark.bucket_steps({"transaction_features": 2.0, "raw_tables": 1.0, "backtest": 5.0})
+    assert stages["features"] == 2.0 and stages[benchmark.OTHER] == 5.0 and unknown == {"backtest": 5.0}
+    run = {"n_transactions": 1_000, "success": True, "end_to_end_seconds": 9.0, "stages": stages,
+           "other_steps": unknown, "sql_feature_seconds": 1.0, "pandas_feature_seconds": 3.0, "peak_rss_gib": 1.0,
+           "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}}
+    table = benchmark.format_table([run, {**run, "end_to_end_seconds": 11.0}], demo_seconds=[30.0])
+    assert "| other | 5.0 |" in table and "backtest 5.0 s" in table
+    assert "| **end to end (job)** | 10.0 (0.00 M/s) |" in table and "3.0x" in table
