@@ -62,6 +62,8 @@ def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
         pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
         if pid and host == socket.gethostname() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             instance.report_run_failed(run, f"process {pid} that ran it is gone (killed); marked failed")
+            # a killed process never returns its duckdb pool slot: without this the next run waits forever
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             continue
         busy.append(run.run_id)
     return busy

@@ -62,8 +62,12 @@ def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer
                                            tags={PID_TAG: str(pid), HOST_TAG: host})
 
             dead_run, live_run, elsewhere = started(gone.pid), started(alive.pid), started(gone.pid, "another-host")
+            slots = instance.event_log_storage
+            slots.set_concurrency_slots("duckdb", 1)
+            assert slots.claim_concurrency_slot("duckdb", dead_run.run_id, "transaction_features").is_claimed
             assert sorted(runs_in_progress(instance)) == sorted([live_run.run_id, elsewhere.run_id])
             assert instance.get_run_by_id(dead_run.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert slots.get_concurrency_info("duckdb").claimed_slots == []
             assert instance.get_run_by_id(live_run.run_id).status == dg.DagsterRunStatus.STARTED
     finally:
         alive.kill()
