@@ -276,3 +276,39 @@ def window_headline(frame: pd.DataFrame, threshold: float, cost_model: CostModel
         "n_frauds": int(fraud.sum()),
         **ranking_metrics(fraud, scores),
     }
+
+
+def projected_mix_effect(test_cohorts: list[dict], current_mix: list[dict]) -> list[dict]:
+    """What the current traffic mix alone does to cost per transaction, at the test window's per-cohort costs.
+
+    Labels of the newest traffic are not mature, so its within-cohort performance is unknown; its mix
+    is known today. Pricing each cohort at its test-window cost per transaction isolates the mix part
+    of the change that the labels will show weeks later.
+
+    Args:
+        test_cohorts: Cohort table rows of the test window (cohort, value, n_transactions, total_cost).
+        current_mix: Rows of :func:`fraud_pipeline.core.drift.cohort_mix` (cohort, value, n_current).
+
+    Returns:
+        One row per cohort split: cohort, test_cost_per_transaction, projected_cost_per_transaction (the
+        current mix at test-window costs), mix_change, and unpriced_share (the current share of
+        cohorts absent from the test window, e.g. a region that opened since; left out of the projection).
+    """
+    rows = []
+    for name in dict.fromkeys(r["cohort"] for r in test_cohorts):
+        test = [_per_tx(r) for r in test_cohorts if r["cohort"] == name]
+        cost = {r["value"]: r["cost_per_transaction"] for r in test}
+        current = [r for r in current_mix if r["cohort"] == name]
+        total = sum(r["n_current"] for r in current)
+        unpriced = sum(r["n_current"] for r in current if r["value"] not in cost)
+        priced = [{"value": r["value"], "n_transactions": r["n_current"], "cost_per_transaction": cost[r["value"]]}
+                  for r in current if r["value"] in cost]
+        split = shift_share(test, priced, "cost_per_transaction", "n_transactions")
+        rows.append({
+            "cohort": name,
+            "test_cost_per_transaction": split["old"],
+            "projected_cost_per_transaction": split["new"],
+            "mix_change": split["change"],
+            "unpriced_share": unpriced / total if total else math.nan,
+        })
+    return rows

@@ -32,10 +32,16 @@ def render_model_card(bundle: dict) -> str:
         lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     lines += ["", "## Gates", "", "| gate | passed | reason |", "|---|---|---|"]
     lines += [f"| {g['name']} | {g['passed']} | {g['reason']} |" for g in bundle["gates"]]
-    lines += ["", "## Per cohort (test window)", "", "| cohort | value | transactions | frauds | cost | recall |", "|---|---|---|---|---|---|"]
+    lines += ["", "## Per cohort (test window)", "",
+              "| cohort | value | transactions | frauds | cost | recall | recall 90% interval | mean score / fraud rate |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in evaluation.get("cohorts", []):
+        low, high = row.get("recall_low"), row.get("recall_high")
+        interval = f"{low:.3f} .. {high:.3f}" if low is not None and low == low else ""
+        ratio = row.get("calibration_ratio")
         lines.append(
             f"| {row.get('cohort')} | {row.get('value')} | {row.get('n_transactions')} | {row.get('n_frauds')} "
-            f"| {row.get('total_cost', float('nan')):,.0f} | {row.get('recall', float('nan')):.3f} |"
+            f"| {row.get('total_cost', float('nan')):,.0f} | {row.get('recall', float('nan')):.3f} | {interval} "
+            f"| {'' if ratio is None or ratio != ratio else f'{ratio:.2f}'} |"
         )
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.backtest import fold_row, run_fold, spread, spread_findings
-from fraud_pipeline.core.cohorts import decompose
+from fraud_pipeline.core.cohorts import decompose, projected_mix_effect
 from fraud_pipeline.core.costs import CostModel
 from fraud_pipeline.core.drift import cohort_mix, feature_drift, mix_shift_findings
 from fraud_pipeline.core.features import CATEGORICAL_FEATURES, FEATURE_NAMES
@@ -65,7 +65,7 @@ def population_drift(
     model_evaluation: dict,
     duckdb: DuckDBResource,
 ) -> dict:
-    """Per-feature PSI and KS between the training window and recent traffic, beside the cohort-mix shift and cohort performance."""
+    """Per-feature PSI and KS between the training window and recent traffic, beside the cohort-mix shift, cohort performance and its cost."""
     as_of = TrainingWindows.from_dict(training_windows).as_of
     with duckdb.get_connection() as con:
         reference = _sample(con, "SELECT * FROM training_set WHERE split = 'train'", {}, config.max_rows)
@@ -81,11 +81,13 @@ def population_drift(
          "test_savings_vs_approve_all_pct": performance.get((row["cohort"], row["value"]), {}).get("savings_vs_approve_all_pct", math.nan)}
         for row in cohort_mix(reference, current, DEFAULT_COHORTS)
     ]
+    projection = projected_mix_effect(model_evaluation["cohorts"], mix)
     thresholds = {"max_share_ratio": config.max_share_ratio, "min_share": config.min_share, "max_mix_psi": config.max_mix_psi}
     behaviour = [r["psi"] for r in features if r["kind"] == "behaviour" and r["psi"] == r["psi"]]
     context.add_output_metadata({
         "features": dg.MetadataValue.md(markdown_table(features, DRIFT_COLUMNS)),
         "cohort_mix": dg.MetadataValue.md(markdown_table(mix, MIX_COLUMNS)),
+        "projected_mix_effect": dg.MetadataValue.md(markdown_table(projection)),
         "max_behaviour_feature_psi": dg.MetadataValue.float(max(behaviour) if behaviour else math.nan),
         "max_cohort_share_ratio": dg.MetadataValue.float(
             max((r["share_ratio"] for r in mix if math.isfinite(r["share_ratio"])), default=math.nan)),
@@ -95,6 +97,7 @@ def population_drift(
     return {
         "features": _plain_rows(features),
         "cohort_mix": _plain_rows(mix),
+        "projected_mix_effect": _plain_rows(projection),
         "thresholds": thresholds,
         "reference": "training window",
         "current": f"last {config.recent_days} days before {as_of:%Y-%m-%d}",

@@ -15,6 +15,7 @@ from fraud_pipeline.core.cohorts import (
     calibration,
     cohort_details,
     decompose,
+    projected_mix_effect,
     shift_share,
 )
 from fraud_pipeline.core.costs import CostModel
@@ -235,3 +236,16 @@ def test_shortfalls_fire_only_beyond_the_margins_and_with_enough_frauds():
     fired = shortfalls(compare(promised, _metrics(0.10, 0.20)), 100, 20, 0.10, 0.30)
     assert len(fired) == 2
     assert shortfalls(compare(promised, _metrics(0.10, 0.20)), 5, 20, 0.10, 0.30) == []
+
+
+def test_projected_mix_effect_prices_the_current_mix_at_test_costs():
+    test = [{"cohort": "account_age", "value": "<7d", "n_transactions": 10, "total_cost": 50.0},
+            {"cohort": "account_age", "value": ">30d", "n_transactions": 90, "total_cost": 90.0}]
+    mix = [{"cohort": "account_age", "value": "<7d", "n_current": 30},
+           {"cohort": "account_age", "value": ">30d", "n_current": 60},
+           {"cohort": "account_age", "value": "unknown", "n_current": 10}]
+    (row,) = projected_mix_effect(test, mix)
+    assert row["test_cost_per_transaction"] == pytest.approx(1.4)
+    assert row["projected_cost_per_transaction"] == pytest.approx((30 * 5 + 60 * 1) / 90)
+    assert row["mix_change"] == pytest.approx(row["projected_cost_per_transaction"] - 1.4)
+    assert row["unpriced_share"] == pytest.approx(0.1)

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from fraud_pipeline.core.costs import CostModel
@@ -49,6 +50,8 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
     assert cohorts["<7d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
     assert cohorts["7-30d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
     assert cohorts["<7d"]["savings_vs_approve_all_pct"] < 0 < cohorts[">30d"]["savings_vs_approve_all_pct"]
+    projected = {r["cohort"]: r for r in drift["projected_mix_effect"]}["account_age"]
+    assert projected["mix_change"] > 0.1 * projected["test_cost_per_transaction"]  # the mix alone costs > 10% more
 
 
 def test_the_evaluation_reports_intervals_calibration_and_the_decomposition(default_world):
@@ -63,28 +66,37 @@ def test_the_evaluation_reports_intervals_calibration_and_the_decomposition(defa
     assert json.dumps(evaluation)  # the bundle stores it as JSON
 
 
-def _evaluation_with_scores(resources, result, transform):
-    """The candidate's evaluation recomputed after transforming its test scores."""
-    evaluation = result.output_for_node("model_evaluation")
-    model = result.output_for_node("fraud_model")
+@pytest.fixture(scope="module")
+def scored_test(default_world):
+    """The default world's test split with the candidate's scores, read once."""
+    resources, result = default_world
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
         test = con.execute("SELECT * FROM training_set WHERE split = 'test' ORDER BY transaction_id").df()
-    test["score"] = transform(test, score(TrainedModel.from_dict(model), test))
-    cohorts = _cohort_rows(test, model["threshold"], CostModel(), evaluation["rule_amount_threshold"], EvaluationConfig())
+    return test, score(TrainedModel.from_dict(result.output_for_node("fraud_model")), test)
+
+
+def _evaluation_with_scores(result, scored_test, transform):
+    """The candidate's evaluation recomputed after transforming its test scores."""
+    evaluation = result.output_for_node("model_evaluation")
+    test, scores = scored_test
+    test = test.assign(score=transform(test, scores))
+    cohorts = _cohort_rows(test, result.output_for_node("fraud_model")["threshold"], CostModel(),
+                           evaluation["rule_amount_threshold"], EvaluationConfig())
     return {**evaluation, "cohorts": cohorts}
 
 
-def test_cohort_floors_pass_on_the_clean_default_world(default_world):
-    resources, result = default_world
+def test_cohort_floors_pass_on_the_clean_default_world(default_world, scored_test):
+    _, result = default_world
     clean = cohort_floors(result.output_for_node("model_evaluation"))
     assert clean.passed, clean.description
-    unchanged = _evaluation_with_scores(resources, result, lambda frame, scores: scores)
-    assert cohort_floors(unchanged).passed
+    unchanged = _evaluation_with_scores(result, scored_test, lambda frame, scores: scores)
+    pd.testing.assert_frame_equal(pd.DataFrame(unchanged["cohorts"]),
+                                  pd.DataFrame(result.output_for_node("model_evaluation")["cohorts"]), check_dtype=False)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default_world, seed):
-    resources, result = default_world
+def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default_world, scored_test, seed):
+    _, result = default_world
 
     def shuffle_new_accounts(frame, scores):
         new = (frame["account_age_days"] < 30).to_numpy()
@@ -92,7 +104,7 @@ def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default
         shuffled[new] = np.random.default_rng(seed).permutation(scores[new])
         return shuffled
 
-    check = cohort_floors(_evaluation_with_scores(resources, result, shuffle_new_accounts))
+    check = cohort_floors(_evaluation_with_scores(result, scored_test, shuffle_new_accounts))
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert "account_age=7-30d" in check.description
