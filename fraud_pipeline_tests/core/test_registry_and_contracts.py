@@ -26,6 +26,16 @@ def test_registry_promotes_and_keeps_history(tmp_path):
     assert (tmp_path / "models" / "v2" / "model.txt").read_text() == "model-2"
 
 
+def test_report_is_written_next_to_its_model_and_rewritten_whole(tmp_path):
+    store = ModelRegistryStore(tmp_path)
+    folder = store.write_bundle("v1", "model", {"threshold": 0.5}, "card")
+    path = store.write_report("v1", "<html>first</html>")
+    assert path == folder / "report.html" and path.read_text() == "<html>first</html>"
+    store.write_report("v1", "<html>second</html>")
+    assert path.read_text() == "<html>second</html>"
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "bundle.json", "model.txt", "report.html"]
+
+
 def test_registry_refuses_to_promote_an_unknown_version(tmp_path):
     with pytest.raises(FileNotFoundError):
         ModelRegistryStore(tmp_path).promote("missing", as_of="2025-07-01", reason="x")
