@@ -273,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
             for attempt in range(args.repeat):
                 print(f"running {size:,} transactions ({attempt + 1}/{args.repeat})", file=sys.stderr, flush=True)
                 results.append(run_size(size, folder))
+                last = results[-1]
+                print(f"  end to end {last['end_to_end_seconds']:.1f} s, features {last['stages']['features']:.1f} s, "
+                      f"SQL alone {last['sql_feature_seconds']:.1f} s, pandas {last['pandas_feature_seconds']:.1f} s, "
+                      f"peak RSS {last['peak_rss_gib']:.2f} GiB, values equal: {not last['feature_mismatches']}",
+                      file=sys.stderr, flush=True)
         demo = [run_demo() for _ in range(args.demo)]
     except RuntimeError as error:
         print(error, file=sys.stderr)
