@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"SQL alone {last['sql_feature_seconds']:.1f} s, pandas {last['pandas_feature_seconds']:.1f} s, "
                       f"peak RSS {last['peak_rss_gib']:.2f} GiB, values equal: {not last['feature_mismatches']}",
                       file=sys.stderr, flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps({"runs": results}, indent=1))
         demo = [run_demo() for _ in range(args.demo)]
     except RuntimeError as error:
         print(error, file=sys.stderr)
