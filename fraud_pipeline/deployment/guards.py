@@ -25,6 +25,15 @@ GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
 )
 
 
+def _latest_finished_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey, depth: int = 20):
+    """The newest finished evaluation of a check; a planned one (a queued or running run's) has no verdict yet."""
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=depth):
+        event = record.event.dagster_event if record.event else None
+        if event is not None and event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            return event.asset_check_evaluation_data
+    return None
+
+
 def check_record_problems(instance: dg.DagsterInstance, keys=GUARDING_CHECKS) -> list[str]:
     """Why the latest evaluations of the guarding checks do not clear the current materialisations.
 
@@ -34,8 +43,7 @@ def check_record_problems(instance: dg.DagsterInstance, keys=GUARDING_CHECKS) ->
     problems = []
     for key in keys:
         label = f"{key.asset_key.to_user_string()}:{key.name}"
-        record = instance.get_latest_asset_check_evaluation_record(key)
-        evaluation = record.event.dagster_event.asset_check_evaluation_data if record and record.event else None
+        evaluation = _latest_finished_evaluation(instance, key)
         if evaluation is None:
             problems.append(f"{label} has no finished evaluation")
             continue
