@@ -140,9 +140,12 @@ def run_job(n_transactions: int, folder: Path) -> dict:
         con.execute(f"CREATE OR REPLACE TABLE bench_features AS {transaction_features_sql()}")
         sql_seconds = time.perf_counter() - started
     evaluation = result.output_for_node("model_evaluation") if result.success else {}
+    failed = sorted({e.step_key for e in result.get_step_failure_events()}
+                    | {e.check_name for e in result.get_asset_check_evaluations() if not e.passed})
     return {
         "n_transactions": int(n_rows),
         "success": bool(result.success),
+        "failed": failed,
         "end_to_end_seconds": end_to_end,
         "stages": stages,
         "other_steps": unknown,
@@ -234,7 +237,8 @@ def format_table(results: list[dict], demo_seconds: list[float] | None = None) -
         "yes" if all(not r["feature_mismatches"] for r in by_size[n])
         else json.dumps(next(r["feature_mismatches"] for r in by_size[n] if r["feature_mismatches"])) for n in sizes) + " |")
     lines.append("| job succeeded | " + " | ".join(
-        "yes" if all(r["success"] for r in by_size[n]) else "no" for n in sizes) + " |")
+        "yes" if all(r["success"] for r in by_size[n])
+        else "no: " + ", ".join(sorted({f for r in by_size[n] for f in r.get("failed", [])})) for n in sizes) + " |")
     others = sorted({k for r in results for k in r["other_steps"]})
     if others:
         lines.append("")
@@ -276,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                 last = results[-1]
                 print(f"  end to end {last['end_to_end_seconds']:.1f} s, features {last['stages']['features']:.1f} s, "
                       f"SQL alone {last['sql_feature_seconds']:.1f} s, pandas {last['pandas_feature_seconds']:.1f} s, "
-                      f"peak RSS {last['peak_rss_gib']:.2f} GiB, values equal: {not last['feature_mismatches']}",
+                      f"peak RSS {last['peak_rss_gib']:.2f} GiB, values equal: {not last['feature_mismatches']}, "
+                      f"failed: {last['failed'] or 'nothing'}",
                       file=sys.stderr, flush=True)
                 if args.json:
                     args.json.write_text(json.dumps({"runs": results}, indent=1))
