@@ -71,6 +71,7 @@ def evaluation_report(
     context: dg.AssetExecutionContext,
     fraud_model: dict,
     model_evaluation: dict,
+    population_drift: dict,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
     gates: DeployGates,
@@ -82,7 +83,8 @@ def evaluation_report(
                WHERE t.split = 'test' ORDER BY transaction_id"""
         ).fetchnumpy()
         verdicts = evaluate_gates(con, TrainingWindows.from_dict(fraud_model["windows"]), fraud_model, model_evaluation, gates)
-    html, plots = build_report(fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts])
+    html, plots = build_report(fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts],
+                               population_drift)
     path = registry.store().write_report(fraud_model["version"], html)
     context.log.info(f"evaluation report of {fraud_model['version']} written to {path} ({len(html) / 1024:.0f} KiB)")
     return dg.MaterializeResult(
