@@ -55,7 +55,22 @@ def default_resources(root=None) -> dict:
     }
 
 
-ALL_ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+#: Who answers for each group of assets; shown in the UI beside every asset.
+GROUP_OWNERS = {
+    "ingestion": "team:data-platform",
+    "features": "team:data-platform",
+    "labels": "team:fraud-ml",
+    "training": "team:fraud-ml",
+    "evaluation": "team:fraud-ml",
+    "deployment": "team:fraud-ml",
+}
+
+
+def _with_owner(spec: dg.AssetSpec) -> dg.AssetSpec:
+    return spec.merge_attributes(owners=[GROUP_OWNERS.get(spec.group_name, "team:fraud-ml")])
+
+
+ALL_ASSETS = dg.map_asset_specs(_with_owner, dg.load_assets_from_modules(ASSET_MODULES))
 ALL_CHECKS = dg.load_asset_checks_from_modules(CHECK_MODULES)
 
 defs = dg.Definitions(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from fraud_pipeline.core.costs import CostModel, ThresholdChoice, choose_threshold
@@ -16,16 +18,21 @@ def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostMo
     )
 
 
-def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel) -> dict:
+def train_candidate(
+    train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel,
+    progress: Callable[[str], list] | None = None,
+) -> dict:
     """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
 
     An outage hides the history of users who have one, so the fallback learns from, and sets its
     threshold on, the rows of users with history: the population it will serve.
     """
-    main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params)
+    callbacks = (lambda name: progress(name) if progress else [])  # noqa: E731
+    main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model"))
     main_choice = _threshold(main, validation, cost_model)
     with_history = lambda frame: frame[frame["n_prior_tx_all"] > 0]  # noqa: E731
-    fallback = train_model(with_history(train), with_history(validation), FALLBACK_FEATURES, CATEGORICAL_FEATURES, params)
+    fallback = train_model(with_history(train), with_history(validation), FALLBACK_FEATURES, CATEGORICAL_FEATURES, params,
+                           callbacks=callbacks("fallback model"))
     fallback_choice = _threshold(fallback, with_history(validation), cost_model)
     return {
         **main.as_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
@@ -108,8 +109,11 @@ def train_model(
     categorical: tuple[str, ...],
     params: ModelParams,
     label: str = "is_fraud",
+    callbacks: Sequence[Callable] = (),
 ) -> TrainedModel:
     """Trains LightGBM with early stopping on validation average precision.
+
+    ``callbacks`` are extra LightGBM callbacks (e.g. progress logging); they must not change training.
 
     Raises:
         ValueError: If a split has no fraud or no genuine rows.
@@ -131,7 +135,7 @@ def train_model(
         num_boost_round=params.max_rounds,
         valid_sets=[valid_set],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False), *callbacks],
     )
     best = booster.best_iteration or params.max_rounds
     importance = dict(zip(booster.feature_name(), booster.feature_importance("gain", iteration=best).tolist()))

@@ -141,7 +141,10 @@ def fraud_model(
     context.log.info(f"training on {len(train):,} rows, early stopping on {len(validation):,} validation rows, "
                      f"at most {config.max_rounds} rounds")
     started = time.perf_counter()
-    candidate = train_candidate(train, validation, config.params(), costs.cost_model())
+    candidate = train_candidate(
+        train, validation, config.params(), costs.cost_model(),
+        progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
+    )
     context.log.info(f"trained {candidate['version']} in {time.perf_counter() - started:.1f} s "
                      f"(best iteration {candidate['best_iteration']})")
     cost_choice = choose_threshold(

@@ -14,7 +14,7 @@ ASSETS = {
 BLOCKING_CHECKS = {
     "transaction_contract", "chargeback_contract", "features_match_oracle", "features_ignore_the_future",
     "windows_valid", "mature_labels_only", "min_frauds_per_window", "labels_complete_enough", "cost_beats_baselines",
-    "quarantine_within_limit",
+    "quarantine_within_limit", "cohort_floors",
 }
 
 
@@ -101,3 +101,13 @@ def test_the_source_can_default_to_files_for_the_ui_schedule_and_sensor(monkeypa
     monkeypatch.setenv("FRAUD_PIPELINE_INPUT_FOLDER", "/data/in")
     source = DataSource.from_environment()
     assert (source.mode, str(source.input_folder())) == ("files", "/data/in")
+
+
+def test_every_asset_has_a_group_an_owner_and_a_description():
+    from fraud_pipeline.definitions import defs
+
+    for spec in defs.resolve_all_asset_specs():
+        label = spec.key.to_user_string()
+        assert spec.group_name in {"ingestion", "labels", "features", "training", "evaluation", "deployment"}, label
+        assert spec.owners and spec.owners[0].startswith("team:"), label
+        assert spec.description, label
