@@ -69,6 +69,26 @@ def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
     return busy
 
 
+def execute_job(name: str, config: dict | None, tags: dict[str, str]) -> dg.ExecuteInProcessResult | None:
+    """Runs a job in process on the project's instance, or returns None while another run is in progress.
+
+    The project's own instance is used unless the caller chose another, so the run shows in the UI.
+    """
+    from fraud_pipeline.definitions import defs
+    from fraud_pipeline.resources import PROJECT_ROOT
+
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
+    with dg.DagsterInstance.get() as instance:
+        busy = runs_in_progress(instance)
+        if busy:
+            print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
+            return None
+        return defs.resolve_job_def(name).execute_in_process(
+            run_config=config, instance=instance, raise_on_error=False,
+            tags={**tags, "launched_by": "cli", **process_tags()},
+        )
+
+
 def registry_command(args) -> int:
     """Shows the registry, or moves the champion pointer back to an earlier version."""
     from fraud_pipeline.core.registry import ModelRegistryStore
@@ -152,28 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in FILE_COMMANDS:
         return file_command(args)
 
-    from fraud_pipeline.definitions import defs
-    from fraud_pipeline.resources import PROJECT_ROOT
     from fraud_pipeline.summary import print_summary
 
-    # the project's own instance unless the caller chose another, so the run shows in the UI
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
-
-    job = defs.resolve_job_def("fraud_pipeline_job")
-    with dg.DagsterInstance.get() as instance:
-        busy = runs_in_progress(instance)
-        if busy:
-            print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
-            return 3
-        result = job.execute_in_process(
-            run_config=run_config(args.as_of, args.n_transactions, args.seed, source_config(args)),
-            instance=instance,
-            raise_on_error=False,
-            tags={"as_of": args.as_of, "launched_by": "cli", **process_tags()},
-        )
-        print_summary(result, sys.stdout)
+    result = execute_job(
+        "fraud_pipeline_job",
+        run_config(args.as_of, args.n_transactions, args.seed, source_config(args)),
+        {"as_of": args.as_of},
+    )
+    if result is None:
+        return 3
+    print_summary(result, sys.stdout)
     return 0 if result.success else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 FILE_COMMANDS = ("export-files", "ingest")
@@ -59,13 +58,10 @@ def ingest(args) -> int:
     """Lands every day folder that is a partition already (its day has ended) in one single-run backfill."""
     import sys
 
-    import dagster as dg
-
-    from fraud_pipeline.__main__ import process_tags, runs_in_progress
+    from fraud_pipeline.__main__ import execute_job
     from fraud_pipeline.core.file_ingestion import day_folders
-    from fraud_pipeline.definitions import defs
     from fraud_pipeline.ingestion.assets import DAY_PARTITIONS
-    from fraud_pipeline.resources import PROJECT_ROOT, DataSource
+    from fraud_pipeline.resources import DataSource
 
     config = source_config(args)
     folder = DataSource(**config).input_folder()
@@ -73,20 +69,13 @@ def ingest(args) -> int:
     if not days:
         print(f"no day folder (YYYY-MM-DD) of an ended day under {folder}")
         return 2
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))
-    job = defs.resolve_job_def("ingestion_job")
-    with dg.DagsterInstance.get() as instance:
-        busy = runs_in_progress(instance)
-        if busy:
-            print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
-            return 3
-        result = job.execute_in_process(
-            run_config={"resources": {"source": {"config": config}}} if config else None,
-            instance=instance,
-            raise_on_error=False,
-            tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1],
-                  "launched_by": "cli", **process_tags()},
-        )
+    result = execute_job(
+        "ingestion_job",
+        {"resources": {"source": {"config": config}}} if config else None,
+        {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    if result is None:
+        return 3
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         print(f"landed {days[0]}..{days[-1]} from {folder}: rows in {metadata['rows_in'].value}, loaded "

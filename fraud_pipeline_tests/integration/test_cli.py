@@ -74,3 +74,19 @@ def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_ingest_lands_the_example_day_folders_and_accounts_for_every_row(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from fraud_pipeline.__main__ import main
+
+    monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    examples = Path(__file__).resolve().parents[2] / "data" / "examples"
+    with dg.instance_for_test():
+        assert main(["ingest", "--folder", str(examples)]) == 0
+        first = capsys.readouterr().out
+        assert main(["ingest", "--folder", str(examples)]) == 0
+        again = capsys.readouterr().out
+    assert "rows in 20, loaded 14, quarantined 6; unchanged days 0" in first, first
+    assert "unchanged days 2" in again, again
