@@ -30,7 +30,7 @@ def train_candidate(
     callbacks = (lambda name: progress(name) if progress else [])  # noqa: E731
     main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model"))
     main_choice = _threshold(main, validation, cost_model)
-    with_history = lambda frame: frame[frame["n_prior_tx_all"] > 0]  # noqa: E731
+    with_history = lambda frame: frame[frame["n_prior_tx_30d"] > 0]  # noqa: E731
     fallback = train_model(with_history(train), with_history(validation), FALLBACK_FEATURES, CATEGORICAL_FEATURES, params,
                            callbacks=callbacks("fallback model"))
     fallback_choice = _threshold(fallback, with_history(validation), cost_model)

@@ -21,10 +21,6 @@ from fraud_pipeline.core.metrics import CohortSpec, assign_cohort
 EPSILON = 1e-4
 #: Label of the explicit NULL bin; absence is compared as its own category, never imputed.
 NULL_BIN = "NULL"
-#: Counts over the user's whole history: in a data set that starts on a given day they grow with the
-#: age of the data itself, so their drift between an early and a late window is an artefact of where
-#: the history starts, not a change of the users.
-CUMULATIVE_FEATURES = ("n_prior_tx_all", "n_prior_user_merchant_tx")
 #: Chargeback counts and rates are lagged labels: they move with the fraud rate itself (the business
 #: metric that notices, weeks late), not with the inputs of the population.
 OUTCOME_MARKER = "chargeback"
@@ -100,8 +96,6 @@ def ks(reference: pd.Series, current: pd.Series) -> tuple[float, float]:
 def _feature_kind(name: str, cohort_columns: set[str]) -> str:
     if name in cohort_columns:
         return "cohort key"
-    if name in CUMULATIVE_FEATURES:
-        return "cumulative"
     if OUTCOME_MARKER in name:
         return "lagged outcome"
     return "behaviour"
@@ -133,7 +127,7 @@ def feature_drift(
         n_bins: Quantile bins of numeric features.
 
     Returns:
-        One row per feature: feature, kind (``behaviour``, ``cumulative``, ``lagged outcome`` or
+        One row per feature: feature, kind (``behaviour``, ``lagged outcome`` or
         ``cohort key``), psi,
         ks, ks_pvalue, null_share_reference, null_share_current and verdict (quiet < 0.1 <= moderate
         < 0.25 <= major, on PSI).

@@ -1,4 +1,4 @@
-"""Point-in-time transaction features, built as one DuckDB SQL statement.
+"""Point-in-time transaction features: the catalogue, the engine's DuckDB side, and the portable SQL.
 
 The feature row of a transaction at time t uses only records whose knowledge time is strictly before
 t: earlier transactions (known at their ``event_time``) and chargebacks (known at their
@@ -6,11 +6,17 @@ t: earlier transactions (known at their ``event_time``) and chargebacks (known a
 interval [t - w, t), expressed as a RANGE frame ending ``1 PRECEDING`` on the microsecond epoch, so
 that other transactions at the very same microsecond are excluded too.
 
-The statement is shaped for speed at tens of millions of rows: one pass of window functions per key
-(user, merchant, user-merchant) over the transactions and the few chargebacks together, all the
-user's frames in one WINDOW clause so they share one sort, counts of all earlier rows from ``rank()``
-(which gives peers the same rank, so same-microsecond rows are excluded without a frame search), the
-chargebacks on the user by a join against the small chargeback table, and no final ORDER BY.
+Every window is bounded and none is longer than :data:`HISTORY_DAYS`: a feature over "all history"
+depends on where the data happens to begin (a warehouse loaded six months ago and one loaded two
+years ago give different values, and the values grow with the age of the data, not of the user),
+so it drifts for no reason in the population. Training starts :data:`HISTORY_DAYS` after the first
+transaction, where every window is full.
+
+:func:`transaction_features_table` is what the pipeline runs: DuckDB reads and sorts the rows, the
+numpy engine (:mod:`fraud_pipeline.core.feature_engine`) computes the history features with one
+sort per key, and the result goes back to DuckDB as an Arrow table. :func:`transaction_features_sql`
+computes the same values as one portable SQL statement, for a warehouse without a Python engine
+beside it; tests hold the two equal.
 
 Absence is explicit. A count over no history is a true 0 and is the *availability partner* of the
 aggregates over the same window; every other aggregate over no history (sum, mean, ratio, rate, time
@@ -21,6 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+
+from fraud_pipeline.core.feature_engine import history_features
+
 #: Window name -> length in microseconds.
 WINDOWS: dict[str, int] = {
     "1h": 3_600 * 10**6,
@@ -28,8 +39,12 @@ WINDOWS: dict[str, int] = {
     "7d": 7 * 86_400 * 10**6,
     "30d": 30 * 86_400 * 10**6,
 }
-CHARGEBACK_WINDOWS: dict[str, int] = {"30d": 30 * 86_400 * 10**6, "90d": 90 * 86_400 * 10**6}
+CHARGEBACK_WINDOWS: dict[str, int] = {"30d": 30 * 86_400 * 10**6}
 MERCHANT_WINDOW = "30d"
+#: Window of the user's earlier transactions at the same merchant.
+FAMILIARITY_WINDOW = "30d"
+#: No feature looks further back than this many days (the training warm-up).
+HISTORY_DAYS = max([*WINDOWS.values(), *CHARGEBACK_WINDOWS.values()]) // (86_400 * 10**6)
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,6 @@ def _feature_catalog() -> tuple[Feature, ...]:
         Feature("hour_of_day", "attribute", "UTC hour of the transaction.", history=False),
         Feature("account_age_days", "aggregate", "Days since the account was created (NULL if the user is unknown).",
                 partner=None, history=False),
-        Feature("n_prior_tx_all", "count", "User's transactions ever before t."),
-        Feature("seconds_since_prev_tx", "aggregate", "Seconds since the user's previous transaction.",
-                partner="n_prior_tx_all"),
     ]
     for window in WINDOWS:
         partner = f"n_prior_tx_{window}"
@@ -75,8 +87,12 @@ def _feature_catalog() -> tuple[Feature, ...]:
             Feature(f"mean_amount_{window}", "aggregate", f"User's mean amount in the {window} before t.",
                     partner=partner),
         ]
-    features.append(Feature("amount_to_mean_30d", "aggregate", "Amount divided by the user's 30d mean amount.",
-                            partner="n_prior_tx_30d"))
+    features += [
+        Feature("seconds_since_prev_tx", "aggregate",
+                "Seconds since the user's previous transaction in the 30d before t.", partner="n_prior_tx_30d"),
+        Feature("amount_to_mean_30d", "aggregate", "Amount divided by the user's 30d mean amount.",
+                partner="n_prior_tx_30d"),
+    ]
     for window in CHARGEBACK_WINDOWS:
         features.append(Feature(f"n_prior_chargebacks_{window}", "count",
                                 f"Chargebacks on the user's transactions reported in the {window} before t."))
@@ -86,7 +102,8 @@ def _feature_catalog() -> tuple[Feature, ...]:
         Feature("merchant_chargeback_rate_30d", "aggregate",
                 "Merchant chargebacks reported / merchant transactions, both over the 30d before t.",
                 partner="n_merchant_tx_30d"),
-        Feature("n_prior_user_merchant_tx", "count", "User's transactions at this merchant ever before t."),
+        Feature(f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}", "count",
+                f"User's transactions at this merchant in the {FAMILIARITY_WINDOW} before t."),
     ]
     return tuple(features)
 
@@ -140,11 +157,11 @@ def transaction_features_sql(
             -- partitions on (key, cb) keep chargeback events out of the transaction windows without a filter
             SELECT *,
                 {user_aggregates},
-                rank() OVER w_user - 1 AS n_prior_tx_all,
                 lag(ts) OVER w_user AS lag_ts,
                 count(tx) OVER w_merchant AS n_merchant_tx_30d,
                 count(cb) OVER w_merchant AS n_merchant_chargebacks_30d,
-                rank() OVER (PARTITION BY user_id, merchant_id, cb ORDER BY ts) - 1 AS n_prior_user_merchant_tx
+                count(*) OVER (PARTITION BY user_id, merchant_id, cb ORDER BY ts {_frame(WINDOWS[FAMILIARITY_WINDOW])})
+                    AS n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}
             FROM events
             WINDOW
             w_user AS (PARTITION BY user_id, cb ORDER BY ts),
@@ -178,9 +195,10 @@ def transaction_features_sql(
             h.country,
             CAST(hour(h.event_time) AS INTEGER) AS hour_of_day,
             (h.ts - epoch_us(u.created_at)) / 1e6 / 86400.0 AS account_age_days,
-            h.n_prior_tx_all,
-            (h.ts - CASE WHEN h.lag_ts < h.ts THEN h.lag_ts ELSE p.previous_ts END) / 1e6 AS seconds_since_prev_tx,
             {means},
+            CASE WHEN h.n_prior_tx_30d > 0
+                 THEN (h.ts - CASE WHEN h.lag_ts < h.ts THEN h.lag_ts ELSE p.previous_ts END) / 1e6
+            END AS seconds_since_prev_tx,
             h.amount / (h.sum_amount_30d / h.n_prior_tx_30d) AS amount_to_mean_30d,
             -- a transaction absent from user_chargebacks has no chargeback in the window: a true count of 0
             {", ".join(f"coalesce(uc.n_prior_chargebacks_{w}, 0) AS n_prior_chargebacks_{w}" for w in CHARGEBACK_WINDOWS)},
@@ -188,9 +206,57 @@ def transaction_features_sql(
             h.n_merchant_chargebacks_30d,
             CASE WHEN h.n_merchant_tx_30d > 0
                  THEN h.n_merchant_chargebacks_30d / h.n_merchant_tx_30d END AS merchant_chargeback_rate_30d,
-            h.n_prior_user_merchant_tx
+            h.n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}
         FROM history AS h
         LEFT JOIN user_chargebacks AS uc USING (transaction_id)
         LEFT JOIN tied_previous AS p ON p.user_id = h.user_id AND p.ts = h.ts
         LEFT JOIN {users} AS u ON u.user_id = h.user_id
     """
+
+
+#: Rows per Arrow batch handed back to DuckDB, so that it scans the result on every thread.
+_BATCH_ROWS = 1 << 17
+
+
+def transaction_features_table(
+    con, transactions: str = "transactions", chargebacks: str = "chargebacks", users: str = "users"
+) -> pa.Table:
+    """Every feature of every row of ``transactions``, as an Arrow table in time order.
+
+    DuckDB reads the given tables (or views) and sorts the rows by time; the numpy engine computes
+    the history features; the attributes come straight from the read. The values equal
+    :func:`transaction_features_sql`'s. Register the result on the connection to store it, e.g.
+    ``replace_tables(con, {"transaction_features": "SELECT * FROM f"}, sources={"f": table})``.
+    """
+    rows = con.sql(f"""
+        SELECT t.transaction_id, t.user_id, t.merchant_id, t.event_time, t.amount, t.channel, t.mcc, t.country,
+               CAST(hour(t.event_time) AS INTEGER) AS hour_of_day,
+               (epoch_us(t.event_time) - epoch_us(u.created_at)) / 1e6 / 86400.0 AS account_age_days,
+               epoch_us(t.event_time) AS ts
+        FROM {transactions} AS t LEFT JOIN {users} AS u USING (user_id)
+        ORDER BY ts, t.transaction_id
+    """).to_arrow_table().combine_chunks()
+    known = con.sql(f"""
+        SELECT t.user_id, t.merchant_id, epoch_us(c.reported_at) AS ts
+        FROM {chargebacks} AS c JOIN {transactions} AS t USING (transaction_id)
+    """).fetchnumpy()
+
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy()
+
+    computed = history_features(
+        column("user_id"), column("merchant_id"), column("ts"), column("amount"),
+        known["user_id"], known["merchant_id"], known["ts"],
+        windows=WINDOWS, chargeback_windows=CHARGEBACK_WINDOWS,
+        merchant_window=(MERCHANT_WINDOW, WINDOWS[MERCHANT_WINDOW]),
+        familiarity_window=(FAMILIARITY_WINDOW, WINDOWS[FAMILIARITY_WINDOW]),
+    )
+    output = {name: rows[name] for name in ("transaction_id", "user_id", "merchant_id", "event_time")}
+    for name in FEATURE_NAMES:
+        if name in computed:
+            values = computed[name]
+            output[name] = pa.array(values.values, mask=None if values.valid is None else ~values.valid)
+        else:
+            output[name] = rows[name]
+    table = pa.table(output).combine_chunks()
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), schema=table.schema)

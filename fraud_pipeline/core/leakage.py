@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fraud_pipeline.core.features import FEATURES, transaction_features_sql
+from fraud_pipeline.core.features import FEATURES, transaction_features_table
 
 #: Real-valued features may be summed in another order on a smaller table.
 REL_TOL = 1e-9
@@ -39,10 +39,12 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_transactions AS SELECT * FROM transactions WHERE event_time < {at}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_chargebacks AS SELECT * FROM chargebacks WHERE reported_at < {at}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_users AS SELECT * FROM users WHERE created_at < {at}")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rebuilt_features AS "
-        + transaction_features_sql("past_transactions", "past_chargebacks", "past_users")
-    )
+    rebuilt = transaction_features_table(con, "past_transactions", "past_chargebacks", "past_users")
+    con.register("rebuilt_arrow", rebuilt)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE rebuilt_features AS SELECT * FROM rebuilt_arrow")
+    finally:
+        con.unregister("rebuilt_arrow")
     checks = {f.name: _differs(f.name, f.kind) for f in FEATURES}
     counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
     any_change = " OR ".join(f"({cond})" for cond in checks.values())

@@ -1,6 +1,6 @@
 """A naive, independent recomputation of the point-in-time features, one transaction at a time.
 
-It shares no code with the SQL in :mod:`fraud_pipeline.core.features`: for each transaction it scans
+It shares no code with the engine in :mod:`fraud_pipeline.core.feature_engine` or the SQL: for each transaction it scans
 the raw records and keeps those known strictly before the transaction. It is slow on purpose (clear
 over clever) and is the reference that the SQL output, and later a leakage check, are compared with.
 """
@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.core.features import CHARGEBACK_WINDOWS, FEATURE_NAMES, WINDOWS
+from fraud_pipeline.core.features import CHARGEBACK_WINDOWS, FAMILIARITY_WINDOW, FEATURE_NAMES, WINDOWS
 
 _US = 10**6
 
@@ -66,9 +66,9 @@ def recompute_features(
             "country": tx.at[i, "country"],
             "hour_of_day": int(pd.Timestamp(tx.at[i, "event_time"]).hour),
             "account_age_days": (t - created[user[i]]) / _US / 86_400.0 if user[i] in created else None,
-            "n_prior_tx_all": int(same_user.sum()),
-            "seconds_since_prev_tx": (t - tx_us[same_user].max()) / _US if same_user.any() else None,
         }
+        recent = same_user & (tx_us >= t - WINDOWS["30d"])
+        row["seconds_since_prev_tx"] = (t - tx_us[recent].max()) / _US if recent.any() else None
         for name, width in WINDOWS.items():
             in_window = same_user & (tx_us >= t - width)
             n = int(in_window.sum())
@@ -85,7 +85,8 @@ def recompute_features(
         row["n_merchant_tx_30d"] = n_merchant
         row["n_merchant_chargebacks_30d"] = n_merchant_cb
         row["merchant_chargeback_rate_30d"] = n_merchant_cb / n_merchant if n_merchant else None
-        row["n_prior_user_merchant_tx"] = int((same_user & (merchant == merchant[i])).sum())
+        familiar = same_user & (merchant == merchant[i]) & (tx_us >= t - WINDOWS[FAMILIARITY_WINDOW])
+        row[f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}"] = int(familiar.sum())
         rows.append(row)
     return pd.DataFrame(rows, columns=["transaction_id", *FEATURE_NAMES])
 

@@ -3,7 +3,7 @@
 Written the way a careful pandas user would: ``groupby().rolling(..., closed="left")`` for the user's
 amount windows and ``merge_asof(..., allow_exact_matches=False)`` over cumulative counts for events
 that come from another table (chargebacks) or another grouping (merchant, user-merchant). It must give
-the same values as the DuckDB SQL; the benchmark checks that on every run.
+the same values as the pipeline's engine; the benchmark checks that on every run.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.core.features import CHARGEBACK_WINDOWS, WINDOWS
+from fraud_pipeline.core.features import CHARGEBACK_WINDOWS, FAMILIARITY_WINDOW, WINDOWS
 
 _PANDAS_WINDOWS = {name: pd.Timedelta(microseconds=us) for name, us in {**WINDOWS, **CHARGEBACK_WINDOWS}.items()}
 
@@ -64,9 +64,6 @@ def pandas_features(transactions: pd.DataFrame, chargebacks: pd.DataFrame, users
         out[f"mean_amount_{name}"] = (total / n.where(n > 0)).to_numpy()
     out["amount_to_mean_30d"] = tx["amount"].to_numpy() / out["mean_amount_30d"].to_numpy()
 
-    user_events = tx[["user_id", "event_time"]].rename(columns={"event_time": "time"})
-    keys_user = tx[["user_id"]].reset_index(drop=True)
-    out["n_prior_tx_all"] = _count_before(tx["event_time"], keys_user, user_events, ["user_id"])
     previous = by_user.groupby("user_id", sort=False)["event_time"].shift(1)
     # the previous *strictly earlier* time: carry the last distinct earlier time across ties
     same_time = previous.eq(by_user["event_time"])
@@ -74,7 +71,8 @@ def pandas_features(transactions: pd.DataFrame, chargebacks: pd.DataFrame, users
     earlier = earlier.where(earlier.notna() & (earlier < by_user["event_time"]))
     earlier.index = position
     gap = (tx["event_time"].to_numpy() - earlier.loc[out["transaction_id"]].to_numpy())
-    out["seconds_since_prev_tx"] = pd.to_timedelta(gap).total_seconds()
+    # bounded like every window: NULL when the user has no transaction in the 30d before t
+    out["seconds_since_prev_tx"] = pd.Series(pd.to_timedelta(gap).total_seconds()).where(out["n_prior_tx_30d"] > 0)
 
     with_cb = chargebacks.merge(tx[["transaction_id", "user_id", "merchant_id"]], on="transaction_id")
     cb_user = with_cb[["user_id", "reported_at"]].rename(columns={"reported_at": "time"})
@@ -88,8 +86,8 @@ def pandas_features(transactions: pd.DataFrame, chargebacks: pd.DataFrame, users
     denominator = out["n_merchant_tx_30d"].where(out["n_merchant_tx_30d"] > 0)
     out["merchant_chargeback_rate_30d"] = out["n_merchant_chargebacks_30d"] / denominator
     pair_events = tx[["user_id", "merchant_id", "event_time"]].rename(columns={"event_time": "time"})
-    out["n_prior_user_merchant_tx"] = _count_before(
-        tx["event_time"], tx[["user_id", "merchant_id"]], pair_events, ["user_id", "merchant_id"]
+    out[f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}"] = _count_in_window(
+        tx, pair_events, ["user_id", "merchant_id"], _PANDAS_WINDOWS[FAMILIARITY_WINDOW]
     )
     created = tx[["user_id"]].merge(users[["user_id", "created_at"]], on="user_id", how="left")["created_at"]
     out["account_age_days"] = (tx["event_time"] - created).dt.total_seconds().to_numpy() / 86_400.0

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_pipeline.core.costs import CostModel, decision_costs
-from fraud_pipeline.core.features import FEATURES, HISTORY_FEATURES, transaction_features_sql
+from fraud_pipeline.core.features import FEATURES, HISTORY_FEATURES, transaction_features_table
 from fraud_pipeline.core.model import TrainedModel, score
 
 #: Fields without which no model may score a row.
@@ -124,7 +124,7 @@ def outage_report(frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame,
     is_fraud = frame["is_fraud"].to_numpy().astype(bool)
     amount = frame["amount"].to_numpy()
     frauds = affected & is_fraud
-    new_users = (frame["n_prior_tx_all"] == 0).to_numpy()
+    new_users = (frame["n_prior_tx_30d"] == 0).to_numpy()  # no history a service could have lost
 
     def recall(decisions):
         return float(decisions["alert"].to_numpy()[frauds].mean()) if frauds.any() else float("nan")
@@ -185,7 +185,7 @@ KEY_FIELDS = ("transaction_id", "user_id", "merchant_id", "event_time")
 def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
     """Point-in-time features of the rows of ``new_table`` against the warehouse's history.
 
-    Uses the same SQL as ``transaction_features``: the new rows join the history of their users and
+    Uses the same engine as ``transaction_features``: the new rows join the history of their users and
     merchants (the only records their features can depend on), replacing any stored row of the same
     id, so a stored transaction scored again gets exactly its stored features.
     """
@@ -198,10 +198,15 @@ def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
         UNION ALL
         SELECT {columns} FROM {new_table}
     """)
-    sql = transaction_features_sql("serving_transactions", "chargebacks", "users")
-    return con.execute(
-        f"SELECT * FROM ({sql}) WHERE transaction_id IN (SELECT transaction_id FROM {new_table}) ORDER BY transaction_id"
-    ).df()
+    computed = transaction_features_table(con, "serving_transactions", "chargebacks", "users")
+    con.register("serving_features", computed)
+    try:
+        return con.execute(
+            f"SELECT * FROM serving_features WHERE transaction_id IN (SELECT transaction_id FROM {new_table}) "
+            "ORDER BY transaction_id"
+        ).df()
+    finally:
+        con.unregister("serving_features")
 
 
 def score_new_transactions(con, new_table: str, models: ScoringModels) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pandas as pd
 
 
 def replace_tables(
-    con, queries: Mapping[str, str], sources: Mapping[str, pd.DataFrame] | None = None, params: dict | None = None
+    con, queries: Mapping[str, str], sources: Mapping[str, object] | None = None, params: dict | None = None
 ) -> None:
     """Replaces each table with the result of its query, all in one transaction.
 
@@ -17,7 +17,7 @@ def replace_tables(
     Args:
         con: A DuckDB connection.
         queries: Table name -> SELECT statement.
-        sources: In-memory frames registered under the given names for the duration of the build.
+        sources: In-memory frames or Arrow tables registered under the given names for the duration of the build.
         params: Named query parameters (``$name``); each query gets the ones it mentions.
     """
     sources = sources or {}

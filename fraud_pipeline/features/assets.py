@@ -1,10 +1,10 @@
-"""Features: point-in-time transaction features built in DuckDB."""
+"""Features: point-in-time transaction features, read from and stored in DuckDB."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.features import FEATURES, transaction_features_sql
+from fraud_pipeline.core.features import FEATURES, transaction_features_table
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL
 
@@ -22,7 +22,8 @@ def null_rate_sql() -> str:
 def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Point-in-time features: each value uses only records known strictly before the transaction."""
     with duckdb.get_connection() as con:
-        replace_tables(con, {"transaction_features": transaction_features_sql()})
+        table = transaction_features_table(con)
+        replace_tables(con, {"transaction_features": "SELECT * FROM computed_features"}, sources={"computed_features": table})
         rows = int(con.execute("SELECT count(*) FROM transaction_features").fetchone()[0])
         null_rates = fetch_records(con, null_rate_sql())[0]
     table = markdown_table([

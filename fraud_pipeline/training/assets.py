@@ -9,6 +9,7 @@ from pydantic import Field
 from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.candidate import train_candidate
 from fraud_pipeline.core.costs import approve_all_cost, choose_threshold
+from fraud_pipeline.core.features import HISTORY_DAYS
 from fraud_pipeline.core.model import ModelParams, TrainedModel, score
 from fraud_pipeline.core.plots import cost_curve_png, markdown_image
 from fraud_pipeline.core.training_set import load_split, training_set_sql
@@ -23,7 +24,10 @@ class WindowConfig(dg.Config):
     train_days: int = Field(default=49, description="Days of training data.")
     validation_days: int = Field(default=14, description="Days of validation data (early stopping, threshold).")
     test_days: int = Field(default=21, description="Days of test data (evaluation and the deploy gate).")
-    warmup_days: int = Field(default=30, description="Days after the first transaction before training may start.")
+    warmup_days: int = Field(
+        default=HISTORY_DAYS,
+        description="Days after the first transaction before training may start; every feature window is full by then.",
+    )
     min_train_days: int = Field(default=21, description="Fewest training days accepted after the warm-up.")
 
 

@@ -1,12 +1,13 @@
-"""Point-in-time features: the SQL equals a naive per-row recomputation, and absence stays NULL."""
+"""Point-in-time features: the engine and the portable SQL equal a naive per-row recomputation, absence stays NULL."""
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
+from fraud_pipeline.core import feature_engine
 from fraud_pipeline.core import features as features_module
-from fraud_pipeline.core.features import FEATURE_NAMES, FEATURES, transaction_features_sql
+from fraud_pipeline.core.features import FEATURE_NAMES, FEATURES, transaction_features_sql, transaction_features_table
 from fraud_pipeline.core.oracle import compare_features, recompute_features
 
 MINUTE_US = 60 * 10**6
@@ -42,6 +43,7 @@ def make_history(seed: int, n: int = 2_000, users: int = 30, merchants: int = 15
 
 
 def build(tx, cb, users, sql=None):
+    """The pipeline's engine on these records, or the given SQL statement (e.g. the portable SQL)."""
     con = duckdb.connect()
     con.register("tx", tx)
     con.register("cb", cb)
@@ -49,35 +51,84 @@ def build(tx, cb, users, sql=None):
     con.execute("CREATE TABLE transactions AS SELECT * FROM tx")
     con.execute("CREATE TABLE chargebacks AS SELECT * FROM cb")
     con.execute("CREATE TABLE users AS SELECT * FROM u")
-    return con.execute(sql or transaction_features_sql()).df()
+    if sql is None:
+        return transaction_features_table(con).to_pandas()
+    return con.execute(sql).df()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sql_equals_naive_recomputation(seed):
-    tx, cb, users = make_history(seed)
-    sql_frame = build(tx, cb, users)
-    expected = recompute_features(tx, cb, users)
-    mismatches = compare_features(expected, sql_frame[["transaction_id", *FEATURE_NAMES]])
+def assert_equals_oracle(tx, cb, users, frame):
+    mismatches = compare_features(recompute_features(tx, cb, users), frame[["transaction_id", *FEATURE_NAMES]])
     assert mismatches.empty, mismatches.head(20).to_string()
 
 
-def test_oracle_catches_a_window_that_includes_the_present():
+@pytest.mark.parametrize("engine", ["engine", "sql"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_features_equal_naive_recomputation(seed, engine):
+    tx, cb, users = make_history(seed)
+    assert_equals_oracle(tx, cb, users, build(tx, cb, users, None if engine == "engine" else transaction_features_sql()))
+
+
+def test_engine_handles_ids_that_are_not_small_and_amounts_finer_than_cents():
+    tx, cb, users = make_history(3)
+    tx["user_id"] = tx["user_id"] * 10**15 - 5 * 10**15  # negative and huge: re-numbered internally
+    users["user_id"] = users["user_id"] * 10**15 - 5 * 10**15
+    tx["merchant_id"] = -tx["merchant_id"]
+    tx["amount"] = tx["amount"] + 1e-4  # not whole cents: summed in extended precision
+    assert_equals_oracle(tx, cb, users, build(tx, cb, users))
+
+
+def test_engine_refuses_rows_out_of_time_order():
+    with pytest.raises(ValueError, match="time order"):
+        feature_engine.history_features(
+            np.array([1, 1]), np.array([1, 1]), np.array([5, 4]), np.array([1.0, 2.0]),
+            np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+            windows={"1h": 3_600 * 10**6}, chargeback_windows={"30d": 30 * 86_400 * 10**6},
+            merchant_window=("30d", 30 * 86_400 * 10**6), familiarity_window=("30d", 30 * 86_400 * 10**6),
+        )
+
+
+def test_engine_on_no_rows_gives_every_column_empty():
+    tx, cb, users = make_history(0)
+    frame = build(tx.iloc[0:0], cb.iloc[0:0], users)
+    assert list(frame.columns) == ["transaction_id", "user_id", "merchant_id", "event_time", *FEATURE_NAMES]
+    assert frame.empty
+
+
+def test_oracle_catches_an_engine_window_that_includes_the_present(monkeypatch):
+    tx, cb, users = make_history(4)
+    def inclusive(self, queries):  # rows at the same microsecond, the row itself included, count as earlier
+        found = np.empty(len(queries), dtype=np.int64)
+        for lo, hi in self.chunks:
+            found[lo:hi] = np.searchsorted(self.keys[lo:hi], queries[lo:hi], side="right") + lo
+        return found
+
+    monkeypatch.setattr(feature_engine.KeyedStream, "search", inclusive)
+    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users)[["transaction_id", *FEATURE_NAMES]])
+    assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d", "n_prior_user_merchant_tx_30d"} <= set(
+        mismatches["feature"]
+    )
+
+
+def test_oracle_catches_a_sql_window_that_includes_the_present():
     tx, cb, users = make_history(4)
     expected = recompute_features(tx, cb, users)
     leaky_frames = transaction_features_sql().replace("AND 1 PRECEDING", "AND CURRENT ROW")
     mismatches = compare_features(expected, build(tx, cb, users, leaky_frames)[["transaction_id", *FEATURE_NAMES]])
-    assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d"} <= set(mismatches["feature"])
-    # the counts of all earlier rows come from rank(); counting the row itself is the same leak
-    leaky_ranks = transaction_features_sql().replace(" - 1 AS n_prior", " AS n_prior")
-    mismatches = compare_features(expected, build(tx, cb, users, leaky_ranks)[["transaction_id", *FEATURE_NAMES]])
-    assert {"n_prior_tx_all", "n_prior_user_merchant_tx"} <= set(mismatches["feature"])
+    assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d", "n_prior_user_merchant_tx_30d"} <= set(
+        mismatches["feature"]
+    )
 
 
-def test_oracle_catches_chargebacks_counted_at_transaction_time(monkeypatch):
+def test_oracle_catches_chargebacks_counted_at_transaction_time():
     tx, cb, users = make_history(5)
     leaky = transaction_features_sql().replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")
     mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]])
     assert "n_prior_chargebacks_30d" in set(mismatches["feature"])
+    # the engine's version of the same leak: each chargeback dated at its transaction
+    dated_at_transaction = cb.assign(reported_at=cb.merge(tx, on="transaction_id")["event_time"].to_numpy())
+    mismatches = compare_features(recompute_features(tx, cb, users),
+                                  build(tx, dated_at_transaction, users)[["transaction_id", *FEATURE_NAMES]])
+    assert {"n_prior_chargebacks_30d", "n_merchant_chargebacks_30d"} <= set(mismatches["feature"])
 
 
 def test_absence_is_null_and_counts_are_true_zeros():
@@ -97,7 +148,7 @@ def test_absence_is_null_and_counts_are_true_zeros():
     assert frame.loc[unknown_user, "account_age_days"].isna().all()
     assert frame.loc[~unknown_user, "account_age_days"].notna().all()
     first_tx = frame.sort_values("event_time").groupby("user_id").head(1)
-    assert (first_tx["n_prior_tx_all"] == 0).all()
+    assert (first_tx["n_prior_tx_30d"] == 0).all()
     assert first_tx["seconds_since_prev_tx"].isna().all()
 
 
@@ -106,7 +157,7 @@ def test_same_microsecond_transactions_do_not_see_each_other():
     tx["user_id"] = 1
     tx["event_time"] = tx["event_time"].iloc[0]
     frame = build(tx, cb.iloc[0:0], users)
-    assert (frame["n_prior_tx_all"] == 0).all()
+    assert (frame["n_prior_tx_30d"] == 0).all() and (frame["n_prior_user_merchant_tx_30d"] == 0).all()
     assert frame["mean_amount_30d"].isna().all()
 
 
@@ -118,7 +169,7 @@ def test_time_since_previous_skips_transactions_at_the_same_microsecond():
                         start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=7), start + pd.Timedelta(minutes=7)]
     frame = build(tx, cb.iloc[0:0], users).sort_values("transaction_id")
     assert frame["seconds_since_prev_tx"].tolist()[1:] == [300.0, 300.0, 300.0, 120.0, 120.0]
-    assert frame["n_prior_tx_all"].tolist() == [0, 1, 1, 1, 4, 4]
+    assert frame["n_prior_tx_30d"].tolist() == [0, 1, 1, 1, 4, 4]
     mismatches = compare_features(recompute_features(tx, cb.iloc[0:0], users), frame[["transaction_id", *FEATURE_NAMES]])
     assert mismatches.empty, mismatches.to_string()
 
@@ -133,15 +184,30 @@ def test_catalog_is_consistent():
     assert set(features_module.CATEGORICAL_FEATURES) == {"channel", "mcc", "country"}
 
 
-def test_sql_equals_naive_recomputation_on_a_simulated_world():
+def test_no_window_looks_further_back_than_the_warm_up():
+    from fraud_pipeline.training.assets import WindowConfig
+
+    widest = max([*features_module.WINDOWS.values(), *features_module.CHARGEBACK_WINDOWS.values()])
+    assert features_module.HISTORY_DAYS * 86_400 * 10**6 == widest
+    assert WindowConfig().warmup_days >= features_module.HISTORY_DAYS
+
+
+def test_features_equal_naive_recomputation_on_a_simulated_world():
     from fraud_pipeline.core.simulator import WorldSpec, simulate_world
 
     world = simulate_world(WorldSpec(n_transactions=3_000, seed=11))
     chargebacks = world.chargebacks[world.chargebacks["reported_at"] < world.transactions["event_time"].max()]
     tx = world.transactions
-    mismatches = compare_features(
-        recompute_features(tx, chargebacks, world.users),
-        build(tx, chargebacks, world.users)[["transaction_id", *FEATURE_NAMES]],
-    )
     assert len(tx) > 2_000
-    assert mismatches.empty, mismatches.head(20).to_string()
+    assert_equals_oracle(tx, chargebacks, world.users, build(tx, chargebacks, world.users))
+    assert_equals_oracle(tx, chargebacks, world.users, build(tx, chargebacks, world.users, transaction_features_sql()))
+
+
+def test_engine_long_bursts_inside_a_short_window():
+    """More rows inside one hour than the step-back walks: the binary search finishes them, same values."""
+    tx, cb, users = make_history(9, n=300, days=1)
+    tx.loc[:199, "user_id"] = 1
+    tx.loc[:199, "event_time"] = pd.Timestamp("2025-01-01 10:00") + pd.to_timedelta(np.arange(200) * 15, unit="s")
+    frame = build(tx, cb, users)
+    assert frame["n_prior_tx_1h"].max() >= 199
+    assert_equals_oracle(tx, cb, users, frame)

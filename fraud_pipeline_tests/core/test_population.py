@@ -49,12 +49,12 @@ def test_psi_of_categories_includes_new_values():
     assert psi(reference, current, categorical=True) > 0.5
 
 
-def test_feature_drift_labels_cohort_keys_cumulative_and_outcome_features():
-    frame = pd.DataFrame({"account_age_days": [1.0, 40.0], "n_prior_tx_all": [0, 3], "amount": [1.0, 2.0],
+def test_feature_drift_labels_cohort_keys_behaviour_and_outcome_features():
+    frame = pd.DataFrame({"account_age_days": [1.0, 40.0], "n_prior_tx_30d": [0, 3], "amount": [1.0, 2.0],
                           "merchant_chargeback_rate_30d": [None, 0.1]})
     rows = feature_drift(frame, frame, tuple(frame.columns), (), DEFAULT_COHORTS)
     assert {r["feature"]: r["kind"] for r in rows} == {
-        "account_age_days": "cohort key", "n_prior_tx_all": "cumulative", "amount": "behaviour",
+        "account_age_days": "cohort key", "n_prior_tx_30d": "behaviour", "amount": "behaviour",
         "merchant_chargeback_rate_30d": "lagged outcome"}
     assert all(r["verdict"] == "quiet" for r in rows)
 

@@ -101,9 +101,10 @@ def _report(identified, full, outage):
         (0.0, 0.10, 0.005, True),    # taken for a new user and read as safe (the seed failure)
         (0.0, 0.01, 0.05, True),     # taken for a new user and read as risky (its mirror)
         (0.0, 0.10, 0.09, False),    # not recognised, but the decision barely moves
+        (0.0, 0.10, 0.14, True),     # not recognised, and 40% up: active customers start to look risky
     ],
 )
 def test_misreading_verdicts(identified, full, outage, misread):
-    verdict, reason = misreads_unavailable_history(_report(identified, full, outage), 0.99, 2.0)
+    verdict, reason = misreads_unavailable_history(_report(identified, full, outage), 0.99, 1.25)
     assert verdict is misread
     assert "recognised" in reason

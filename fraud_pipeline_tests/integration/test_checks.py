@@ -162,7 +162,7 @@ def test_future_check_passes_on_the_sql_features(db):
 
 
 def test_future_check_fails_on_a_tampered_feature(db):
-    run_sql(db, "UPDATE transaction_features SET n_prior_chargebacks_90d = n_prior_chargebacks_90d + 1 WHERE transaction_id % 97 = 0")
+    run_sql(db, "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 WHERE transaction_id % 97 = 0")
     assert_fails(features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db))))
 
 
@@ -170,13 +170,15 @@ def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db,
     """The classic leak: a chargeback counted from its transaction's time instead of when it was reported."""
     import fraud_pipeline.core.leakage as leakage
 
-    honest = leakage.transaction_features_sql
+    from fraud_pipeline.core.features import transaction_features_sql
 
-    def leaky(*tables):
-        return honest(*tables).replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")
+    def leaky(con, transactions="transactions", chargebacks="chargebacks", users="users"):
+        sql = transaction_features_sql(transactions, chargebacks, users)
+        return con.sql(sql.replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")).to_arrow_table()
 
-    run_sql(db, f"CREATE OR REPLACE TABLE transaction_features AS {leaky()}")
-    monkeypatch.setattr(leakage, "transaction_features_sql", leaky)
+    run_sql(db, "CREATE OR REPLACE TABLE transaction_features AS " + transaction_features_sql().replace(
+        "epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts"))
+    monkeypatch.setattr(leakage, "transaction_features_table", leaky)
     result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
     assert_fails(result)
     assert "n_prior_chargebacks_30d" in result.metadata["changed_by_feature"].value
@@ -287,4 +289,4 @@ def test_outage_check_fails_for_a_model_trained_and_served_on_zero_filled_histor
     assert_fails(result)
     assert report["identified_share"] == 0.0
     shift = report["mean_score_affected_frauds_outage"] / report["mean_score_affected_frauds_full_history"]
-    assert not 0.5 <= shift <= 2.0
+    assert not 0.8 <= shift <= 1.25

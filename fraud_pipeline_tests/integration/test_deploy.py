@@ -72,7 +72,7 @@ def test_deploy_alone_is_refused_when_a_check_passed_only_for_an_older_materiali
     "asset, corruption, check",
     [
         ("transaction_features", "UPDATE transaction_features SET n_prior_tx_30d = n_prior_tx_30d + 1", "features_match_oracle"),
-        ("transaction_features", "UPDATE transaction_features SET n_prior_chargebacks_90d = n_prior_chargebacks_90d + 1 "
+        ("transaction_features", "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 "
          "WHERE transaction_id % 50 = 0", "features_ignore_the_future"),
         ("training_set", "UPDATE transaction_labels SET is_mature = false WHERE transaction_id IN "
          "(SELECT transaction_id FROM training_set WHERE split = 'test' LIMIT 3)", "mature_labels_only"),
