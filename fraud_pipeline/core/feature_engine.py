@@ -26,10 +26,6 @@ import numpy as np
 
 #: Largest composite key: group offset plus time must stay below 2**62 to leave room for arithmetic.
 _KEY_LIMIT = 2**62
-#: Windows up to this width (µs) are found by stepping back row by row; wider ones by binary search.
-_STEP_WIDTH = 86_400 * 10**6
-#: Most rows a step-back walks before the binary search takes over.
-_MAX_STEPS = 64
 
 
 def _codes(rows: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,44 +97,6 @@ class KeyedStream:
             found[lo:hi] = np.searchsorted(self.keys[lo:hi], queries[lo:hi], side="left") + lo
         return found
 
-    def window_start(self, first_at_t: np.ndarray, width: int) -> np.ndarray:
-        """Per sorted row: the first row of its group at or after ``t - width``.
-
-        Short windows hold few rows, so it steps back from ``first_at_t`` one row at a time for the
-        rows still inside the window (a gather each step, over fewer rows every step) and hands any
-        row still stepping after :data:`_MAX_STEPS` steps to the binary search.
-        """
-        if width > _STEP_WIDTH:
-            return self.search(self.keys - width)
-        start = first_at_t.copy()
-        active = np.flatnonzero(start > 0)
-        for _ in range(_MAX_STEPS):
-            previous = start[active] - 1
-            inside = (self.group_index[previous] == self.group_index[active]) & (
-                self.ts[previous] >= self.ts[active] - width
-            )
-            active = active[inside]
-            start[active] -= 1
-            active = active[start[active] > 0]
-            if not active.size:
-                return start
-        start[active] = self.search(self.keys - width)[active]
-        return start
-
-    def scatter_columns(self, columns: list[np.ndarray]) -> list[np.ndarray]:
-        """Several columns in sorted row order, put back in the rows' order in one pass.
-
-        The columns travel together as one row of 8-byte words, so each row is one random write
-        instead of one per column.
-        """
-        stacked = np.empty((len(self.order), len(columns)), dtype=np.int64)
-        for j, column in enumerate(columns):
-            stacked[:, j] = column.view(np.int64) if column.dtype == np.float64 else column
-        out = np.empty_like(stacked)
-        out[self.order] = stacked
-        del stacked
-        return [np.ascontiguousarray(out[:, j]).view(column.dtype) for j, column in enumerate(columns)]
-
     def count_events(self, event_group: np.ndarray, event_ts: np.ndarray, width: int) -> np.ndarray:
         """Per sorted row: events of the row's group with time in ``[t - width, t)``."""
         counts = np.zeros(len(self.keys), dtype=np.int64)
@@ -198,13 +156,13 @@ def _user_features(
     prefix, scale = _prefix_sums(np.nan_to_num(amount[users.order], nan=0.0))
     sorted_columns: list[np.ndarray] = []
     for width in windows.values():
-        start = users.window_start(first_at_t, width)
+        start = users.search(users.keys - width)
         sorted_columns += [first_at_t - start, (prefix[first_at_t] - prefix[start]).astype(np.float64) / scale]
     previous = users.ts[np.maximum(first_at_t - 1, 0)]
     sorted_columns.append((users.ts - previous) / 1e6)
     sorted_columns += [users.count_events(chargeback_user, chargeback_ts, width) for width in chargeback_windows.values()]
     del prefix, previous
-    values = iter(users.scatter_columns(sorted_columns))
+    values = iter([users.scatter(column) for column in sorted_columns])
     del sorted_columns
     columns: dict[str, Column] = {}
     for name in windows:
@@ -229,10 +187,8 @@ def _merchant_features(
 ) -> dict[str, Column]:
     name, width = merchant_window
     merchants = KeyedStream(merchant, ts, reach, chargeback_ts)
-    n_tx, n_cb = merchants.scatter_columns([
-        merchants.search(merchants.keys) - merchants.search(merchants.keys - width),
-        merchants.count_events(chargeback_merchant, chargeback_ts, width),
-    ])
+    n_tx = merchants.scatter(merchants.search(merchants.keys) - merchants.search(merchants.keys - width))
+    n_cb = merchants.scatter(merchants.count_events(chargeback_merchant, chargeback_ts, width))
     n_merchants = int(merchant.max()) + 1
     del merchants
     columns = {
