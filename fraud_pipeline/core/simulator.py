@@ -38,9 +38,14 @@ days; fraudulent payments from cards of other users in the region are added ther
 merchant's own customers, not to the victims.
 
 Fraud: ``new_account_fraud``. A share of accounts created during the period are fraudsters (2.5%
-of ordinary signups, 7% of campaign and ``R_new`` signups). They are generated exactly like genuine
-users (same activity, amount and merchant distributions) but 40-60% of their transactions are
-fraud, so per-feature histograms stay flat; only account age and signup cohort give them away.
+of ordinary signups, 7% of campaign and ``R_new`` signups). They are generated like genuine users
+(same activity, amount and merchant distributions) and 40-60% of their transactions are fraud. 30%
+of those frauds are cash-outs: moved to a core-region e-commerce merchant in a resalable category
+(electronics, digital goods, department stores) for 2-4 times the account's typical amount, whatever
+the category (its usual multiplier is divided out). The rest, and all their genuine transactions, look like anyone's. The
+signature is weak on purpose: cash-outs are under 0.1% of traffic, so per-feature histograms stay
+flat, and account age and signup cohort remain the main tell; a model can catch part of a young
+account's frauds but does much worse on young accounts than on mature ones.
 
 Chargebacks. 87% of frauds get a chargeback; the reporting delay is one day plus a lognormal with
 median 13 days and sigma 1.0 (median ~14 days, ~2.5% beyond 90 days), truncated at the 180-day
@@ -133,6 +138,10 @@ _CT_TINY_AMOUNT = (0.5, 5.0)
 _CT_LARGE_GAP_MINUTES = 15.0
 _CT_LARGE_AMOUNT_MEDIAN = 600.0
 
+# new-account fraud cashes out online in resalable, high-ticket categories
+_NAF_CASHOUT_MCC = ("5732", "5817", "5311")  # electronics, digital goods, department stores
+_NAF_CASHOUT_AMOUNT_FACTOR = (2.0, 4.0)
+
 _CM_WINDOW_DAYS = (14, 21)
 _CM_FRAUD_SHARE = 0.30
 _CM_MAX_CANDIDATES = 2000
@@ -159,6 +168,8 @@ class WorldSpec:
         fraudster_share: Share of ordinary in-period signups that are fraudsters.
         campaign_fraudster_share: Share of campaign and ``R_new`` signups that are fraudsters.
         fraudster_fraud_share: Range of the share of a fraudster's transactions that are fraud.
+        fraudster_cashout_share: Share of a fraudster's frauds that are cash-outs (online, in a
+            resalable category, for 2-4 times the amount); 0 makes fraudsters look like anyone.
         chargeback_share: Share of frauds that ever get a chargeback.
         friendly_fraud_rate: Share of genuine transactions that get a chargeback.
         delay_median_days: Median chargeback reporting delay in days.
@@ -181,6 +192,7 @@ class WorldSpec:
     fraudster_share: float = 0.025
     campaign_fraudster_share: float = 0.07
     fraudster_fraud_share: tuple[float, float] = (0.4, 0.6)
+    fraudster_cashout_share: float = 0.3
     chargeback_share: float = 0.87
     friendly_fraud_rate: float = 0.0008
     delay_median_days: float = 14.0
@@ -194,6 +206,8 @@ class WorldSpec:
             raise ValueError(f"days must be at least {2 * _CM_WINDOW_DAYS[1]}")
         if self.n_transactions < 1_000:
             raise ValueError("n_transactions must be at least 1000")
+        if not 0.0 <= self.fraudster_cashout_share <= 1.0:
+            raise ValueError("fraudster_cashout_share must be in [0, 1]")
         if not 0.0 < self.mature_user_share < 1.0:
             raise ValueError("mature_user_share must be in (0, 1)")
         if not 1.0 < self.delay_median_days < self.max_delay_days:
@@ -363,7 +377,7 @@ def simulate_world(spec: WorldSpec = DEFAULT_SPEC) -> World:
         round(spec.n_transactions * (1 - injected_rate)),
         rngs[3],
     )
-    genuine = _mark_new_account_fraud(genuine, users, rngs[4])
+    genuine = _mark_new_account_fraud(spec, genuine, users, merchants, rngs[4])
     parts = [
         genuine,
         _account_takeovers(spec, users, merchants, favourites, clock, rngs[5]),
@@ -501,14 +515,38 @@ def _genuine_traffic(
 
 
 def _mark_new_account_fraud(
-    genuine: _Transactions, users: _Users, rng: np.random.Generator
+    spec: WorldSpec,
+    genuine: _Transactions,
+    users: _Users,
+    merchants: _Merchants,
+    rng: np.random.Generator,
 ) -> _Transactions:
-    """Labels a fraudster's ordinary-looking transactions as fraud at the fraudster's own rate."""
+    """Labels a fraudster's transactions as fraud at its own rate; some frauds become cash-outs.
+
+    A cash-out moves the transaction to a core-region e-commerce merchant in a resalable category
+    and multiplies its typical amount by 2-4; every other transaction stays as it was drawn.
+    """
     is_fraud = rng.random(len(genuine.user)) < users.fraud_share[genuine.user]
     scenario = np.where(is_fraud, SCENARIOS.index("new_account_fraud"), genuine.scenario).astype(
         np.int8
     )
-    return _Transactions(genuine.user, genuine.merchant, genuine.time_us, genuine.amount, scenario)
+    fraud = np.flatnonzero(is_fraud)
+    cashout = fraud[rng.random(len(fraud)) < spec.fraudster_cashout_share]
+    online = merchants.core & (merchants.channel == 1)
+    resalable = online & np.isin(merchants.mcc, [MCC_CODES.index(c) for c in _NAF_CASHOUT_MCC])
+    # a tiny world may lack such shops; any core e-commerce merchant then stands in
+    shops = _GroupSampler(np.where(resalable if resalable.any() else online, 0, 1),
+                          merchants.popularity, 2)
+    merchant = genuine.merchant.copy()
+    merchant[cashout] = shops.sample(rng, np.zeros(len(cashout), dtype=np.int8))
+    amount = genuine.amount.copy()
+    factor = rng.uniform(*_NAF_CASHOUT_AMOUNT_FACTOR, len(cashout))
+    # 2-4 times the account's typical amount whatever the category (the category's own multiplier
+    # is divided out), so a cash-out is unusual for its account, not a large amount for anyone
+    shop_mcc = merchants.mcc[merchant[cashout]]
+    amount[cashout] = _amounts(rng, users.typical_amount[genuine.user[cashout]] * factor / _MCC_AMOUNT[shop_mcc],
+                               shop_mcc)
+    return _Transactions(genuine.user, merchant, genuine.time_us, amount, scenario)
 
 
 def _burst_offsets(

@@ -272,8 +272,10 @@ def test_new_account_fraud_concentrates_in_young_accounts(labelled: pd.DataFrame
     assert labelled.loc[young, "is_fraud"].mean() > 2 * labelled.loc[~young, "is_fraud"].mean()
 
 
-def test_new_account_fraudsters_look_like_genuine_users() -> None:
-    # many fraudsters so that per-user medians are stable; the generating distributions are shared
+@pytest.fixture(scope="module")
+def fraudster_world() -> tuple[WorldSpec, pd.DataFrame, set[int], set[int]]:
+    """Many fraudsters so that per-user comparisons are stable: the spec, the labelled
+    transactions, the fraudsters and the genuine in-period signups."""
     spec = WorldSpec(
         n_transactions=40_000, seed=5, fraudster_share=0.3, campaign_fraudster_share=0.3
     )
@@ -281,24 +283,64 @@ def test_new_account_fraudsters_look_like_genuine_users() -> None:
     tx = w.transactions.merge(w.truth, on="transaction_id")
     fraudsters = set(tx.loc[tx["scenario"] == "new_account_fraud", "user_id"])
     created = w.users.set_index("user_id")["created_at"]
-    newcomers = set(created.index[created >= spec.start])
-    is_fraudster = tx["user_id"].isin(fraudsters)
-    genuine_new = tx[tx["user_id"].isin(newcomers - fraudsters)]
-    by_fraudster = tx[is_fraudster]
+    genuine_new = set(created.index[created >= spec.start]) - fraudsters
     assert len(fraudsters) > 100
+    return spec, tx, fraudsters, genuine_new
 
-    per_user_fraudster = by_fraudster.groupby("user_id")["amount"].median().median()
-    per_user_genuine = genuine_new.groupby("user_id")["amount"].median().median()
+
+def test_new_account_fraudsters_genuine_looking_transactions_match_genuine_users(
+    fraudster_world,
+) -> None:
+    # only their frauds carry a signature; the rest is drawn like any newcomer's traffic
+    _, tx, fraudsters, genuine_new = fraudster_world
+    by_fraudster = tx[tx["user_id"].isin(fraudsters)]
+    their_genuine = by_fraudster[~by_fraudster["is_fraud"]]
+    others = tx[tx["user_id"].isin(genuine_new)]
+    per_user_fraudster = their_genuine.groupby("user_id")["amount"].median().median()
+    per_user_genuine = others.groupby("user_id")["amount"].median().median()
     assert abs(per_user_fraudster / per_user_genuine - 1) < 0.25
     online = tx["channel"].eq("ecommerce").groupby(tx["user_id"]).mean()
-    assert (
-        abs(
-            online.reindex(list(fraudsters)).mean()
-            - online.reindex(list(newcomers - fraudsters)).mean()
-        )
-        < 0.1
-    )
+    their_online = their_genuine["channel"].eq("ecommerce").groupby(their_genuine["user_id"]).mean()
+    assert abs(their_online.mean() - online.reindex(list(genuine_new)).mean()) < 0.1
     assert 0.4 <= by_fraudster["is_fraud"].mean() <= 0.6
+
+
+def test_new_account_fraud_cashes_out_online_in_resalable_categories(fraudster_world) -> None:
+    _, tx, _, genuine_new = fraudster_world
+    fraud = tx[tx["scenario"] == "new_account_fraud"]
+    others = tx[tx["user_id"].isin(genuine_new)]
+    resalable = ["5732", "5817", "5311"]
+    # about a third of the frauds are cash-outs, all of them online and resalable
+    assert fraud["channel"].eq("ecommerce").mean() > others["channel"].eq("ecommerce").mean() + 0.15
+    assert fraud["mcc"].isin(resalable).mean() > others["mcc"].isin(resalable).mean() + 0.15
+    typical = tx[~tx["is_fraud"]].groupby("user_id")["amount"].median()
+
+    def ratio(frame: pd.DataFrame) -> pd.Series:
+        return frame["amount"] / typical.reindex(frame["user_id"]).to_numpy()
+
+    # a cash-out is 2-4 times the account's typical amount in any category, so over all of the
+    # scenario's frauds (70% of them ordinary) the mean ratio moves by half (measured 2.20 vs 1.42)
+    assert ratio(fraud).mean() > 1.4 * ratio(others).mean()
+    assert ratio(fraud).median() > ratio(others).median()
+
+
+def test_new_account_cashouts_are_small_at_population_level() -> None:
+    spec = WorldSpec(n_transactions=100_000)
+    with_cashouts = simulate_world(spec)
+    without = simulate_world(WorldSpec(n_transactions=100_000, fraudster_cashout_share=0.0))
+    # the same transactions and labels: only the cash-outs' merchant and amount differ
+    assert with_cashouts.truth["is_fraud"].equals(without.truth["is_fraud"])
+    a, b = with_cashouts.transactions, without.transactions
+    changed = (a["merchant_id"] != b["merchant_id"]) | (a["amount"] != b["amount"])
+    naf = with_cashouts.truth["scenario"].eq("new_account_fraud")
+    assert changed[~naf].sum() == 0
+    assert 0.0005 < changed.mean() < 0.002
+    assert naf.mean() < 0.004
+    channel_shift = a["channel"].eq("ecommerce").mean() - b["channel"].eq("ecommerce").mean()
+    assert 0 < channel_shift < 0.002
+    mcc_shift = a["mcc"].value_counts(normalize=True) - b["mcc"].value_counts(normalize=True)
+    assert mcc_shift.abs().max() < 0.002
+    assert abs(a["amount"].mean() / b["amount"].mean() - 1) < 0.005
 
 
 # --- chargebacks -------------------------------------------------------------------------------
@@ -358,7 +400,13 @@ def test_describe_world_matches_frames(world: World) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"days": 20}, {"n_transactions": 10}, {"mature_user_share": 1.0}, {"max_delay_days": 500}],
+    [
+        {"days": 20},
+        {"n_transactions": 10},
+        {"mature_user_share": 1.0},
+        {"max_delay_days": 500},
+        {"fraudster_cashout_share": 1.5},
+    ],
 )
 def test_invalid_spec_is_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -15,7 +15,7 @@ from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.evaluation.assets import EvaluationConfig, _cohort_rows
 from fraud_pipeline.evaluation.checks import cohort_floors
 from fraud_pipeline.evaluation.population import champion_realised_vs_promised, cohort_mix_shift
-from fraud_pipeline.resources import RunClock, SimulatedWorld
+from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 #: The day-partitioned file landing runs in its own job; the simulated world does not need it.
@@ -47,9 +47,13 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
     assert "account_age=<7d" in warning.description
     cohorts = {r["value"]: r for r in result.output_for_node("model_evaluation")["cohorts"] if r["cohort"] == "account_age"}
-    assert cohorts["<7d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
-    assert cohorts["7-30d"]["recall"] < 0.5 * cohorts[">30d"]["recall"]
-    assert cohorts["<7d"]["savings_vs_approve_all_pct"] < 0 < cohorts[">30d"]["savings_vs_approve_all_pct"]
+    # cash-outs let the model catch some young-account fraud, but it ranks far worse there
+    mature = cohorts[">30d"]
+    assert cohorts["<7d"]["recall"] < 0.5 * mature["recall"]
+    assert cohorts["7-30d"]["recall"] < 0.8 * mature["recall"]
+    for young in ("<7d", "7-30d"):
+        assert cohorts[young]["average_precision"] < 0.5 * mature["average_precision"]
+        assert cohorts[young]["savings_vs_approve_all_pct"] < mature["savings_vs_approve_all_pct"]
     projected = {r["cohort"]: r for r in drift["projected_mix_effect"]}["account_age"]
     assert projected["mix_change"] > 0.1 * projected["test_cost_per_transaction"]  # the mix alone costs > 10% more
 
@@ -94,17 +98,25 @@ def test_cohort_floors_pass_on_the_clean_default_world(default_world, scored_tes
                                   pd.DataFrame(result.output_for_node("model_evaluation")["cohorts"]), check_dtype=False)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default_world, scored_test, seed):
-    _, result = default_world
-
-    def shuffle_new_accounts(frame, scores):
+def _inside_new_accounts(transform):
+    """A score transform applied only to accounts younger than 30 days."""
+    def apply(frame, scores):
         new = (frame["account_age_days"] < 30).to_numpy()
-        shuffled = scores.copy()
-        shuffled[new] = np.random.default_rng(seed).permutation(scores[new])
-        return shuffled
+        changed = scores.copy()
+        changed[new] = transform(scores[new])
+        return changed
+    return apply
 
-    check = cohort_floors(_evaluation_with_scores(result, scored_test, shuffle_new_accounts))
+
+@pytest.mark.parametrize("degradation", ["reversed", "called_safe"])
+def test_cohort_floors_fail_when_the_model_is_wrong_inside_new_accounts(default_world, scored_test, degradation):
+    """The seed failure injected: inside new accounts the ranking is inverted, or every score says "safe"."""
+    _, result = default_world
+    transform = {
+        "reversed": lambda scores: scores.max() + scores.min() - scores,  # the riskiest ranked safest
+        "called_safe": lambda scores: np.zeros_like(scores),              # "new user = safe"
+    }[degradation]
+    check = cohort_floors(_evaluation_with_scores(result, scored_test, _inside_new_accounts(transform)))
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert "account_age=7-30d" in check.description
@@ -114,7 +126,10 @@ def test_cohort_floors_fail_when_scores_are_shuffled_inside_new_accounts(default
 def two_nights(tmp_path_factory):
     """A champion deployed on 2025-06-10 and watched on 2025-07-01, when three more weeks of labels have matured."""
     folder = tmp_path_factory.mktemp("two_nights")
-    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
+    # This is about monitoring, not the gate: on this small world's earlier night the candidate only
+    # matches the baselines, so the deploy is asked to beat them at all rather than by 5%.
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD),
+                 "gates": DeployGates(cost_margin=0.0)}
     # On this small world's earlier night one region's frauds are all missed; the floors are tested above.
     no_recall_floor = {"ops": {"model_evaluation": {"config": {"cohort_min_recall": 0.0}}}}
     with dg.DagsterInstance.ephemeral() as instance:
