@@ -211,3 +211,13 @@ def test_engine_long_bursts_inside_a_short_window():
     frame = build(tx, cb, users)
     assert frame["n_prior_tx_1h"].max() >= 199
     assert_equals_oracle(tx, cb, users, frame)
+
+
+def test_engine_in_chunks_of_keys_gives_the_same_values(monkeypatch):
+    """Keys whose composite (key, time) integers would overflow are searched a few keys at a time."""
+    tx, cb, users = make_history(10)
+    monkeypatch.setattr(feature_engine, "_KEY_LIMIT", 2**44)  # two keys per chunk for this 40-day history
+    stream = feature_engine.KeyedStream(tx["user_id"].to_numpy(), np.sort(tx["event_time"].to_numpy().astype(np.int64)),
+                                        30 * 86_400 * 10**6)
+    assert len(stream.chunks) > 10
+    assert_equals_oracle(tx, cb, users, build(tx, cb, users))
