@@ -117,8 +117,7 @@ def run_job(n_transactions: int, folder: Path) -> dict:
     import duckdb
 
     from fraud_pipeline.__main__ import run_config
-    from fraud_pipeline.core.features import transaction_features_sql, transaction_features_table
-    from fraud_pipeline.core.warehouse import replace_tables
+    from fraud_pipeline.core.features import store_transaction_features, transaction_features_sql
     from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
     from fraud_pipeline.resources import SimulatedWorld
     from fraud_pipeline.schedules import fraud_pipeline_job
@@ -143,7 +142,7 @@ def run_job(n_transactions: int, folder: Path) -> dict:
         sql_seconds = time.perf_counter() - started
         con.execute("DROP TABLE bench_sql_features")
         started = time.perf_counter()
-        replace_tables(con, {"bench_features": "SELECT * FROM f"}, sources={"f": transaction_features_table(con)})
+        store_transaction_features(con, "bench_features")
         engine_seconds = time.perf_counter() - started
     evaluation = result.output_for_node("model_evaluation") if result.success else {}
     failed = sorted({e.step_key for e in result.get_step_failure_events()}

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from fraud_pipeline.core.feature_engine import history_features
+from fraud_pipeline.core.warehouse import replace_tables
 
 #: Window name -> length in microseconds.
 WINDOWS: dict[str, int] = {
@@ -260,3 +261,12 @@ def transaction_features_table(
             output[name] = rows[name]
     table = pa.table(output).combine_chunks()
     return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), schema=table.schema)
+
+
+def store_transaction_features(
+    con, table: str = "transaction_features", transactions: str = "transactions", chargebacks: str = "chargebacks",
+    users: str = "users",
+) -> None:
+    """Computes :func:`transaction_features_table` and replaces ``table`` with it in one transaction."""
+    computed = transaction_features_table(con, transactions, chargebacks, users)
+    replace_tables(con, {table: "SELECT * FROM computed_features"}, sources={"computed_features": computed})

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import pandas as pd
-
 
 def replace_tables(
     con, queries: Mapping[str, str], sources: Mapping[str, object] | None = None, params: dict | None = None

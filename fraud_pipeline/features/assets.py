@@ -4,8 +4,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.features import FEATURES, transaction_features_table
-from fraud_pipeline.core.warehouse import fetch_records, replace_tables
+from fraud_pipeline.core.features import FEATURES, store_transaction_features
+from fraud_pipeline.core.warehouse import fetch_records
 from fraud_pipeline.resources import DUCKDB_POOL
 
 
@@ -22,8 +22,7 @@ def null_rate_sql() -> str:
 def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Point-in-time features: each value uses only records known strictly before the transaction."""
     with duckdb.get_connection() as con:
-        table = transaction_features_table(con)
-        replace_tables(con, {"transaction_features": "SELECT * FROM computed_features"}, sources={"computed_features": table})
+        store_transaction_features(con)
         rows = int(con.execute("SELECT count(*) FROM transaction_features").fetchone()[0])
         null_rates = fetch_records(con, null_rate_sql())[0]
     table = markdown_table([

@@ -3,8 +3,7 @@
 import duckdb
 
 from fraud_pipeline import benchmark
-from fraud_pipeline.core.features import transaction_features_table
-from fraud_pipeline.core.warehouse import replace_tables
+from fraud_pipeline.core.features import store_transaction_features
 from fraud_pipeline_tests.core.test_features import make_history
 
 
@@ -15,7 +14,7 @@ def tiny_database(path, corrupt: str | None = None):
             con.register("frame", frame)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
             con.unregister("frame")
-        replace_tables(con, {"bench_features": "SELECT * FROM f"}, sources={"f": transaction_features_table(con)})
+        store_transaction_features(con, "bench_features")
         if corrupt:
             con.execute(f"UPDATE bench_features SET {corrupt} WHERE transaction_id = 700")
     return path
