@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from statistics import median
@@ -49,6 +50,8 @@ STAGES = {
         "training_set_labels_complete_enough", "model_evaluation_cost_beats_baselines", "deployed_model",
     ),
     "batch scores": ("batch_scores",),
+    "population drift + report": ("population_drift", "population_drift_cohort_mix_shift", "evaluation_report"),
+    "backtest (retrained folds)": ("backtest", "backtest_backtest_spread"),
 }
 OTHER = "other"
 #: Stages whose rows/s is meaningful (they touch every transaction).
@@ -59,10 +62,53 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _step_durations(instance, run_id: str) -> dict[str, float]:
+class RssSampler:
+    """Samples this process's resident memory every ``interval`` seconds, so each stage gets its own peak.
+
+    Reads ``/proc/self/statm`` (Linux); elsewhere it records nothing and stages show no peak.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (time.time(), GiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def _read(self) -> float | None:
+        try:
+            with open("/proc/self/statm") as statm:
+                return int(statm.read().split()[1]) * self._page / 1024**3
+        except OSError:
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self._read()
+            if value is None:
+                return
+            self.samples.append((time.time(), value))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, spans: list[tuple[float, float]]) -> float | None:
+        """Highest sample inside any of the (start, end) spans, or None without samples there."""
+        inside = [gib for at, gib in self.samples if any(start <= at <= end for start, end in spans)]
+        return max(inside) if inside else None
+
+
+def _step_spans(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock times of every finished step of the run."""
     import dagster as dg
 
-    starts, durations = {}, {}
+    starts, spans = {}, {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
@@ -70,8 +116,16 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
         if event.event_type == dg.DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            durations[event.step_key] = entry.timestamp - starts[event.step_key]
-    return durations
+            spans[event.step_key] = (starts[event.step_key], entry.timestamp)
+    return spans
+
+
+def stage_peaks(spans: dict[str, tuple[float, float]], sampler: RssSampler) -> dict[str, float | None]:
+    """Peak RSS (GiB) of each stage, over the spans of its steps; unknown steps go to "other"."""
+    known = {key for keys in STAGES.values() for key in keys}
+    groups = {name: [spans[k] for k in keys if k in spans] for name, keys in STAGES.items()}
+    groups[OTHER] = [span for key, span in spans.items() if key not in known]
+    return {name: sampler.peak(group) for name, group in groups.items()}
 
 
 def bucket_steps(steps: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
@@ -128,12 +182,13 @@ def run_job(n_transactions: int, folder: Path) -> dict:
                          resources=resources).resolve_job_def("fraud_pipeline_job")
     config = run_config("2025-07-01", None, None)
     config["loggers"]["console"]["config"]["log_level"] = "WARNING"
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.ephemeral() as instance, RssSampler() as sampler:
         started = time.perf_counter()
         result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
         end_to_end = time.perf_counter() - started
-        steps = _step_durations(instance, result.run_id)
-    stages, unknown = bucket_steps(steps)
+        spans = _step_spans(instance, result.run_id)
+    stages, unknown = bucket_steps({key: end - start for key, (start, end) in spans.items()})
+    peaks = stage_peaks(spans, sampler)
     rss_after_job = _peak_rss_gib()
     with duckdb.connect(str(folder / "warehouse.duckdb")) as con:
         n_rows = con.execute("SELECT count(*) FROM transactions").fetchone()[0]
@@ -153,6 +208,7 @@ def run_job(n_transactions: int, folder: Path) -> dict:
         "failed": failed,
         "end_to_end_seconds": end_to_end,
         "stages": stages,
+        "stage_peak_rss_gib": peaks,
         "other_steps": unknown,
         "sql_feature_seconds": sql_seconds,
         "engine_feature_seconds": engine_seconds,
@@ -212,24 +268,33 @@ def run_size(n_transactions: int, folder: Path) -> dict:
     return {**job, **reference}
 
 
-def _cell(seconds: float, n: int, per_row: bool) -> str:
+def _cell(seconds: float, n: int, per_row: bool, rss: float | None = None) -> str:
     if seconds <= 0:
         return "-"
-    return f"{seconds:.1f} ({n / seconds / 1e6:.2f} M/s)" if per_row else f"{seconds:.1f}"
+    text = f"{seconds:.1f} ({n / seconds / 1e6:.2f} M/s)" if per_row else f"{seconds:.1f}"
+    return text if rss is None else f"{text}; {rss:.2f} GiB"
 
 
 def format_table(results: list[dict], demo_seconds: list[float] | None = None) -> str:
     """The markdown table of medians per size."""
     sizes = sorted({r["n_transactions"] for r in results})
     by_size = {n: [r for r in results if r["n_transactions"] == n] for n in sizes}
-    lines = ["| stage | " + " | ".join(f"{n:,} tx: s ({len(by_size[n])} run{'s' * (len(by_size[n]) > 1)})" for n in sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = ["| stage | " + " | ".join(
+        f"{n:,} tx: s; peak RSS ({len(by_size[n])} run{'s' * (len(by_size[n]) > 1)})" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes)]
 
-    def row(label, values, per_row=False):
-        lines.append(f"| {label} | " + " | ".join(_cell(median(values(n)), n, per_row) for n in sizes) + " |")
+    def row(label, values, per_row=False, rss=lambda n: None):
+        lines.append(f"| {label} | " + " | ".join(_cell(median(values(n)), n, per_row, rss(n)) for n in sizes) + " |")
+
+    def stage_rss(stage):
+        def peak(n):
+            values = [r.get("stage_peak_rss_gib", {}).get(stage) for r in by_size[n]]
+            values = [v for v in values if v is not None]
+            return max(values) if values else None
+        return peak
 
     for stage in [*STAGES, OTHER]:
-        row(stage, lambda n, s=stage: [r["stages"][s] for r in by_size[n]], stage in PER_ROW_STAGES)
+        row(stage, lambda n, s=stage: [r["stages"][s] for r in by_size[n]], stage in PER_ROW_STAGES, stage_rss(stage))
     row("**end to end (job)**", lambda n: [r["end_to_end_seconds"] for r in by_size[n]], True)
     row("features engine, rebuilt alone (read to stored)", lambda n: [r["engine_feature_seconds"] for r in by_size[n]], True)
     row("features portable SQL, rebuilt alone", lambda n: [r["sql_feature_seconds"] for r in by_size[n]], True)
@@ -237,7 +302,9 @@ def format_table(results: list[dict], demo_seconds: list[float] | None = None) -
     for label, slower in (("pandas / engine", "pandas_feature_seconds"), ("portable SQL / engine", "sql_feature_seconds")):
         lines.append(f"| {label} | " + " | ".join(
             f"{median(r[slower] / r['engine_feature_seconds'] for r in by_size[n]):.1f}x" for n in sizes) + " |")
-    lines.append("| peak RSS of the job process (GiB) | " + " | ".join(
+    lines.append("| peak RSS of the job (GiB) | " + " | ".join(
+        f"{max(r.get('peak_rss_gib_job', r['peak_rss_gib']) for r in by_size[n]):.2f}" for n in sizes) + " |")
+    lines.append("| peak RSS of the job process with the rebuilds after it (GiB) | " + " | ".join(
         f"{max(r['peak_rss_gib'] for r in by_size[n]):.2f}" for n in sizes) + " |")
     lines.append("| peak RSS of the pandas process (GiB) | " + " | ".join(
         f"{max(r['peak_rss_gib_pandas'] for r in by_size[n]):.2f}" for n in sizes) + " |")

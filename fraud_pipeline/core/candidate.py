@@ -27,6 +27,14 @@ def train_candidate(
     An outage hides the history of users who have one, so the fallback learns from, and sets its
     threshold on, the rows of users with history: the population it will serve.
     """
+    return train_candidate_with_choice(train, validation, params, cost_model, progress)[0]
+
+
+def train_candidate_with_choice(
+    train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel,
+    progress: Callable[[str], list] | None = None,
+) -> tuple[dict, ThresholdChoice]:
+    """:func:`train_candidate`, and the main model's threshold choice on validation (with its cost curve)."""
     callbacks = (lambda name: progress(name) if progress else [])  # noqa: E731
     main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model"))
     main_choice = _threshold(main, validation, cost_model)
@@ -46,4 +54,4 @@ def train_candidate(
             "validation_cost": float(fallback_choice.expected_cost),
             "validation_alerts": int(fallback_choice.n_alerts),
         },
-    }
+    }, main_choice

@@ -1,4 +1,11 @@
-"""LightGBM training and scoring on point-in-time features, NaN kept as NaN."""
+"""LightGBM training and scoring on point-in-time features, NaN kept as NaN.
+
+Fraud is rare, so past a few hundred thousand genuine rows more of them teach the trees little and
+cost every boosting round. :func:`genuine_sample` keeps every fraud and a fixed hash sample of the
+genuine rows, weighted up by the inverse of the sampling rate so the scores stay on the population's
+scale (negative down-sampling with weight correction). It applies to the training rows and to the
+validation copy used for early stopping; thresholds are still chosen on every validation row.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ class ModelParams:
     early_stopping_rounds: int = 40
     num_threads: int = 2
     seed: int = 7
+    max_genuine_rows: int = 300_000
 
     def lightgbm(self) -> dict:
         """The parameter dict LightGBM takes."""
@@ -45,6 +53,55 @@ class ModelParams:
         }
 
 
+def stable_uniform(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per integer key, the same on every machine and in every row order (splitmix64)."""
+    with np.errstate(over="ignore"):
+        x = keys.astype(np.int64).view(np.uint64) + np.uint64((0x9E3779B97F4A7C15 * (seed + 1)) % 2**64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+@dataclass(frozen=True)
+class GenuineSample:
+    """The rows a model learns from: every fraud, and genuine rows kept at ``rate`` with weight 1 / rate."""
+
+    frame: pd.DataFrame
+    weights: np.ndarray
+    rate: float
+    n_genuine: int
+
+
+def genuine_sample(
+    frame: pd.DataFrame, max_genuine_rows: int, seed: int, label: str = "is_fraud", key: str = "transaction_id"
+) -> GenuineSample:
+    """Every fraud, and about ``max_genuine_rows`` genuine rows chosen by a hash of ``key`` (all of them when fewer).
+
+    The choice depends only on the key and the seed, so the same rows give the same sample in any
+    order. Kept genuine rows weigh ``1 / rate``: weighted counts, and so the scores' scale, match
+    the full rows'. ``max_genuine_rows`` of 0 keeps everything.
+    """
+    fraud = frame[label].to_numpy(dtype=bool)
+    n_genuine = int((~fraud).sum())
+    if max_genuine_rows <= 0 or n_genuine <= max_genuine_rows:
+        return GenuineSample(frame, np.ones(len(frame)), 1.0, n_genuine)
+    rate = max_genuine_rows / n_genuine
+    keep = fraud | (stable_uniform(frame[key].to_numpy(), seed) < rate)
+    kept = frame[keep]
+    return GenuineSample(kept, np.where(fraud[keep], 1.0, 1.0 / rate), rate, n_genuine)
+
+
+def uniform_sample(frame: pd.DataFrame, max_rows: int, seed: int, key: str = "transaction_id") -> pd.DataFrame:
+    """About ``max_rows`` rows chosen by a hash of ``key`` at one rate for every row (all of them when fewer, or for 0).
+
+    Shares, rates and per-transaction metrics of the sample estimate the whole frame's.
+    """
+    if max_rows <= 0 or len(frame) <= max_rows:
+        return frame
+    return frame[stable_uniform(frame[key].to_numpy(), seed) < max_rows / len(frame)]
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """A trained booster with what is needed to score new rows the same way."""
@@ -54,6 +111,8 @@ class TrainedModel:
     categories: dict[str, list[str]]
     best_iteration: int
     feature_importance: dict[str, float] = field(default_factory=dict)
+    #: Share of genuine training rows the model learnt from (1.0: all of them).
+    genuine_sample_rate: float = 1.0
 
     @property
     def version(self) -> str:
@@ -68,6 +127,7 @@ class TrainedModel:
             "categories": self.categories,
             "best_iteration": self.best_iteration,
             "feature_importance": self.feature_importance,
+            "genuine_sample_rate": self.genuine_sample_rate,
         }
 
     @classmethod
@@ -79,6 +139,7 @@ class TrainedModel:
             categories=values["categories"],
             best_iteration=values["best_iteration"],
             feature_importance=values.get("feature_importance", {}),
+            genuine_sample_rate=values.get("genuine_sample_rate", 1.0),
         )
 
     def booster(self) -> lgb.Booster:
@@ -113,7 +174,8 @@ def train_model(
 ) -> TrainedModel:
     """Trains LightGBM with early stopping on validation average precision.
 
-    ``callbacks`` are extra LightGBM callbacks (e.g. progress logging); they must not change training.
+    Both splits are cut to ``params.max_genuine_rows`` genuine rows by :func:`genuine_sample`
+    (weighted); the category vocabulary comes from every training row. ``callbacks`` are extra LightGBM callbacks (e.g. progress logging); they must not change training.
 
     Raises:
         ValueError: If a split has no fraud or no genuine rows.
@@ -123,11 +185,15 @@ def train_model(
         if n_fraud == 0 or n_fraud == len(split):
             raise ValueError(f"the {name} split needs both classes; it has {n_fraud} frauds in {len(split)} rows")
     categories = category_vocabulary(train, tuple(c for c in categorical if c in features))
+    learn = genuine_sample(train, params.max_genuine_rows, params.seed, label)
+    stop = genuine_sample(validation, params.max_genuine_rows, params.seed, label)
     train_set = lgb.Dataset(
-        to_model_matrix(train, features, categories), label=train[label].astype(int), free_raw_data=True
+        to_model_matrix(learn.frame, features, categories), label=learn.frame[label].astype(int),
+        weight=learn.weights if learn.rate < 1 else None, free_raw_data=True,
     )
     valid_set = lgb.Dataset(
-        to_model_matrix(validation, features, categories), label=validation[label].astype(int), reference=train_set
+        to_model_matrix(stop.frame, features, categories), label=stop.frame[label].astype(int),
+        weight=stop.weights if stop.rate < 1 else None, reference=train_set,
     )
     booster = lgb.train(
         params.lightgbm(),
@@ -145,6 +211,7 @@ def train_model(
         categories=categories,
         best_iteration=int(best),
         feature_importance={k: float(v) for k, v in importance.items()},
+        genuine_sample_rate=float(learn.rate),
     )
 
 

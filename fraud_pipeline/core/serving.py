@@ -94,6 +94,24 @@ def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
                          "alert": alert.astype(bool), "reason": reason})
 
 
+def decide_where_changed(full: pd.DataFrame, changed_frame: pd.DataFrame, changed: np.ndarray,
+                         models: ScoringModels) -> pd.DataFrame:
+    """``decide(changed_frame)``, scoring only the rows marked ``changed``; the others keep ``full``'s decisions.
+
+    :func:`decide` takes each row on its own, so where ``changed_frame`` equals the frame behind
+    ``full`` its decision is ``full``'s; an outage replay need not score the unaffected rows twice.
+    """
+    if not changed.any():
+        return full.copy()
+    part = decide(changed_frame.loc[changed], models)
+    columns = {}
+    for name in full.columns:
+        values = full[name].to_numpy(copy=True)
+        values[changed] = part[name].to_numpy()
+        columns[name] = values
+    return pd.DataFrame(columns, index=full.index)
+
+
 def peak_hours(frame: pd.DataFrame, n_hours: int) -> list[int]:
     """The ``n_hours`` UTC hours with the most traffic (ties broken by hour)."""
     counts = frame["hour_of_day"].value_counts()

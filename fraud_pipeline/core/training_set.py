@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from fraud_pipeline.core.warehouse import fetch_frame
 from fraud_pipeline.core.windows import TrainingWindows
 
 
@@ -32,4 +33,4 @@ def training_set_sql(windows: TrainingWindows) -> tuple[str, dict]:
 
 def load_split(con, split: str) -> pd.DataFrame:
     """One split of ``training_set`` as a pandas frame (model I/O is the one place pandas holds rows)."""
-    return con.execute("SELECT * FROM training_set WHERE split = ? ORDER BY transaction_id", [split]).df()
+    return fetch_frame(con, "SELECT * FROM training_set WHERE split = $split ORDER BY transaction_id", {"split": split})

@@ -12,7 +12,7 @@ from fraud_pipeline.core.cohorts import cohort_details, decompose, window_headli
 from fraud_pipeline.core.costs import rule_baseline
 from fraud_pipeline.core.gates import CohortFloors
 from fraud_pipeline.core.metrics import DEFAULT_COHORTS, cohort_table, evaluate_decisions
-from fraud_pipeline.core.model import TrainedModel, score
+from fraud_pipeline.core.model import TrainedModel, score, uniform_sample
 from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.core.warehouse import replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, CostSettings
@@ -35,6 +35,11 @@ class EvaluationConfig(dg.Config):
         default=100, description="Cohorts with at most this many test frauds get 90% bootstrap intervals."
     )
     bootstrap_seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
+    max_train_rows: int = Field(
+        default=500_000,
+        description="The train window's in-sample summary (the train-to-test decomposition) is computed on a fixed "
+                    "hash sample of about this many of its rows, one rate for all; 0 scores every row.",
+    )
     cohort_min_frauds: int = Field(
         default=CohortFloors.min_frauds, description="Cohorts with fewer test frauds are reported but not held to the floors."
     )
@@ -80,7 +85,7 @@ def model_evaluation(
     model = TrainedModel.from_dict(fraud_model)
     booster = model.booster()
     with duckdb.get_connection() as con:
-        train = load_split(con, "train")
+        train = uniform_sample(load_split(con, "train"), config.max_train_rows, seed=0)
         validation = load_split(con, "validation")
         test = load_split(con, "test")
         train["score"] = score(model, train, booster)
@@ -114,6 +119,7 @@ def model_evaluation(
             "model_version": fraud_model["version"],
             "threshold": threshold,
             "rule_amount_threshold": float(rule["amount_threshold"]),
+            "train_rows_summarised": len(train),
             "cohorts": dg.MetadataValue.md(markdown_table(cohorts, COHORT_COLUMNS)),
             "decomposition_train_to_test": dg.MetadataValue.md(markdown_table(decomposition, DECOMPOSITION_COLUMNS)),
             "decomposition_validation_to_test": dg.MetadataValue.md(

@@ -9,6 +9,7 @@ from fraud_pipeline.core.serving import (
     POLICY,
     ScoringModels,
     decide,
+    decide_where_changed,
     outage_report,
     peak_hours,
     misreads_unavailable_history,
@@ -37,7 +38,8 @@ def outage_replay(
     models = ScoringModels.from_candidate(fraud_model)
     hours = peak_hours(test, config.n_peak_hours)
     masked, affected = simulate_outage(test, config.share, hours, config.seed)
-    report = outage_report(test, affected, decide(test, models), decide(masked, models), costs.cost_model())
+    full = decide(test, models)
+    report = outage_report(test, affected, full, decide_where_changed(full, masked, affected, models), costs.cost_model())
     report.update({"peak_hours": hours, "share": config.share, "model_version": fraud_model["version"],
                    "policy": POLICY})
     context.add_output_metadata({

@@ -19,6 +19,7 @@ from fraud_pipeline.core.metrics import DEFAULT_COHORTS, cohort_table, evaluate_
 from fraud_pipeline.core.model import ModelParams, TrainedModel, score
 from fraud_pipeline.core.monitoring import compare, matured_window, shortfalls, with_cost_per_transaction
 from fraud_pipeline.core.training_set import training_set_sql
+from fraud_pipeline.core.warehouse import fetch_frame
 from fraud_pipeline.core.windows import TrainingWindows, rolling_windows
 from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, ModelRegistry
 
@@ -40,8 +41,8 @@ def _plain_rows(rows: list[dict]) -> list[dict]:
 
 def _sample(con, sql: str, params: dict, max_rows: int) -> pd.DataFrame:
     """Rows of a query, at most ``max_rows`` of them, chosen by a hash of transaction_id (same rows every run)."""
-    return con.execute(f"SELECT * FROM ({sql}) ORDER BY hash(transaction_id), transaction_id LIMIT {int(max_rows)}",
-                       params).df()
+    return fetch_frame(con, f"SELECT * FROM ({sql}) ORDER BY hash(transaction_id), transaction_id LIMIT {int(max_rows)}",
+                       params)
 
 
 class DriftConfig(dg.Config):
@@ -154,7 +155,7 @@ def backtest(
                                 config.validation_days, config.test_days, config.warmup_days, config.min_train_days)
         for index, windows in enumerate(plans):
             sql, params_sql = training_set_sql(windows)
-            rows = con.execute(sql, params_sql).df()
+            rows = fetch_frame(con, sql, params_sql)
             splits = {name: rows[rows["split"] == name].reset_index(drop=True) for name in windows.splits()}
             headline, cohorts = run_fold(splits, params, cost_model, model_evaluation["rule_amount_threshold"],
                                          model_evaluation.get("review_capacity_k", 50), DEFAULT_COHORTS[0])

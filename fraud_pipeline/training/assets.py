@@ -7,10 +7,10 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.candidate import train_candidate
-from fraud_pipeline.core.costs import approve_all_cost, choose_threshold
+from fraud_pipeline.core.candidate import train_candidate_with_choice
+from fraud_pipeline.core.costs import approve_all_cost
 from fraud_pipeline.core.features import HISTORY_DAYS
-from fraud_pipeline.core.model import ModelParams, TrainedModel, score
+from fraud_pipeline.core.model import ModelParams
 from fraud_pipeline.core.plots import cost_curve_png, markdown_image
 from fraud_pipeline.core.training_set import load_split, training_set_sql
 from fraud_pipeline.core.warehouse import fetch_records, replace_tables
@@ -44,7 +44,12 @@ class ModelConfig(dg.Config):
         default=ModelParams.early_stopping_rounds, description="Stop when validation AP has not improved for this many rounds."
     )
     num_threads: int = Field(default=ModelParams.num_threads, description="LightGBM threads (fixed for reproducibility).")
-    seed: int = Field(default=ModelParams.seed, description="LightGBM seed.")
+    seed: int = Field(default=ModelParams.seed, description="LightGBM seed (and the seed of the genuine-row sample).")
+    max_genuine_rows: int = Field(
+        default=ModelParams.max_genuine_rows,
+        description="Genuine rows a model learns from at most: above this a fixed hash sample is kept and weighted up "
+                    "(every fraud is kept; thresholds use every validation row). 0 keeps all.",
+    )
 
     def params(self) -> ModelParams:
         """The model parameters."""
@@ -145,16 +150,14 @@ def fraud_model(
     context.log.info(f"training on {len(train):,} rows, early stopping on {len(validation):,} validation rows, "
                      f"at most {config.max_rounds} rounds")
     started = time.perf_counter()
-    candidate = train_candidate(
+    candidate, cost_choice = train_candidate_with_choice(
         train, validation, config.params(), costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
     )
+    rate = candidate["genuine_sample_rate"]
+    learnt_from = "every training row" if rate == 1 else f"every fraud and {rate:.1%} of genuine rows, weighted by {1 / rate:.2f}"
     context.log.info(f"trained {candidate['version']} in {time.perf_counter() - started:.1f} s "
-                     f"(best iteration {candidate['best_iteration']})")
-    cost_choice = choose_threshold(
-        score(TrainedModel.from_dict(candidate), validation), validation["is_fraud"].to_numpy(),
-        validation["amount"].to_numpy(), costs.cost_model(),
-    )
+                     f"(best iteration {candidate['best_iteration']}; learnt from {learnt_from})")
     cost_plot = cost_curve_png(
         cost_choice.curve, candidate["threshold"],
         approve_all_cost(validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), costs.cost_model()),
@@ -170,6 +173,7 @@ def fraud_model(
             "fallback_threshold": candidate["fallback"]["threshold"],
             "fallback_validation_alerts": candidate["fallback"]["validation_alerts"],
             "train_rows": len(train),
+            "genuine_sample_rate": candidate["genuine_sample_rate"],
             "top_features_by_gain": dg.MetadataValue.md(markdown_table([{"feature": k, "gain": v} for k, v in top])),
             "cost_vs_threshold": dg.MetadataValue.md(markdown_image(cost_plot, "validation cost vs threshold")),
         }

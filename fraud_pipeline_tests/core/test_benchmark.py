@@ -35,12 +35,32 @@ def test_reference_catches_a_wrong_value_and_a_filled_null(tmp_path):
 
 
 def test_unknown_steps_are_counted_as_other_and_the_table_prints():
-    stages, unknown = benchmark.bucket_steps({"transaction_features": 2.0, "raw_tables": 1.0, "backtest": 5.0})
-    assert stages["features"] == 2.0 and stages[benchmark.OTHER] == 5.0 and unknown == {"backtest": 5.0}
+    stages, unknown = benchmark.bucket_steps({"transaction_features": 2.0, "raw_tables": 1.0, "some_new_step": 5.0})
+    assert stages["features"] == 2.0 and stages[benchmark.OTHER] == 5.0 and unknown == {"some_new_step": 5.0}
     run = {"n_transactions": 1_000, "success": True, "end_to_end_seconds": 9.0, "stages": stages,
            "other_steps": unknown, "sql_feature_seconds": 2.0, "engine_feature_seconds": 1.0, "pandas_feature_seconds": 3.0, "peak_rss_gib": 1.0,
            "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}}
     table = benchmark.format_table([run, {**run, "end_to_end_seconds": 11.0}], demo_seconds=[30.0])
-    assert "| other | 5.0 |" in table and "backtest 5.0 s" in table
+    assert "| other | 5.0 |" in table and "some_new_step 5.0 s" in table
     assert "| **end to end (job)** | 10.0 (0.00 M/s) |" in table
     assert "| pandas / engine | 3.0x |" in table and "| portable SQL / engine | 2.0x |" in table
+
+
+def test_each_stage_gets_the_peak_memory_inside_its_own_steps():
+    sampler = benchmark.RssSampler()
+    sampler.samples = [(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 5.0), (6.0, 9.0)]
+    spans = {"transaction_features": (1.5, 3.5), "fraud_model": (3.9, 4.1), "some_new_step": (0.5, 1.2)}
+    peaks = benchmark.stage_peaks(spans, sampler)
+    assert peaks["features"] == 3.0 and peaks["training"] == 5.0 and peaks[benchmark.OTHER] == 1.0
+    assert peaks["labels"] is None  # no step ran, so no sample is attributed to it
+
+
+def test_the_sampler_reads_this_process_memory_on_linux():
+    import sys
+    import time
+
+    with benchmark.RssSampler(interval=0.01) as sampler:
+        time.sleep(0.1)
+    if sys.platform.startswith("linux"):
+        assert sampler.samples and all(0 < gib < 1024 for _, gib in sampler.samples)
+        assert sampler.peak([(0, time.time())]) == max(g for _, g in sampler.samples)

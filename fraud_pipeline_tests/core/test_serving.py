@@ -11,6 +11,7 @@ from fraud_pipeline.core.serving import (
     HISTORY_COUNTS,
     ScoringModels,
     decide,
+    decide_where_changed,
     misreads_unavailable_history,
     peak_hours,
     simulate_outage,
@@ -108,3 +109,13 @@ def test_misreading_verdicts(identified, full, outage, misread):
     verdict, reason = misreads_unavailable_history(_report(identified, full, outage), 0.99, 1.25)
     assert verdict is misread
     assert "recognised" in reason
+
+
+def test_deciding_only_the_changed_rows_equals_deciding_every_row(models):
+    rows = frame(400, seed=5)
+    full = decide(rows, models)
+    masked, affected = simulate_outage(rows, 0.5, list(range(24)), seed=1)
+    assert 0 < affected.sum() < len(rows)
+    pd.testing.assert_frame_equal(decide_where_changed(full, masked, affected, models), decide(masked, models))
+    nothing = np.zeros(len(rows), bool)
+    pd.testing.assert_frame_equal(decide_where_changed(full, masked, nothing, models), full)
