@@ -16,6 +16,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every step that opens the DuckDB file claims this pool; `.dagster_home/dagster.yaml` limits it to
 #: one slot, so parallel runs queue for the single writer instead of failing on the file lock.
 DUCKDB_POOL = "duckdb"
+#: Op tags of the steps that inform but never gate the deploy (backtest, drift, report): every
+#: executor runs ready steps by priority, so the deploy decision does not wait for them.
+AFTER_THE_DEPLOY = {"dagster/priority": "-1"}
 #: The simulated world's default as_of: its last day, so the whole six months are history.
 DEFAULT_AS_OF = "2025-07-01"
 

@@ -40,29 +40,30 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_chargebacks AS SELECT * FROM chargebacks WHERE reported_at < {at}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_users AS SELECT * FROM users WHERE created_at < {at}")
     rebuilt = transaction_features_table(con, "past_transactions", "past_chargebacks", "past_users")
-    con.register("rebuilt_arrow", rebuilt)
+    # compared where it lies, as Arrow: a copy into a temporary table would hold the rows twice
+    con.register("rebuilt_features", rebuilt)
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE rebuilt_features AS SELECT * FROM rebuilt_arrow")
+        checks = {f.name: _differs(f.name, f.kind) for f in FEATURES}
+        counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
+        any_change = " OR ".join(f"({cond})" for cond in checks.values())
+        joined = "FROM transaction_features AS f JOIN rebuilt_features AS r USING (transaction_id)"
+        row = con.execute(
+            f"SELECT count(*) AS compared, count(*) FILTER (WHERE {any_change}) AS changed, {counts} {joined}"
+        ).fetchall()[0]
+        n_expected = con.execute("SELECT count(*) FROM past_transactions").fetchall()[0][0]
+        by_feature = {name: int(n) for name, n in zip(checks, row[2:]) if n}
+        examples = []
+        if by_feature:
+            feature = next(iter(by_feature))
+            examples = [
+                {"transaction_id": int(t), "feature": feature, "with_future": str(a), "without_future": str(b)}
+                for t, a, b in con.execute(
+                    f"SELECT transaction_id, f.{feature}, r.{feature} {joined} WHERE {checks[feature]} "
+                    f"ORDER BY transaction_id LIMIT {int(sample_size)}"
+                ).fetchall()
+            ]
     finally:
-        con.unregister("rebuilt_arrow")
-    checks = {f.name: _differs(f.name, f.kind) for f in FEATURES}
-    counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
-    any_change = " OR ".join(f"({cond})" for cond in checks.values())
-    joined = "FROM transaction_features AS f JOIN rebuilt_features AS r USING (transaction_id)"
-    row = con.execute(f"SELECT count(*) AS compared, count(*) FILTER (WHERE {any_change}) AS changed, {counts} {joined}").fetchone()
-    n_expected = con.execute("SELECT count(*) FROM past_transactions").fetchone()[0]
-    by_feature = {name: int(n) for name, n in zip(checks, row[2:]) if n}
-    examples = []
-    if by_feature:
-        feature = next(iter(by_feature))
-        examples = [
-            {"transaction_id": int(t), "feature": feature, "with_future": str(a), "without_future": str(b)}
-            for t, a, b in con.execute(
-                f"SELECT transaction_id, f.{feature}, r.{feature} {joined} WHERE {checks[feature]} "
-                f"ORDER BY transaction_id LIMIT {int(sample_size)}"
-            ).fetchall()
-        ]
-    con.execute("DROP TABLE rebuilt_features")
+        con.unregister("rebuilt_features")
     return {
         "cutoff": cutoff.isoformat(),
         "compared": int(row[0]),

@@ -10,7 +10,7 @@ from fraud_pipeline.core.plots import cohort_bars_png, drift_bars_png, markdown_
 from fraud_pipeline.core.report import render_report
 from fraud_pipeline.core.windows import TrainingWindows
 from fraud_pipeline.deployment.assets import evaluate_gates
-from fraud_pipeline.resources import DUCKDB_POOL, DeployGates, ModelRegistry
+from fraud_pipeline.resources import AFTER_THE_DEPLOY, DUCKDB_POOL, DeployGates, ModelRegistry
 
 #: Columns of the per-cohort table in the report.
 COHORT_COLUMNS = (
@@ -66,7 +66,7 @@ def build_report(
     return html, plots
 
 
-@dg.asset(group_name="evaluation", deps=["training_set"], kinds={"html"}, pool=DUCKDB_POOL)
+@dg.asset(group_name="evaluation", deps=["training_set"], kinds={"html"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
 def evaluation_report(
     context: dg.AssetExecutionContext,
     fraud_model: dict,

@@ -42,7 +42,10 @@ def test_unknown_steps_are_counted_as_other_and_the_table_prints():
            "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}}
     table = benchmark.format_table([run, {**run, "end_to_end_seconds": 11.0}], demo_seconds=[30.0])
     assert "| other | 5.0 |" in table and "some_new_step 5.0 s" in table
-    assert "| **end to end (job)** | 10.0 (0.00 M/s) |" in table
+    assert "| **end to end (whole job)** | 10.0 (0.00 M/s) |" in table
+    assert "| **generate to deploy decision** (end of `deployed_model`) | - |" in table
+    table = benchmark.format_table([{**run, "deploy_decision_seconds": 7.0}, {**run, "deploy_decision_seconds": 8.0}])
+    assert "| **generate to deploy decision** (end of `deployed_model`) | 7.5 |" in table
     assert "| pandas / engine | 3.0x |" in table and "| portable SQL / engine | 2.0x |" in table
 
 

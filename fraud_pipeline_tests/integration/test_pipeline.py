@@ -161,3 +161,12 @@ def test_deploy_alone_refuses_a_candidate_below_a_cohort_floor(clean_run):
     with pytest.raises(dg.Failure, match="cohort_floors"):
         deploy_directly(resources, result, {**evaluation, "cohorts": cohorts})
     assert store.champion() == before
+
+
+def test_the_deploy_decision_does_not_wait_for_the_steps_that_only_inform(clean_run):
+    """backtest, population_drift and the report are ready beside deployed_model; they run after it."""
+    _, result = clean_run
+    order = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    assert {"deployed_model", "backtest", "population_drift", "evaluation_report"} <= set(order)
+    for informing in ("backtest", "population_drift", "evaluation_report"):
+        assert order.index(informing) > order.index("deployed_model"), order
