@@ -221,3 +221,21 @@ def test_engine_in_chunks_of_keys_gives_the_same_values(monkeypatch):
                                         30 * 86_400 * 10**6)
     assert len(stream.chunks) > 10
     assert_equals_oracle(tx, cb, users, build(tx, cb, users))
+
+
+def test_storing_reports_the_rows_and_null_shares_the_stored_table_has():
+    from fraud_pipeline.core.features import store_transaction_features
+
+    tx, cb, users = make_history(4, n=1_200)
+    with duckdb.connect() as con:
+        for name, frame in {"transactions": tx, "chargebacks": cb, "users": users}.items():
+            con.register("frame", frame)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+            con.unregister("frame")
+        stored = store_transaction_features(con)
+        shares = con.execute("SELECT " + ", ".join(
+            f"avg(CASE WHEN {f.name} IS NULL THEN 1.0 ELSE 0.0 END)" for f in FEATURES) + " FROM transaction_features").fetchall()[0]
+        rows = con.execute("SELECT count(*) FROM transaction_features").fetchall()[0][0]
+    assert stored["rows"] == rows == len(tx)
+    assert stored["null_share"] == pytest.approx(dict(zip([f.name for f in FEATURES], shares)), abs=1e-12)
+    assert 0 < stored["null_share"]["mean_amount_1h"] < 1  # the history holds both kinds of row
