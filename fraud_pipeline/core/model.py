@@ -175,7 +175,8 @@ def train_model(
     """Trains LightGBM with early stopping on validation average precision.
 
     Both splits are cut to ``params.max_genuine_rows`` genuine rows by :func:`genuine_sample`
-    (weighted); the category vocabulary comes from every training row. ``callbacks`` are extra LightGBM callbacks (e.g. progress logging); they must not change training.
+    (weighted); the category vocabulary comes from every training row. ``callbacks`` are extra
+    LightGBM callbacks (e.g. progress logging); they must not change training.
 
     Raises:
         ValueError: If a split has no fraud or no genuine rows.

@@ -88,3 +88,14 @@ def test_the_vocabulary_comes_from_every_training_row_not_only_the_sample():
     train.loc[rare, "mcc"] = "rare"
     model = train_model(train, validation, NAMES, CATEGORICAL, ModelParams(max_rounds=5, max_genuine_rows=1_000))
     assert "rare" in model.categories["mcc"]
+
+
+def test_uniform_sample_keeps_one_rate_for_frauds_and_genuine_rows():
+    from fraud_pipeline.core.model import uniform_sample
+
+    frame = rows(n=60_000, fraud_rate=0.05)
+    sample = uniform_sample(frame, 15_000, seed=0)
+    assert abs(len(sample) - 15_000) < 600
+    assert abs(sample["is_fraud"].mean() - frame["is_fraud"].mean()) < 0.01  # the fraud share is estimated, not inflated
+    assert sample["transaction_id"].tolist() == uniform_sample(frame, 15_000, seed=0)["transaction_id"].tolist()
+    assert uniform_sample(frame, 0, seed=0) is frame and uniform_sample(frame, 100_000, seed=0) is frame
