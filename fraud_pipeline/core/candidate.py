@@ -21,20 +21,16 @@ def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostMo
 def train_candidate(
     train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel,
     progress: Callable[[str], list] | None = None,
-) -> dict:
+) -> tuple[dict, ThresholdChoice]:
     """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
 
     An outage hides the history of users who have one, so the fallback learns from, and sets its
     threshold on, the rows of users with history: the population it will serve.
+
+    Returns:
+        The candidate (both models with their thresholds), and the main model's threshold choice on
+        validation with its cost curve.
     """
-    return train_candidate_with_choice(train, validation, params, cost_model, progress)[0]
-
-
-def train_candidate_with_choice(
-    train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel,
-    progress: Callable[[str], list] | None = None,
-) -> tuple[dict, ThresholdChoice]:
-    """:func:`train_candidate`, and the main model's threshold choice on validation (with its cost curve)."""
     callbacks = (lambda name: progress(name) if progress else [])  # noqa: E731
     main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model"))
     main_choice = _threshold(main, validation, cost_model)

@@ -70,7 +70,6 @@ class GenuineSample:
     frame: pd.DataFrame
     weights: np.ndarray
     rate: float
-    n_genuine: int
 
 
 def genuine_sample(
@@ -85,11 +84,11 @@ def genuine_sample(
     fraud = frame[label].to_numpy(dtype=bool)
     n_genuine = int((~fraud).sum())
     if max_genuine_rows <= 0 or n_genuine <= max_genuine_rows:
-        return GenuineSample(frame, np.ones(len(frame)), 1.0, n_genuine)
+        return GenuineSample(frame, np.ones(len(frame)), 1.0)
     rate = max_genuine_rows / n_genuine
     keep = fraud | (stable_uniform(frame[key].to_numpy(), seed) < rate)
     kept = frame[keep]
-    return GenuineSample(kept, np.where(fraud[keep], 1.0, 1.0 / rate), rate, n_genuine)
+    return GenuineSample(kept, np.where(fraud[keep], 1.0, 1.0 / rate), rate)
 
 
 def uniform_sample(frame: pd.DataFrame, max_rows: int, seed: int, key: str = "transaction_id") -> pd.DataFrame:

@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.candidate import train_candidate_with_choice
+from fraud_pipeline.core.candidate import train_candidate
 from fraud_pipeline.core.costs import approve_all_cost
 from fraud_pipeline.core.features import HISTORY_DAYS
 from fraud_pipeline.core.model import ModelParams
@@ -150,7 +150,7 @@ def fraud_model(
     context.log.info(f"training on {len(train):,} rows, early stopping on {len(validation):,} validation rows, "
                      f"at most {config.max_rounds} rounds")
     started = time.perf_counter()
-    candidate, cost_choice = train_candidate_with_choice(
+    candidate, cost_choice = train_candidate(
         train, validation, config.params(), costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
     )

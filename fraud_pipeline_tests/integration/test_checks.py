@@ -249,7 +249,7 @@ def _train_candidate(train, validation, fill_history=False):
 
     if fill_history:
         train, validation = zero_fill(train), zero_fill(validation)
-    return train_candidate(train, validation, ModelParams(max_rounds=150), CostModel())
+    return train_candidate(train, validation, ModelParams(max_rounds=150), CostModel())[0]
 
 
 def zero_fill(frame):
