@@ -215,8 +215,10 @@ def transaction_features_sql(
     """
 
 
-#: Rows per Arrow batch handed back to DuckDB, so that it scans the result on every thread.
-_BATCH_ROWS = 1 << 17
+#: Rows per Arrow batch handed back to DuckDB, so that it scans the result on every thread. A multiple
+#: of DuckDB's row group (122,880 rows): batches that are not leave a partial row group each, which
+#: made the 10M table 65% larger and cost a 5 s rewrite when the connection closed.
+_BATCH_ROWS = 8 * 122_880
 
 
 def transaction_features_table(
@@ -236,7 +238,7 @@ def transaction_features_table(
                epoch_us(t.event_time) AS ts
         FROM {transactions} AS t LEFT JOIN {users} AS u USING (user_id)
         ORDER BY ts, t.transaction_id
-    """).to_arrow_table().combine_chunks()
+    """).to_arrow_table()
     known = con.sql(f"""
         SELECT t.user_id, t.merchant_id, epoch_us(c.reported_at) AS ts
         FROM {chargebacks} AS c JOIN {transactions} AS t USING (transaction_id)

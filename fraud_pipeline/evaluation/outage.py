@@ -8,12 +8,9 @@ from fraud_pipeline.checks_common import markdown_table
 from fraud_pipeline.core.serving import (
     POLICY,
     ScoringModels,
-    decide,
-    decide_where_changed,
-    outage_report,
-    peak_hours,
     misreads_unavailable_history,
-    simulate_outage,
+    peak_hours,
+    replay_outage,
 )
 from fraud_pipeline.core.training_set import load_split
 from fraud_pipeline.resources import DUCKDB_POOL, CostSettings
@@ -37,9 +34,7 @@ def outage_replay(
         test = load_split(con, "test")
     models = ScoringModels.from_candidate(fraud_model)
     hours = peak_hours(test, config.n_peak_hours)
-    masked, affected = simulate_outage(test, config.share, hours, config.seed)
-    full = decide(test, models)
-    report = outage_report(test, affected, full, decide_where_changed(full, masked, affected, models), costs.cost_model())
+    report = replay_outage(test, config.share, hours, config.seed, models, costs.cost_model())
     report.update({"peak_hours": hours, "share": config.share, "model_version": fraud_model["version"],
                    "policy": POLICY})
     context.add_output_metadata({

@@ -20,10 +20,35 @@ def tiny_database(path, corrupt: str | None = None):
     return path
 
 
-def test_reference_agrees_with_the_engine(tmp_path):
+def test_reference_agrees_with_the_engine_stored_and_in_memory(tmp_path):
     outcome = benchmark.run_reference(tiny_database(tmp_path / "w.duckdb"))
-    assert outcome["feature_mismatches"] == {}
-    assert outcome["pandas_feature_seconds"] > 0
+    assert outcome["feature_mismatches"] == {} and outcome["engine_in_memory_mismatches"] == {}
+    assert outcome["pandas_feature_seconds"] > 0 and outcome["engine_compute_seconds"] > 0
+
+
+def test_the_in_memory_engine_run_is_in_time_order_and_misses_nothing():
+    tx, cb, users = make_history(6, n=800)
+    shuffled = tx.sample(frac=1.0, random_state=1)  # the sort into time order is part of the timed work
+    frame = benchmark.engine_on_frames(shuffled, cb, users)
+    assert sorted(frame["transaction_id"]) == sorted(tx["transaction_id"])
+    times = tx.set_index("transaction_id").loc[frame["transaction_id"], "event_time"].to_numpy()
+    assert (times[1:] >= times[:-1]).all()
+    assert set(benchmark.compared_features()) <= set(frame.columns)
+
+
+def test_a_wrong_in_memory_engine_value_is_caught(tmp_path, monkeypatch):
+    from fraud_pipeline.core import feature_engine
+
+    real = feature_engine.history_features
+
+    def off_by_one(*args, **kwargs):
+        columns = real(*args, **kwargs)
+        columns["n_merchant_tx_30d"].values[5] += 1
+        return columns
+
+    monkeypatch.setattr(feature_engine, "history_features", off_by_one)
+    outcome = benchmark.run_reference(tiny_database(tmp_path / "w.duckdb"))
+    assert outcome["engine_in_memory_mismatches"] == {"n_merchant_tx_30d": 1}
 
 
 def test_reference_catches_a_wrong_value_and_a_filled_null(tmp_path):
@@ -38,15 +63,20 @@ def test_unknown_steps_are_counted_as_other_and_the_table_prints():
     stages, unknown = benchmark.bucket_steps({"transaction_features": 2.0, "raw_tables": 1.0, "some_new_step": 5.0})
     assert stages["features"] == 2.0 and stages[benchmark.OTHER] == 5.0 and unknown == {"some_new_step": 5.0}
     run = {"n_transactions": 1_000, "success": True, "end_to_end_seconds": 9.0, "stages": stages,
-           "other_steps": unknown, "sql_feature_seconds": 2.0, "engine_feature_seconds": 1.0, "pandas_feature_seconds": 3.0, "peak_rss_gib": 1.0,
-           "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}}
+           "other_steps": unknown, "sql_feature_seconds": 2.0, "engine_feature_seconds": 1.0,
+           "engine_compute_seconds": 0.5, "pandas_feature_seconds": 3.0, "peak_rss_gib": 1.0,
+           "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}, "engine_in_memory_mismatches": {}}
     table = benchmark.format_table([run, {**run, "end_to_end_seconds": 11.0}], demo_seconds=[30.0])
     assert "| other | 5.0 |" in table and "some_new_step 5.0 s" in table
     assert "| **end to end (whole job)** | 10.0 (0.00 M/s) |" in table
     assert "| **generate to deploy decision** (end of `deployed_model`) | - |" in table
     table = benchmark.format_table([{**run, "deploy_decision_seconds": 7.0}, {**run, "deploy_decision_seconds": 8.0}])
     assert "| **generate to deploy decision** (end of `deployed_model`) | 7.5 |" in table
-    assert "| pandas / engine | 3.0x |" in table and "| portable SQL / engine | 2.0x |" in table
+    assert "| pandas / engine, same frames | 6.0x |" in table and "| pandas / engine read to stored | 3.0x |" in table
+    assert "| portable SQL / engine, both read to stored | 2.0x |" in table
+    assert "| in-memory engine features equal pandas | yes |" in table
+    wrong = benchmark.format_table([{**run, "engine_in_memory_mismatches": {"n_prior_tx_1h": 2}}])
+    assert '| in-memory engine features equal pandas | {"n_prior_tx_1h": 2} |' in wrong
 
 
 def test_each_stage_gets_the_peak_memory_inside_its_own_steps():

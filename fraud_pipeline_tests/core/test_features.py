@@ -96,13 +96,13 @@ def test_engine_on_no_rows_gives_every_column_empty():
 
 def test_oracle_catches_an_engine_window_that_includes_the_present(monkeypatch):
     tx, cb, users = make_history(4)
-    def inclusive(self, queries):  # rows at the same microsecond, the row itself included, count as earlier
-        found = np.empty(len(queries), dtype=np.int64)
+    def inclusive(self, width):  # rows at the same microsecond, the row itself included, count as earlier
+        found = np.empty(len(self.keys), dtype=np.int64)
         for lo, hi in self.chunks:
-            found[lo:hi] = np.searchsorted(self.keys[lo:hi], queries[lo:hi], side="right") + lo
+            found[lo:hi] = np.searchsorted(self.keys[lo:hi], self.keys[lo:hi] - width, side="right") + lo
         return found
 
-    monkeypatch.setattr(feature_engine.KeyedStream, "search", inclusive)
+    monkeypatch.setattr(feature_engine.KeyedStream, "window_start", inclusive)
     mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users)[["transaction_id", *FEATURE_NAMES]])
     assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d", "n_prior_user_merchant_tx_30d"} <= set(
         mismatches["feature"]

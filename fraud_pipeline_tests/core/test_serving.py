@@ -13,7 +13,9 @@ from fraud_pipeline.core.serving import (
     decide,
     decide_where_changed,
     misreads_unavailable_history,
+    outage_report,
     peak_hours,
+    replay_outage,
     simulate_outage,
 )
 
@@ -119,3 +121,15 @@ def test_deciding_only_the_changed_rows_equals_deciding_every_row(models):
     pd.testing.assert_frame_equal(decide_where_changed(full, masked, affected, models), decide(masked, models))
     nothing = np.zeros(len(rows), bool)
     pd.testing.assert_frame_equal(decide_where_changed(full, masked, nothing, models), full)
+
+
+def test_replaying_an_outage_on_the_rows_its_report_reads_equals_deciding_every_row(models):
+    from fraud_pipeline.core.costs import CostModel
+
+    rows = frame(3000, seed=7)
+    rows.loc[rows.index % 7 == 0, "n_prior_tx_30d"] = 0  # new users: the report's reference rows
+    hours = peak_hours(rows, 6)
+    masked, affected = simulate_outage(rows, 0.5, hours, seed=3)
+    everything = outage_report(rows, affected, decide(rows, models), decide(masked, models), CostModel())
+    assert everything["n_affected_frauds"] > 0 and not np.isnan(everything["mean_score_new_users"])
+    assert replay_outage(rows, 0.5, hours, 3, models, CostModel()) == pytest.approx(everything, rel=1e-12)
