@@ -227,10 +227,11 @@ def engine_on_frames(transactions, chargebacks, users):
     """The pipeline's engine on the very frames the pandas reference gets, for a like-for-like time.
 
     Everything the engine needs beyond them is timed too: the sort into time order (DuckDB does it
-    in the pipeline), the disputed transactions' keys for the chargebacks, and the account age.
-    Rows come out in time order, as the pipeline stores them.
+    in the pipeline), the disputed transactions' keys for the chargebacks, and the account age. The
+    result is an Arrow table with NULLs, the form the pipeline hands to DuckDB; rows in time order.
     """
     import pandas as pd
+    import pyarrow as pa
 
     from fraud_pipeline.core.feature_engine import history_features
     from fraud_pipeline.core.features import CHARGEBACK_WINDOWS, FAMILIARITY_WINDOW, MERCHANT_WINDOW, WINDOWS
@@ -238,9 +239,10 @@ def engine_on_frames(transactions, chargebacks, users):
     def micros(series) -> np.ndarray:
         return series.to_numpy().astype("datetime64[us]").astype(np.int64)
 
-    order = np.lexsort((transactions["transaction_id"].to_numpy(), micros(transactions["event_time"])))
+    ts = micros(transactions["event_time"])
+    order = np.lexsort((transactions["transaction_id"].to_numpy(), ts))
     tx = {name: transactions[name].to_numpy()[order] for name in ("transaction_id", "user_id", "merchant_id", "amount")}
-    ts = micros(transactions["event_time"])[order]
+    ts = ts[order]
     disputed = chargebacks[["transaction_id", "reported_at"]].merge(
         transactions[["transaction_id", "user_id", "merchant_id"]], on="transaction_id")
     computed = history_features(
@@ -250,16 +252,13 @@ def engine_on_frames(transactions, chargebacks, users):
         merchant_window=(MERCHANT_WINDOW, WINDOWS[MERCHANT_WINDOW]),
         familiarity_window=(FAMILIARITY_WINDOW, WINDOWS[FAMILIARITY_WINDOW]),
     )
-    user_ids = users["user_id"].to_numpy()
-    by_id = np.argsort(user_ids)
-    found = np.minimum(np.searchsorted(user_ids, tx["user_id"], sorter=by_id), len(user_ids) - 1)
-    created = micros(users["created_at"])[by_id][found]
-    known = user_ids[by_id][found] == tx["user_id"]
-    age = np.where(known, (ts - created) / 1e6 / 86_400.0, np.nan)
-    frame = {"transaction_id": tx["transaction_id"], "account_age_days": age}
+    # a hash lookup: a binary search of 10M random ids in the users took 2 s
+    found = pd.Index(users["user_id"].to_numpy()).get_indexer(tx["user_id"])
+    age = (ts - micros(users["created_at"])[found]) / 1e6 / 86_400.0
+    columns = {"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=found < 0)}
     for name, column in computed.items():
-        frame[name] = column.values if column.valid is None else np.where(column.valid, column.values, np.nan)
-    return pd.DataFrame(frame)
+        columns[name] = pa.array(column.values, mask=None if column.valid is None else ~column.valid)
+    return pa.table(columns)
 
 
 def run_reference(database: Path) -> dict:
@@ -286,7 +285,7 @@ def run_reference(database: Path) -> dict:
     started = time.perf_counter()
     pandas_frame = pandas_features(transactions, chargebacks, users)
     seconds = time.perf_counter() - started
-    engine_frame = engine_frame.sort_values("transaction_id", ignore_index=True)
+    engine_frame = engine_frame.to_pandas().sort_values("transaction_id", ignore_index=True)
     return {"pandas_feature_seconds": seconds, "engine_compute_seconds": engine_seconds,
             "feature_mismatches": compare_frames(stored, pandas_frame, columns),
             "engine_in_memory_mismatches": compare_frames(engine_frame, pandas_frame, columns),

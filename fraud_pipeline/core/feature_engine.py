@@ -119,10 +119,10 @@ class KeyedStream:
                 found[lo:hi] += lo
         return found
 
-    def count_in_window(self, width: int, at_t: np.ndarray | None = None) -> np.ndarray:
-        """Per sorted row: the group's rows in ``[t - width, t)``; ``at_t`` is ``window_start(0)`` if known."""
+    def count_in_window(self, width: int) -> np.ndarray:
+        """Per sorted row: the group's rows in ``[t - width, t)``."""
         counts = self.window_start(width)
-        np.subtract(self.window_start(0) if at_t is None else at_t, counts, out=counts)
+        np.subtract(self.window_start(0), counts, out=counts)
         return counts
 
     def count_events(self, event_group: np.ndarray, event_ts: np.ndarray, width: int) -> np.ndarray:

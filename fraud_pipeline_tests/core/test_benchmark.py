@@ -29,7 +29,7 @@ def test_reference_agrees_with_the_engine_stored_and_in_memory(tmp_path):
 def test_the_in_memory_engine_run_is_in_time_order_and_misses_nothing():
     tx, cb, users = make_history(6, n=800)
     shuffled = tx.sample(frac=1.0, random_state=1)  # the sort into time order is part of the timed work
-    frame = benchmark.engine_on_frames(shuffled, cb, users)
+    frame = benchmark.engine_on_frames(shuffled, cb, users).to_pandas()
     assert sorted(frame["transaction_id"]) == sorted(tx["transaction_id"])
     times = tx.set_index("transaction_id").loc[frame["transaction_id"], "event_time"].to_numpy()
     assert (times[1:] >= times[:-1]).all()
