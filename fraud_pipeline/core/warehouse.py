@@ -38,6 +38,24 @@ def replace_tables(
             con.unregister(name)
 
 
+#: Rows in a DuckDB row group.
+ROW_GROUP_ROWS = 122_880
+
+
+def in_row_groups(table, groups_per_batch: int = 8):
+    """The Arrow table re-batched in whole DuckDB row groups, for storing with ``CREATE TABLE AS``.
+
+    DuckDB scans the batches on every thread and writes each batch's rows as row groups; a batch
+    that is not a whole number of groups leaves a partial one behind it. At 10M rows, batches of
+    2^17 rows made the stored features 65% larger, and the checkpoint that rewrote them cost 6 s.
+    """
+    import pyarrow as pa
+
+    combined = table.combine_chunks()
+    return pa.Table.from_batches(combined.to_batches(max_chunksize=groups_per_batch * ROW_GROUP_ROWS),
+                                 schema=combined.schema)
+
+
 def table_count(con, table: str) -> int:
     """Number of rows in a table."""
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

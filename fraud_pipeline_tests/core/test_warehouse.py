@@ -3,7 +3,7 @@
 import duckdb
 import pandas as pd
 
-from fraud_pipeline.core.warehouse import fetch_frame
+from fraud_pipeline.core.warehouse import fetch_frame, replace_tables
 
 
 def test_fetch_frame_gives_what_df_gives_even_after_an_unfinished_result():
@@ -20,3 +20,27 @@ def test_fetch_frame_gives_what_df_gives_even_after_an_unfinished_result():
     expected = con.execute(query, {"low": 10}).df()
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert len(got) == 990
+
+
+def _row_groups(batches) -> int:
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(batches)
+    with duckdb.connect() as con:
+        replace_tables(con, {"stored": "SELECT * FROM t"}, sources={"t": table})
+        return con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('stored')").fetchall()[0][0]
+
+
+def test_tables_in_whole_row_groups_store_without_partial_groups():
+    import numpy as np
+    import pyarrow as pa
+
+    from fraud_pipeline.core.warehouse import ROW_GROUP_ROWS, in_row_groups
+
+    n = 10 * ROW_GROUP_ROWS - 1000
+    table = pa.table({"a": np.arange(n), "b": np.arange(n) * 0.5})
+    assert _row_groups(in_row_groups(table, groups_per_batch=1).to_batches()) == 10
+    # batches of 2^17 rows, as the features once were: a partial row group behind every batch (19 here)
+    assert _row_groups(table.to_batches(max_chunksize=1 << 17)) > 15
+    batched = in_row_groups(table)
+    assert batched.equals(table) and all(b.num_rows % ROW_GROUP_ROWS == 0 for b in batched.to_batches()[:-1])
