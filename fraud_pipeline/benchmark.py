@@ -254,8 +254,10 @@ def engine_on_frames(transactions, chargebacks, users):
     )
     # a hash lookup: a binary search of 10M random ids in the users took 2 s
     found = pd.Index(users["user_id"].to_numpy()).get_indexer(tx["user_id"])
-    age = (ts - micros(users["created_at"])[found]) / 1e6 / 86_400.0
-    columns = {"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=found < 0)}
+    created = users["created_at"].to_numpy()[found]
+    age = (ts - created.astype("datetime64[us]").astype(np.int64)) / 1e6 / 86_400.0
+    unknown = (found < 0) | np.isnat(created)  # no such user, or no creation time: NULL, as the SQL's join gives
+    columns = {"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=unknown)}
     for name, column in computed.items():
         columns[name] = pa.array(column.values, mask=None if column.valid is None else ~column.valid)
     return pa.table(columns)

@@ -153,7 +153,11 @@ class KeyedStream:
 
 @dataclass(frozen=True)
 class Column:
-    """One computed feature column in the rows' order; ``valid`` is False where the value is NULL."""
+    """One computed feature column in the rows' order; ``valid`` is False where the value is NULL.
+
+    Where ``valid`` is False, ``values`` holds an arbitrary number: apply the mask (as the Arrow
+    conversion does) before reading them.
+    """
 
     values: np.ndarray
     valid: np.ndarray | None = None
@@ -266,7 +270,7 @@ def history_features(
 ) -> dict[str, Column]:
     """Every history feature of every row, from records known strictly before the row's time.
 
-    The work is a dozen independent tasks (a stream per key, a window per task) run on two threads:
+    The work is a dozen tasks (a stream per key, then a window or a count per task) run on two threads:
     numpy releases the GIL in sorts, searches and gathers. A task that needs a stream waits for it;
     the pool starts tasks in the order they are submitted and every task waits only for tasks
     submitted before it, which are therefore running or done, so the waits cannot deadlock.

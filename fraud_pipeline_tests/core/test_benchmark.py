@@ -36,6 +36,19 @@ def test_the_in_memory_engine_run_is_in_time_order_and_misses_nothing():
     assert set(benchmark.compared_features()) <= set(frame.columns)
 
 
+def test_the_in_memory_engine_gives_no_account_age_without_a_user_or_a_creation_time():
+    tx, cb, users = make_history(6, n=800)
+    first, second = users["user_id"].iloc[0], users["user_id"].iloc[1]
+    users = users.assign(created_at=users["created_at"].where(users["user_id"] != first))  # no creation time
+    users = users[users["user_id"] != second]  # no such user
+    frame = benchmark.engine_on_frames(tx, cb, users).to_pandas().set_index("transaction_id")
+    user_of = tx.set_index("transaction_id")["user_id"].loc[frame.index]
+    made = users.set_index("user_id")["created_at"].dropna()
+    unknown = ~user_of.isin(made.index).to_numpy()  # the history also has users the users table lacks
+    assert (user_of == first).any() and (user_of == second).any() and (~unknown).any()
+    assert frame["account_age_days"].isna().to_numpy().tolist() == unknown.tolist()
+
+
 def test_a_wrong_in_memory_engine_value_is_caught(tmp_path, monkeypatch):
     from fraud_pipeline.core import feature_engine
 
