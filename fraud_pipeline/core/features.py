@@ -241,21 +241,31 @@ def transaction_features_table(
     def column(name: str) -> np.ndarray:
         return rows[name].to_numpy()
 
+    computed = history_arrays(column("user_id"), column("merchant_id"), column("ts"), column("amount"),
+                              known["user_id"], known["merchant_id"], known["ts"])
+    output = {name: rows[name] for name in ("transaction_id", "user_id", "merchant_id", "event_time")}
+    for name in FEATURE_NAMES:
+        output[name] = computed[name] if name in computed else rows[name]
+    return in_row_groups(pa.table(output))
+
+
+def history_arrays(
+    user: np.ndarray, merchant: np.ndarray, ts: np.ndarray, amount: np.ndarray,
+    chargeback_user: np.ndarray, chargeback_merchant: np.ndarray, chargeback_ts: np.ndarray,
+) -> dict[str, pa.Array]:
+    """This project's history features (its windows) as Arrow arrays, NULL where a value is absent.
+
+    Arguments as :func:`fraud_pipeline.core.feature_engine.history_features` takes them: one entry
+    per transaction in time order, times in epoch microseconds, and the chargebacks known at as_of.
+    """
     computed = history_features(
-        column("user_id"), column("merchant_id"), column("ts"), column("amount"),
-        known["user_id"], known["merchant_id"], known["ts"],
+        user, merchant, ts, amount, chargeback_user, chargeback_merchant, chargeback_ts,
         windows=WINDOWS, chargeback_windows=CHARGEBACK_WINDOWS,
         merchant_window=(MERCHANT_WINDOW, WINDOWS[MERCHANT_WINDOW]),
         familiarity_window=(FAMILIARITY_WINDOW, WINDOWS[FAMILIARITY_WINDOW]),
     )
-    output = {name: rows[name] for name in ("transaction_id", "user_id", "merchant_id", "event_time")}
-    for name in FEATURE_NAMES:
-        if name in computed:
-            values = computed[name]
-            output[name] = pa.array(values.values, mask=None if values.valid is None else ~values.valid)
-        else:
-            output[name] = rows[name]
-    return in_row_groups(pa.table(output))
+    return {name: pa.array(column.values, mask=None if column.valid is None else ~column.valid)
+            for name, column in computed.items()}
 
 
 def store_transaction_features(

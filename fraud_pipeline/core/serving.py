@@ -136,13 +136,6 @@ def without_history(frame: pd.DataFrame, affected: np.ndarray) -> pd.DataFrame:
     return masked
 
 
-def simulate_outage(frame: pd.DataFrame, share: float, hours: list[int], seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The frame as a history-service outage serves it: history features NULL for a share of active
-    users' transactions during the given hours. Returns (frame, affected mask)."""
-    affected = outage_rows(frame, share, hours, seed)
-    return without_history(frame, affected), affected
-
-
 def replay_outage(frame: pd.DataFrame, share: float, hours: list[int], seed: int, models: ScoringModels,
                   cost_model: CostModel) -> dict:
     """:func:`outage_report` of an outage over ``frame``, deciding only the rows the report reads.

@@ -50,17 +50,18 @@ def test_the_in_memory_engine_gives_no_account_age_without_a_user_or_a_creation_
 
 
 def test_a_wrong_in_memory_engine_value_is_caught(tmp_path, monkeypatch):
-    from fraud_pipeline.core import feature_engine
+    from fraud_pipeline.core import features
 
-    real = feature_engine.history_features
+    real = features.history_features
 
     def off_by_one(*args, **kwargs):
         columns = real(*args, **kwargs)
         columns["n_merchant_tx_30d"].values[5] += 1
         return columns
 
-    monkeypatch.setattr(feature_engine, "history_features", off_by_one)
-    outcome = benchmark.run_reference(tiny_database(tmp_path / "w.duckdb"))
+    database = tiny_database(tmp_path / "w.duckdb")  # stored with the real engine
+    monkeypatch.setattr(features, "history_features", off_by_one)
+    outcome = benchmark.run_reference(database)
     assert outcome["engine_in_memory_mismatches"] == {"n_merchant_tx_30d": 1}
 
 

@@ -15,8 +15,9 @@ from fraud_pipeline.core.serving import (
     misreads_unavailable_history,
     outage_report,
     peak_hours,
+    outage_rows,
     replay_outage,
-    simulate_outage,
+    without_history,
 )
 
 
@@ -79,7 +80,8 @@ def test_a_missing_required_field_goes_to_review_with_its_name_and_no_score(mode
 
 def test_outage_masks_only_active_users_in_the_given_hours():
     rows = frame(2000)
-    masked, affected = simulate_outage(rows, share=1.0, hours=[12, 13], seed=0)
+    affected = outage_rows(rows, share=1.0, hours=[12, 13], seed=0)
+    masked = without_history(rows, affected)
     expected = (rows["n_prior_tx_30d"] > 0) & rows["hour_of_day"].isin([12, 13])
     assert (affected == expected.to_numpy()).all()
     assert masked.loc[affected, list(HISTORY_FEATURES)].isna().all().all()
@@ -116,7 +118,8 @@ def test_misreading_verdicts(identified, full, outage, misread):
 def test_deciding_only_the_changed_rows_equals_deciding_every_row(models):
     rows = frame(400, seed=5)
     full = decide(rows, models)
-    masked, affected = simulate_outage(rows, 0.5, list(range(24)), seed=1)
+    affected = outage_rows(rows, 0.5, list(range(24)), seed=1)
+    masked = without_history(rows, affected)
     assert 0 < affected.sum() < len(rows)
     pd.testing.assert_frame_equal(decide_where_changed(full, masked, affected, models), decide(masked, models))
     nothing = np.zeros(len(rows), bool)
@@ -129,7 +132,8 @@ def test_replaying_an_outage_on_the_rows_its_report_reads_equals_deciding_every_
     rows = frame(3000, seed=7)
     rows.loc[rows.index % 7 == 0, "n_prior_tx_30d"] = 0  # new users: the report's reference rows
     hours = peak_hours(rows, 6)
-    masked, affected = simulate_outage(rows, 0.5, hours, seed=3)
+    affected = outage_rows(rows, 0.5, hours, seed=3)
+    masked = without_history(rows, affected)
     everything = outage_report(rows, affected, decide(rows, models), decide(masked, models), CostModel())
     assert everything["n_affected_frauds"] > 0 and not np.isnan(everything["mean_score_new_users"])
     assert replay_outage(rows, 0.5, hours, 3, models, CostModel()) == pytest.approx(everything, rel=1e-12)

@@ -263,14 +263,17 @@ def zero_fill(frame):
 
 def _outage_result(db, fill_history):
     from fraud_pipeline.core.costs import CostModel
-    from fraud_pipeline.core.serving import ScoringModels, decide, outage_report, peak_hours, simulate_outage
+    from fraud_pipeline.core.serving import (
+        ScoringModels, decide, outage_report, outage_rows, peak_hours, without_history,
+    )
     from fraud_pipeline.core.training_set import load_split
     from fraud_pipeline.evaluation.outage import unavailable_history_not_misread
 
     with duckdb.connect(str(db)) as con:
         train, validation, test = (load_split(con, s) for s in ("train", "validation", "test"))
     models = ScoringModels.from_candidate(_train_candidate(train, validation, fill_history))
-    masked, affected = simulate_outage(test, 0.5, peak_hours(test, 6), seed=0)
+    affected = outage_rows(test, 0.5, peak_hours(test, 6), seed=0)
+    masked = without_history(test, affected)
     if fill_history:  # the legacy feature service answers a timeout with its default: 0
         test, masked = zero_fill(test), zero_fill(masked)
     report = outage_report(test, affected, decide(test, models), decide(masked, models), CostModel())
