@@ -2,7 +2,7 @@
 """One entry point that needs only python3: sets up .venv, then runs, tests, benchmarks or serves the UI.
 
     python3 tasks.py run     # set up, then materialise the whole graph on the simulated world
-    python3 tasks.py test    # set up, then run the test suite
+    python3 tasks.py test    # set up, then check the format and lint (ruff), then run the test suite
     python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
     python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
     python3 tasks.py champion           # the champion and every model version in the registry
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         "run": [str(PYTHON), "-m", "fraud_pipeline", "run"],
         "test": [str(PYTHON), "-m", "pytest"],
         "ui": [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"],
-        "bench": [str(PYTHON), "-m", "fraud_pipeline.benchmark"],
+        "bench": [str(PYTHON), "-m", "fraud_pipeline.cli.benchmark"],
         "champion": [str(PYTHON), "-m", "fraud_pipeline", "champion"],
         "rollback": [str(PYTHON), "-m", "fraud_pipeline", "rollback"],
         "score": [str(PYTHON), "-m", "fraud_pipeline", "score"],
@@ -64,6 +64,12 @@ def main(argv: list[str]) -> int:
         return 2
     setup()
     Path(environment()["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if argv[0] == "test":
+        for check in (["format", "--check"], ["check"]):
+            print(f"ruff {' '.join(check)}", flush=True)
+            if subprocess.run([str(BIN / "ruff"), *check, "."], cwd=ROOT).returncode:
+                print("ruff found problems: `.venv/bin/ruff format .` fixes the format; the rest is listed above")
+                return 1
     return subprocess.run(commands[argv[0]] + argv[1:], cwd=ROOT, env=environment()).returncode
 
 

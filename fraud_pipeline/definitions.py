@@ -4,21 +4,16 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.deployment import assets as deployment_assets
-from fraud_pipeline.deployment import scoring as scoring_assets
 from fraud_pipeline.evaluation import assets as evaluation_assets
 from fraud_pipeline.evaluation import checks as evaluation_checks
-from fraud_pipeline.evaluation import outage as outage_replay_module
-from fraud_pipeline.evaluation import population as population_module
-from fraud_pipeline.evaluation import report as report_module
 from fraud_pipeline.features import assets as feature_assets
-from fraud_pipeline.features import absence_checks
 from fraud_pipeline.features import checks as feature_checks
 from fraud_pipeline.ingestion import assets as ingestion_assets
 from fraud_pipeline.ingestion import checks as ingestion_checks
 from fraud_pipeline.ingestion.sensors import ingestion_job, new_day_folders
 from fraud_pipeline.labels import assets as label_assets
-from fraud_pipeline.training import assets as training_assets
-from fraud_pipeline.training import checks as training_checks
+from fraud_pipeline.monitoring import assets as monitoring_assets
+from fraud_pipeline.monitoring import checks as monitoring_checks
 from fraud_pipeline.resources import (
     CostSettings,
     DataSource,
@@ -28,16 +23,38 @@ from fraud_pipeline.resources import (
     SimulatedWorld,
     data_dir,
 )
-from fraud_pipeline.schedules import fraud_pipeline_job, nightly_retrain
+from fraud_pipeline.training import assets as training_assets
+from fraud_pipeline.training import checks as training_checks
 
 ASSET_MODULES = (
-    ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, outage_replay_module,
-    population_module, report_module, deployment_assets, scoring_assets,
+    ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, monitoring_assets,
+    deployment_assets,
 )
-CHECK_MODULES = (
-    ingestion_checks, feature_checks, absence_checks, training_checks, evaluation_checks, outage_replay_module,
-    population_module, report_module,
+CHECK_MODULES = (ingestion_checks, feature_checks, training_checks, evaluation_checks, monitoring_checks)
+
+fraud_pipeline_job = dg.define_asset_job(
+    "fraud_pipeline_job",
+    # the day-partitioned landing runs in its own job (ingestion_job); this one reads what it landed
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("landed_files"),
+    description="Simulated world or files -> labels -> features -> model -> evaluation -> gated deploy.",
+    executor_def=dg.in_process_executor,
 )
+
+
+@dg.schedule(
+    cron_schedule="0 2 * * *",
+    job=fraud_pipeline_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def nightly_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Retrains every night at 02:00 UTC with as_of set to the tick's date."""
+    as_of = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return dg.RunRequest(
+        run_key=f"nightly-{as_of}",
+        run_config={"resources": {"clock": {"config": {"as_of": as_of}}}},
+        tags={"as_of": as_of},
+    )
 
 
 def default_resources(root=None) -> dict:
@@ -62,6 +79,7 @@ GROUP_OWNERS = {
     "labels": "team:fraud-ml",
     "training": "team:fraud-ml",
     "evaluation": "team:fraud-ml",
+    "monitoring": "team:fraud-ml",
     "deployment": "team:fraud-ml",
 }
 

@@ -8,9 +8,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from fraud_pipeline.core.costs import CostModel
-from fraud_pipeline.core.registry import ModelRegistryStore
-from fraud_pipeline.core.simulator import WorldSpec
+from fraud_pipeline.deployment.registry import ModelRegistryStore
+from fraud_pipeline.ingestion.simulator import WorldSpec
+from fraud_pipeline.lib.costs import CostModel
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every step that opens the DuckDB file claims this pool; `.dagster_home/dagster.yaml` limits it to

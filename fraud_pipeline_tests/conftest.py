@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
-
-import tempfile
 
 # Keep the project's data/ untouched: the Definitions' resources point here during tests.
 os.environ["FRAUD_PIPELINE_DATA_DIR"] = tempfile.mkdtemp(prefix="fraud_pipeline_tests_")

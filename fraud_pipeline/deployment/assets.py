@@ -1,83 +1,50 @@
-"""Deployment: the champion registry, moved only for a candidate that passed every gate."""
+"""Deployment: the champion registry, moved only for a candidate that passed every gate, and the champion's batch scores."""
+
 
 from dataclasses import asdict
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.core.costs import decision_costs
-from fraud_pipeline.core.gates import (
-    CohortFloors,
-    GateResult,
+from fraud_pipeline.deployment.checks import check_record_problems
+from fraud_pipeline.deployment.gates import (
     challenger_gate,
-    cohort_floor_gate,
-    completeness_gate,
-    cost_gate,
-    fraud_count_gate,
-    maturity_gate,
-    split_summary,
-    window_gate,
+    champion_test_cost,
+    evaluate_gates,
 )
-from fraud_pipeline.core.model import TrainedModel, score
-from fraud_pipeline.core.model_card import render_model_card
-from fraud_pipeline.core.registry import ModelRegistryStore
-from fraud_pipeline.core.serving import FALLBACK_FEATURES, POLICY
-from fraud_pipeline.core.training_set import load_split
-from fraud_pipeline.core.windows import TrainingWindows
-from fraud_pipeline.deployment.guards import check_record_problems
-from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, DeployGates, ModelRegistry
-
-
-def evaluate_gates(con, windows: TrainingWindows, fraud_model: dict, evaluation: dict, gates: DeployGates) -> list[GateResult]:
-    """Every deploy gate, recomputed from the data rather than trusted from earlier steps."""
-    summary = split_summary(con, windows)
-    same_candidate = evaluation["model_version"] == fraud_model["version"]
-    return [
-        window_gate(windows),
-        maturity_gate(summary),
-        completeness_gate(summary, gates.min_label_completeness),
-        fraud_count_gate(summary, gates.min_frauds_per_window),
-        cost_gate(evaluation, gates.cost_margin),
-        cohort_floor_gate(evaluation["cohorts"], CohortFloors(**evaluation["cohort_floors"])),
-        GateResult(
-            "evaluation_matches_candidate",
-            same_candidate,
-            "the evaluation is of this candidate" if same_candidate
-            else f"evaluation is of {evaluation['model_version']}, candidate is {fraud_model['version']}",
-        ),
-    ]
-
-
-def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: CostSettings) -> float | None:
-    """The champion's cost on the current test window, scored with its own model and threshold.
-
-    None when the champion needs a feature the current training set does not have.
-    """
-    bundle = store.scoring_bundle(version)
-    test = load_split(con, "test")
-    if not set(bundle["features"]) <= set(test.columns):
-        return None
-    model = TrainedModel.from_dict(bundle)
-    alert = score(model, test) >= bundle["threshold"]
-    return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
+from fraud_pipeline.deployment.model_card import render_model_card
+from fraud_pipeline.deployment.serving import POLICY, ScoringModels, decide
+from fraud_pipeline.evaluation.result import ModelEvaluation
+from fraud_pipeline.features.catalog import FALLBACK_FEATURES
+from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.warehouse import replace_tables
+from fraud_pipeline.resources import (
+    DUCKDB_POOL,
+    CostSettings,
+    DeployGates,
+    ModelRegistry,
+)
+from fraud_pipeline.training.candidate import Candidate
+from fraud_pipeline.training.windows import TrainingWindows
 
 
 @dg.asset(group_name="deployment", deps=["training_set", "champion_monitoring"], kinds={"file"}, pool=DUCKDB_POOL)
 def deployed_model(
     context: dg.AssetExecutionContext,
-    fraud_model: dict,
-    model_evaluation: dict,
+    fraud_model: Candidate,
+    model_evaluation: ModelEvaluation,
     outage_replay: dict,
-    training_windows: dict,
+    training_windows: TrainingWindows,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
     gates: DeployGates,
     costs: CostSettings,
 ) -> dict:
     """Promotes the candidate to champion if every gate and guarding check passed and it is not worse than the champion."""
-    windows = TrainingWindows.from_dict(training_windows)
+    windows = training_windows
+    as_of = windows.as_of.isoformat()
     store = registry.store()
-    version = fraud_model["version"]
+    version = fraud_model.version
     with duckdb.get_connection() as con:
         verdicts = evaluate_gates(con, windows, fraud_model, model_evaluation, gates)
         problems = [f"{g.name}: {g.reason}" for g in verdicts if not g.passed]
@@ -87,30 +54,30 @@ def deployed_model(
         incumbent_cost = champion_test_cost(con, store, incumbent, costs) if incumbent and not problems else None
     if problems:
         reasons = "; ".join(problems)
-        store.record({"event": "refused", "version": version, "as_of": training_windows["as_of"], "reason": reasons})
+        store.record({"event": "refused", "version": version, "as_of": as_of, "reason": reasons})
         raise dg.Failure(
             description=f"candidate {version} refused, champion stays {champion['version'] if champion else 'none'}: {reasons}",
             metadata={"problems": dg.MetadataValue.json(problems)},
         )
-    challenge = challenger_gate(model_evaluation["total_cost"], incumbent_cost, gates.champion_tolerance)
+    challenge = challenger_gate(model_evaluation.total_cost, incumbent_cost, gates.champion_tolerance)
     bundle = {
         "version": version,
-        "threshold": fraud_model["threshold"],
-        "features": fraud_model["features"],
-        "categories": fraud_model["categories"],
-        "windows": training_windows,
-        "params": fraud_model["params"],
+        "threshold": fraud_model.threshold,
+        "features": list(fraud_model.main.model.features),
+        "categories": fraud_model.main.model.categories,
+        "windows": windows.as_dict(),
+        "params": fraud_model.params,
         "cost_model": asdict(costs.cost_model()),
-        "evaluation": model_evaluation,
+        "evaluation": model_evaluation.as_dict(),
         "outage_replay": outage_replay,
         "unavailable_history_policy": {**POLICY, "fallback_features": list(FALLBACK_FEATURES),
-                                       "fallback_threshold": fraud_model["fallback"]["threshold"]},
-        "fallback": {k: v for k, v in fraud_model["fallback"].items() if k != "model_text"},
+                                       "fallback_threshold": fraud_model.fallback.threshold},
+        "fallback": {k: v for k, v in fraud_model.fallback.as_dict().items() if k != "model_text"},
         "gates": [asdict(g) for g in [*verdicts, challenge]],
     }
     card = render_model_card(bundle)
-    folder = store.write_bundle(version, fraud_model["model_text"], bundle, card,
-                                fallback_text=fraud_model["fallback"]["model_text"])
+    folder = store.write_bundle(version, fraud_model.main.model.model_text, bundle, card,
+                                fallback_text=fraud_model.fallback.model.model_text)
     metadata = {
         "candidate": version,
         "bundle": dg.MetadataValue.path(str(folder)),
@@ -119,12 +86,38 @@ def deployed_model(
     }
     if not challenge.passed:
         store.record({"event": "kept_champion", "version": version, "champion": incumbent,
-                      "as_of": training_windows["as_of"], "reason": challenge.reason})
+                      "as_of": as_of, "reason": challenge.reason})
         context.log.warning(f"candidate {version} not promoted: {challenge.reason}")
         context.add_output_metadata({**metadata, "champion": incumbent, "promoted": False})
         return {"version": version, "path": str(folder), "promoted": False, "champion": incumbent}
-    pointer = store.promote(version, as_of=training_windows["as_of"], reason=f"every gate passed; {challenge.reason}")
+    pointer = store.promote(version, as_of=as_of, reason=f"every gate passed; {challenge.reason}")
     context.add_output_metadata(
         {**metadata, "champion": version, "previous_champion": str(pointer["previous_version"]), "promoted": True}
     )
     return {"version": version, "path": str(folder), "promoted": True, "champion": version}
+
+
+@dg.asset(group_name="deployment", deps=["deployed_model", "transaction_features"], kinds={"duckdb"}, pool=DUCKDB_POOL)
+def batch_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, registry: ModelRegistry) -> dg.MaterializeResult:
+    """The champion's decisions for the newest day of transactions, routed by its missing-data policy."""
+    store = registry.store()
+    champion = store.champion()
+    if champion is None:
+        raise dg.Failure(description="no champion in the registry yet: nothing can be scored")
+    models = ScoringModels.from_candidate(store.scoring_bundle(champion["version"]))
+    with duckdb.get_connection() as con:
+        newest = con.execute(
+            "SELECT * FROM transaction_features WHERE event_time >= "
+            "(SELECT date_trunc('day', max(event_time)) FROM transaction_features) ORDER BY transaction_id"
+        ).df()
+        decisions = decide(newest, models)
+        replace_tables(con, {"batch_scores": "SELECT *, $version AS model_version FROM decisions"},
+                       sources={"decisions": decisions}, params={"version": champion["version"]})
+    by_route = decisions.groupby("route").agg(rows=("alert", "size"), alerts=("alert", "sum")).reset_index()
+    return dg.MaterializeResult(metadata={
+        "champion": champion["version"],
+        "day": str(newest["event_time"].min().date()) if len(newest) else "none",
+        "rows": len(decisions),
+        "alerts": int(decisions["alert"].sum()),
+        "routes": dg.MetadataValue.md(markdown_table(by_route.to_dict(orient="records"))),
+    })

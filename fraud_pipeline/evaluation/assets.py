@@ -1,4 +1,5 @@
-"""Evaluation: cost, ranking and per-cohort metrics of the candidate on the out-of-time test window."""
+"""Evaluation: the candidate's cost and cohorts on the test window, its outage replay, its backtest and its report."""
+
 
 from dataclasses import asdict
 
@@ -7,21 +8,53 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.cohorts import cohort_details, decompose, window_headline
-from fraud_pipeline.core.costs import rule_baseline
-from fraud_pipeline.core.gates import CohortFloors
-from fraud_pipeline.core.metrics import DEFAULT_COHORTS, cohort_table, evaluate_decisions
-from fraud_pipeline.core.model import TrainedModel, score, uniform_sample
-from fraud_pipeline.core.training_set import load_split
-from fraud_pipeline.core.warehouse import replace_tables
-from fraud_pipeline.resources import DUCKDB_POOL, CostSettings
-
-HEADLINE = (
-    "total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_approve_all_pct",
-    "savings_vs_rule", "average_precision", "roc_auc", "precision", "recall", "f1", "n_alerts",
-    "user_precision_at_k", "n_transactions", "n_frauds",
+from fraud_pipeline.deployment.gates import evaluate_gates
+from fraud_pipeline.deployment.serving import (
+    POLICY,
+    ScoringModels,
+    peak_hours,
+    replay_outage,
 )
+from fraud_pipeline.evaluation.backtest import (
+    fold_row,
+    run_fold,
+    spread,
+    spread_findings,
+)
+from fraud_pipeline.evaluation.cohorts import (
+    cohort_details,
+    decompose,
+    window_headline,
+)
+from fraud_pipeline.evaluation.metrics import (
+    DEFAULT_COHORTS,
+    cohort_table,
+    evaluate_decisions,
+)
+from fraud_pipeline.evaluation.report import build_report
+from fraud_pipeline.evaluation.result import CohortFloors, ModelEvaluation
+from fraud_pipeline.lib.costs import rule_baseline
+from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.plots import (
+    markdown_image,
+)
+from fraud_pipeline.lib.records import plain, plain_rows
+from fraud_pipeline.lib.warehouse import fetch_frame, replace_tables
+from fraud_pipeline.resources import (
+    AFTER_THE_DEPLOY,
+    DUCKDB_POOL,
+    CostSettings,
+    DeployGates,
+    ModelRegistry,
+)
+from fraud_pipeline.training.candidate import Candidate
+from fraud_pipeline.training.model import (
+    ModelParams,
+    score,
+    uniform_sample,
+)
+from fraud_pipeline.training.training_set import load_split, training_set_sql
+from fraud_pipeline.training.windows import TrainingWindows, rolling_windows
 
 
 class EvaluationConfig(dg.Config):
@@ -70,6 +103,8 @@ COHORT_COLUMNS = [
     "average_precision_low", "average_precision_high", "precision", "recall", "recall_low", "recall_high",
     "mean_score", "observed_fraud_rate", "calibration_ratio",
 ]
+
+
 DECOMPOSITION_COLUMNS = ["cohort", "metric", "old", "new", "change", "mix", "within", "cross_cohort"]
 
 
@@ -77,12 +112,12 @@ DECOMPOSITION_COLUMNS = ["cohort", "metric", "old", "new", "change", "mix", "wit
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
-    fraud_model: dict,
+    fraud_model: Candidate,
     duckdb: DuckDBResource,
     costs: CostSettings,
-) -> dict:
+) -> ModelEvaluation:
     """Test-window cost, savings, AP and AUC, per cohort with intervals and calibration, and the train-to-test decomposition."""
-    model = TrainedModel.from_dict(fraud_model)
+    model = fraud_model.main.model
     booster = model.booster()
     with duckdb.get_connection() as con:
         train = uniform_sample(load_split(con, "train"), config.max_train_rows, seed=0)
@@ -91,7 +126,7 @@ def model_evaluation(
         train["score"] = score(model, train, booster)
         validation["score"] = score(model, validation, booster)
         test["score"] = score(model, test, booster)
-        test["alert"] = test["score"] >= fraud_model["threshold"]
+        test["alert"] = test["score"] >= fraud_model.threshold
         replace_tables(
             con,
             {"evaluation_scores": "SELECT transaction_id, 'test' AS split, score, alert FROM scored ORDER BY transaction_id"},
@@ -103,9 +138,9 @@ def model_evaluation(
         test["amount"].to_numpy(), test["is_fraud"].to_numpy(), cost_model,
     )
     headline = evaluate_decisions(
-        test, fraud_model["threshold"], cost_model, rule["amount_threshold"], config.daily_review_capacity
+        test, fraud_model.threshold, cost_model, rule["amount_threshold"], config.daily_review_capacity
     )
-    threshold = fraud_model["threshold"]
+    threshold = fraud_model.threshold
     cohorts = _cohort_rows(test, threshold, cost_model, rule["amount_threshold"], config)
     train_headline = window_headline(train, threshold, cost_model)
     # The train window is in-sample (its "within" includes overfitting); validation is the out-of-sample reference.
@@ -113,12 +148,20 @@ def model_evaluation(
                               train_headline, headline)
     decomposition_validation = decompose(_cohort_metrics(validation, threshold, cost_model, rule["amount_threshold"]),
                                          cohorts, window_headline(validation, threshold, cost_model), headline)
+    evaluation = ModelEvaluation(
+        **{k: plain(v) for k, v in headline.items()},
+        model_version=fraud_model.version,
+        threshold=threshold,
+        rule_amount_threshold=float(rule["amount_threshold"]),
+        cohorts=plain_rows(cohorts),
+        cohort_floors=config.floors(),
+        train_headline={k: plain(v) for k, v in train_headline.items()},
+        decomposition_train_to_test=plain_rows(decomposition),
+        decomposition_validation_to_test=plain_rows(decomposition_validation),
+    )
     context.add_output_metadata(
         {
-            **{k: dg.MetadataValue.float(float(headline[k])) for k in HEADLINE if k in headline},
-            "model_version": fraud_model["version"],
-            "threshold": threshold,
-            "rule_amount_threshold": float(rule["amount_threshold"]),
+            **evaluation.to_metadata(),
             "train_rows_summarised": len(train),
             "cohorts": dg.MetadataValue.md(markdown_table(cohorts, COHORT_COLUMNS)),
             "decomposition_train_to_test": dg.MetadataValue.md(markdown_table(decomposition, DECOMPOSITION_COLUMNS)),
@@ -126,17 +169,7 @@ def model_evaluation(
                 markdown_table(decomposition_validation, DECOMPOSITION_COLUMNS)),
         }
     )
-    return {
-        **{k: _plain(v) for k, v in headline.items()},
-        "model_version": fraud_model["version"],
-        "threshold": threshold,
-        "rule_amount_threshold": float(rule["amount_threshold"]),
-        "cohorts": [{k: _plain(v) for k, v in row.items()} for row in cohorts],
-        "cohort_floors": asdict(config.floors()),
-        "train_headline": {k: _plain(v) for k, v in train_headline.items()},
-        "decomposition_train_to_test": [{k: _plain(v) for k, v in row.items()} for row in decomposition],
-        "decomposition_validation_to_test": [{k: _plain(v) for k, v in row.items()} for row in decomposition_validation],
-    }
+    return evaluation
 
 
 def _cohort_metrics(frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float) -> list[dict]:
@@ -159,8 +192,134 @@ def _cohort_rows(frame: pd.DataFrame, threshold: float, cost_model, rule_amount_
     return pd.concat(tables, ignore_index=True).to_dict(orient="records")
 
 
-def _plain(value):
-    """numpy scalars to Python, so the evaluation serialises to JSON as is."""
-    if hasattr(value, "item"):
-        return value.item()
-    return value
+
+class OutageConfig(dg.Config):
+    """The outage to replay."""
+
+    share: float = Field(default=0.5, description="Share of active users' peak-hour transactions whose history is unavailable.")
+    n_peak_hours: int = Field(default=6, description="The busiest UTC hours of the test window are the outage hours.")
+    seed: int = Field(default=0, description="Seed choosing the affected transactions.")
+
+
+@dg.asset(group_name="evaluation", deps=["training_set"], pool=DUCKDB_POOL)
+def outage_replay(
+    context: dg.AssetExecutionContext, config: OutageConfig, fraud_model: Candidate, duckdb: DuckDBResource,
+    costs: CostSettings,
+) -> dict:
+    """Test-window decisions under a simulated peak-hour feature outage, beside the same rows with full history."""
+    with duckdb.get_connection() as con:
+        test = load_split(con, "test")
+    models = ScoringModels.from_candidate(fraud_model.as_dict())
+    hours = peak_hours(test, config.n_peak_hours)
+    report = replay_outage(test, config.share, hours, config.seed, models, costs.cost_model())
+    report.update({"peak_hours": hours, "share": config.share, "model_version": fraud_model.version,
+                   "policy": POLICY})
+    context.add_output_metadata({
+        "outage": dg.MetadataValue.md(markdown_table(
+            [{"measure": k, "value": v} for k, v in report.items() if isinstance(v, (int, float))])),
+        "policy": dg.MetadataValue.json(POLICY),
+        "peak_hours_utc": str(hours),
+    })
+    return report
+
+
+FOLD_COLUMNS = ["fold", "test_start", "test_end", "n_transactions", "n_frauds", "threshold",
+                "savings_vs_approve_all_pct", "average_precision", "recall", "precision", "cost_per_transaction"]
+
+
+class BacktestConfig(dg.Config):
+    """Prequential folds: windows shifted back by the test length, each retrained."""
+
+    n_folds: int = Field(default=3, description="Most folds (fewer when the warmed-up history runs out).")
+    train_days: int = Field(default=49, description="Training days per fold.")
+    validation_days: int = Field(default=14, description="Validation days per fold (early stopping, threshold).")
+    test_days: int = Field(default=14, description="Test days per fold, and the shift between folds.")
+    warmup_days: int = Field(default=30, description="Days after the first transaction before training may start.")
+    min_train_days: int = Field(default=21, description="Fewest training days for a fold to count.")
+    spread_n_std: float = Field(
+        default=2.0, description="Warn when the candidate's test savings or AP is more than this many fold std below the fold mean."
+    )
+
+
+@dg.asset(group_name="evaluation", deps=["training_set"], kinds={"lightgbm"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
+def backtest(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    training_windows: TrainingWindows,
+    fraud_model: Candidate,
+    model_evaluation: ModelEvaluation,
+    duckdb: DuckDBResource,
+    costs: CostSettings,
+) -> dict:
+    """Rolling out-of-time folds, each retrained with the candidate's settings, so the test metrics come with a spread."""
+    current = training_windows
+    cost_model = costs.cost_model()
+    params = ModelParams(**fraud_model.params)
+    folds, cohort_rows = [], []
+    with duckdb.get_connection() as con:
+        first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
+        plans = rolling_windows(current.as_of, current.horizon_days, first, last, config.n_folds, config.train_days,
+                                config.validation_days, config.test_days, config.warmup_days, config.min_train_days)
+        for index, windows in enumerate(plans):
+            sql, params_sql = training_set_sql(windows)
+            # each split read on its own, one fold at a time: at 10M a fold is about 3.7M rows, and a
+            # frame of them all plus its split copies held about 2.5 GiB more at the peak
+            splits = {name: fetch_frame(con, f"SELECT * FROM ({sql}) WHERE split = $split ORDER BY transaction_id",
+                                        {**params_sql, "split": name})
+                      for name in windows.splits()}
+            headline, cohorts = run_fold(splits, params, cost_model, model_evaluation.rule_amount_threshold,
+                                         model_evaluation.review_capacity_k, DEFAULT_COHORTS[0])
+            del splits
+            folds.append(fold_row(index, windows, headline))
+            cohort_rows += [{"fold": index, **row} for row in cohorts]
+    summary = spread(folds)
+    findings = spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std)
+    context.add_output_metadata({
+        "folds": dg.MetadataValue.md(markdown_table(folds, FOLD_COLUMNS)),
+        "spread": dg.MetadataValue.md(markdown_table([{"metric": k, **v} for k, v in summary.items()])),
+        "fold_cohorts": dg.MetadataValue.md(markdown_table(
+            cohort_rows, ["fold", "cohort", "value", "n_transactions", "n_frauds", "recall", "savings_vs_approve_all_pct"])),
+        "n_folds": len(folds),
+        "savings_pct_mean": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["mean"]),
+        "savings_pct_std": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["std"]),
+        "average_precision_mean": dg.MetadataValue.float(summary["average_precision"]["mean"]),
+        "average_precision_std": dg.MetadataValue.float(summary["average_precision"]["std"]),
+    })
+    return {"folds": folds, "spread": summary, "cohorts": plain_rows(cohort_rows), "findings": findings,
+            "spread_n_std": config.spread_n_std}
+
+
+@dg.asset(group_name="evaluation", deps=["training_set"], kinds={"html"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    fraud_model: Candidate,
+    model_evaluation: ModelEvaluation,
+    population_drift: dict,
+    duckdb: DuckDBResource,
+    registry: ModelRegistry,
+    gates: DeployGates,
+) -> dg.MaterializeResult:
+    """An HTML report (metrics, gates, precision-recall, cohorts, drift) written next to the candidate's model."""
+    with duckdb.get_connection() as con:
+        test = con.execute(
+            """SELECT t.is_fraud, s.score FROM evaluation_scores s JOIN training_set t USING (transaction_id)
+               WHERE t.split = 'test' ORDER BY transaction_id"""
+        ).fetchnumpy()
+        verdicts = evaluate_gates(con, fraud_model.windows, fraud_model, model_evaluation, gates)
+    html, plots = build_report(fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts],
+                               population_drift)
+    path = registry.store().write_report(fraud_model.version, html)
+    context.log.info(f"evaluation report of {fraud_model.version} written to {path} ({len(html) / 1024:.0f} KiB)")
+    return dg.MaterializeResult(
+        metadata={
+            "report_path": dg.MetadataValue.path(str(path)),
+            "report_url": dg.MetadataValue.url(path.resolve().as_uri()),
+            "model_version": fraud_model.version,
+            "report_kib": round(len(html) / 1024, 1),
+            "precision_recall_curve": dg.MetadataValue.md(markdown_image(plots["Precision-recall on the test window"],
+                                                                         "precision-recall curve")),
+            "cohort_metrics": dg.MetadataValue.md(markdown_image(plots["Per-cohort metrics"], "per-cohort metrics")),
+            **({"feature_drift": dg.MetadataValue.md(markdown_image(plots["Feature drift (PSI)"], "feature drift"))}
+               if "Feature drift (PSI)" in plots else {}),
+        }
+    )

@@ -1,21 +1,57 @@
-"""Deploy gates on the evaluation: the candidate must save money overall and not fail any cohort it is judged on."""
+"""Blocking checks on the evaluation: cost against baselines, cohort floors, the outage replay; and the backtest's spread."""
+
 
 import dagster as dg
 
-from fraud_pipeline.checks_common import gate_check_result
-from fraud_pipeline.core.gates import CohortFloors, cohort_floor_gate, cost_gate
-from fraud_pipeline.resources import DeployGates
+from fraud_pipeline.deployment.gates import cohort_floor_gate, cost_gate
+from fraud_pipeline.deployment.serving import (
+    misreads_unavailable_history,
+)
+from fraud_pipeline.evaluation.result import ModelEvaluation
+from fraud_pipeline.lib.checks import gate_check_result
+from fraud_pipeline.resources import (
+    DeployGates,
+)
 
 
 @dg.asset_check(asset="model_evaluation", blocking=True)
-def cost_beats_baselines(model_evaluation: dict, gates: DeployGates) -> dg.AssetCheckResult:
+def cost_beats_baselines(model_evaluation: ModelEvaluation, gates: DeployGates) -> dg.AssetCheckResult:
     """Test cost beats approve-all and the simple amount rule by the configured margin."""
     return gate_check_result(cost_gate(model_evaluation, gates.cost_margin))
 
 
 @dg.asset_check(asset="model_evaluation", blocking=True)
-def cohort_floors(model_evaluation: dict) -> dg.AssetCheckResult:
+def cohort_floors(model_evaluation: ModelEvaluation) -> dg.AssetCheckResult:
     """Every cohort with enough test frauds meets the savings, recall and calibration floors."""
     return gate_check_result(
-        cohort_floor_gate(model_evaluation["cohorts"], CohortFloors(**model_evaluation["cohort_floors"]))
+        cohort_floor_gate(model_evaluation.cohorts, model_evaluation.cohort_floors)
+    )
+
+
+#: How far (either way) the affected frauds' mean score may move before a misread outage counts: a
+#: quarter up or down moves a cost-optimal alert set materially.
+MAX_SCORE_SHIFT = 1.25
+
+
+@dg.asset_check(asset="outage_replay", blocking=True)
+def unavailable_history_not_misread(outage_replay: dict) -> dg.AssetCheckResult:
+    """The serving path recognises unavailable history instead of scoring it as known-empty (new-user) history."""
+    misread, reason = misreads_unavailable_history(outage_replay, min_identified=0.99, max_score_shift=MAX_SCORE_SHIFT)
+    return dg.AssetCheckResult(
+        passed=not misread,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=reason,
+        metadata={k: v for k, v in outage_replay.items() if isinstance(v, (int, float))},
+    )
+
+
+@dg.asset_check(asset="backtest")
+def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
+    """Warns when the folds lose money on average or the candidate's test metrics sit far below their spread."""
+    findings = backtest["findings"]
+    return dg.AssetCheckResult(
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(findings) or f"{len(backtest['folds'])} folds save money on average and the candidate is within their spread",
+        metadata={"findings": dg.MetadataValue.json(findings)},
     )

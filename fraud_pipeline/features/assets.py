@@ -3,8 +3,9 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.features import FEATURES, store_transaction_features
+from fraud_pipeline.features.catalog import FEATURES
+from fraud_pipeline.features.table import store_transaction_features
+from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.resources import DUCKDB_POOL
 
 

@@ -5,10 +5,16 @@ from datetime import date
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.file_ingestion import FileRejected, KindAccounting, build_known_tables, land_day, write_accounting
-from fraud_pipeline.core.simulator import simulate_world
-from fraud_pipeline.core.warehouse import fetch_records, replace_tables, table_count
+from fraud_pipeline.ingestion.known_tables import (
+    KindAccounting,
+    build_known_tables,
+    write_accounting,
+)
+from fraud_pipeline.ingestion.landing import FileRejected, land_day
+from fraud_pipeline.ingestion.simulator import simulate_world
+from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.schema import column_list
+from fraud_pipeline.lib.warehouse import fetch_records, replace_tables, table_count
 from fraud_pipeline.resources import DUCKDB_POOL, DataSource, RunClock, SimulatedWorld
 
 RAW_TABLES = ("users", "transactions", "chargebacks")
@@ -19,13 +25,13 @@ QUARANTINE_SAMPLE = 20
 MAX_FILE_ROWS = 100
 
 KNOWN_AT_AS_OF = {
-    "users": "SELECT user_id, created_at, region FROM sim_users WHERE created_at < $as_of ORDER BY user_id",
-    "transactions": """
-        SELECT transaction_id, user_id, merchant_id, event_time, amount, channel, country, mcc
+    "users": f"SELECT {column_list('users')} FROM sim_users WHERE created_at < $as_of ORDER BY user_id",
+    "transactions": f"""
+        SELECT {column_list('transactions')}
         FROM sim_transactions WHERE event_time < $as_of ORDER BY transaction_id
     """,
-    "chargebacks": """
-        SELECT transaction_id, reported_at, reason
+    "chargebacks": f"""
+        SELECT {column_list('chargebacks')}
         FROM sim_chargebacks WHERE reported_at < $as_of ORDER BY transaction_id
     """,
 }

@@ -3,9 +3,14 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.checks_common import markdown_table, rules_check_result
-from fraud_pipeline.core.contracts import chargeback_rules, evaluate_rules, transaction_rules
-from fraud_pipeline.core.file_ingestion import judge_quarantine, read_accounting
+from fraud_pipeline.ingestion.known_tables import judge_quarantine, read_accounting
+from fraud_pipeline.ingestion.rules import (
+    chargeback_rules,
+    evaluate_rules,
+    transaction_rules,
+)
+from fraud_pipeline.lib.checks import rules_check_result
+from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.resources import DUCKDB_POOL, DataSource, RunClock
 
 

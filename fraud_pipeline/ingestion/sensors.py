@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from fraud_pipeline.core.file_ingestion import day_folders, folder_fingerprint
 from fraud_pipeline.ingestion.assets import DAY_PARTITIONS
+from fraud_pipeline.ingestion.landing import day_folders, folder_fingerprint
 from fraud_pipeline.resources import DataSource
 
 ingestion_job = dg.define_asset_job(

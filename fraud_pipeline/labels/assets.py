@@ -5,15 +5,15 @@ import numpy as np
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.labels import (
+from fraud_pipeline.labels.maturity import (
     delay_observations_sql,
     estimate_delay_profile,
     horizon_interval,
     transaction_labels_sql,
 )
-from fraud_pipeline.core.plots import markdown_image, maturation_curve_png
-from fraud_pipeline.core.warehouse import fetch_records, replace_tables
+from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.plots import markdown_image, maturation_curve_png
+from fraud_pipeline.lib.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, RunClock
 
 

@@ -6,16 +6,16 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.checks_common import markdown_table
-from fraud_pipeline.core.candidate import train_candidate
-from fraud_pipeline.core.costs import approve_all_cost
-from fraud_pipeline.core.features import HISTORY_DAYS
-from fraud_pipeline.core.model import ModelParams
-from fraud_pipeline.core.plots import cost_curve_png, markdown_image
-from fraud_pipeline.core.training_set import load_split, training_set_sql
-from fraud_pipeline.core.warehouse import fetch_records, replace_tables
-from fraud_pipeline.core.windows import TrainingWindows, plan_windows
+from fraud_pipeline.features.catalog import HISTORY_DAYS
+from fraud_pipeline.lib.costs import approve_all_cost
+from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.plots import cost_curve_png, markdown_image
+from fraud_pipeline.lib.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, RunClock
+from fraud_pipeline.training.candidate import Candidate, train_candidate
+from fraud_pipeline.training.model import ModelParams
+from fraud_pipeline.training.training_set import load_split, training_set_sql
+from fraud_pipeline.training.windows import TrainingWindows, plan_windows
 
 
 class WindowConfig(dg.Config):
@@ -88,7 +88,7 @@ def training_windows(
     label_delay_profile: dict,
     duckdb: DuckDBResource,
     clock: RunClock,
-) -> dict:
+) -> TrainingWindows:
     """Consecutive train, validation and test windows ending by as_of minus the maturity horizon."""
     with duckdb.get_connection() as con:
         first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
@@ -107,23 +107,16 @@ def training_windows(
         {"window": name, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
         for name, (start, end) in windows.splits().items()
     ])
-    context.add_output_metadata(
-        {
-            "windows": dg.MetadataValue.md(table),
-            "label_cutoff": windows.label_cutoff.isoformat(),
-            "horizon_days": windows.horizon_days,
-        }
-    )
-    return windows.as_dict()
+    context.add_output_metadata({"windows": dg.MetadataValue.md(table), **windows.to_metadata()})
+    return windows
 
 
 @dg.asset(
     group_name="training", deps=["transaction_features", "transaction_labels"], kinds={"duckdb"}, pool=DUCKDB_POOL
 )
-def training_set(training_windows: dict, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def training_set(training_windows: TrainingWindows, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Feature rows with mature labels inside the windows, each tagged with its split."""
-    windows = TrainingWindows.from_dict(training_windows)
-    sql, params = training_set_sql(windows)
+    sql, params = training_set_sql(training_windows)
     with duckdb.get_connection() as con:
         replace_tables(con, {"training_set": sql}, params=params)
         counts = fetch_records(
@@ -139,10 +132,10 @@ def training_set(training_windows: dict, duckdb: DuckDBResource) -> dg.Materiali
 def fraud_model(
     context: dg.AssetExecutionContext,
     config: ModelConfig,
-    training_windows: dict,
+    training_windows: TrainingWindows,
     duckdb: DuckDBResource,
     costs: CostSettings,
-) -> dict:
+) -> Candidate:
     """LightGBM on the point-in-time features (NULL stays NaN) with its cost-minimising threshold, and its fallback."""
     with duckdb.get_connection() as con:
         train = load_split(con, "train")
@@ -154,33 +147,22 @@ def fraud_model(
         train, validation, config.params(), costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
     )
-    rate = candidate["genuine_sample_rate"]
+    candidate = candidate.with_run(config.model_dump(), training_windows)
+    rate = candidate.main.model.genuine_sample_rate
     learnt_from = "every training row" if rate == 1 else f"every fraud and {rate:.1%} of genuine rows, weighted by {1 / rate:.2f}"
-    context.log.info(f"trained {candidate['version']} in {time.perf_counter() - started:.1f} s "
-                     f"(best iteration {candidate['best_iteration']}; learnt from {learnt_from})")
+    context.log.info(f"trained {candidate.version} in {time.perf_counter() - started:.1f} s "
+                     f"(best iteration {candidate.main.model.best_iteration}; learnt from {learnt_from})")
     cost_plot = cost_curve_png(
-        cost_choice.curve, candidate["threshold"],
+        cost_choice.curve, candidate.threshold,
         approve_all_cost(validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), costs.cost_model()),
     )
-    top = sorted(candidate["feature_importance"].items(), key=lambda kv: -kv[1])[:10]
+    top = sorted(candidate.main.model.feature_importance.items(), key=lambda kv: -kv[1])[:10]
     context.add_output_metadata(
         {
-            "version": candidate["version"],
-            "best_iteration": candidate["best_iteration"],
-            "threshold": candidate["threshold"],
-            "validation_cost_at_threshold": candidate["validation_cost"],
-            "validation_alerts": candidate["validation_alerts"],
-            "fallback_threshold": candidate["fallback"]["threshold"],
-            "fallback_validation_alerts": candidate["fallback"]["validation_alerts"],
+            **candidate.to_metadata(),
             "train_rows": len(train),
-            "genuine_sample_rate": candidate["genuine_sample_rate"],
             "top_features_by_gain": dg.MetadataValue.md(markdown_table([{"feature": k, "gain": v} for k, v in top])),
             "cost_vs_threshold": dg.MetadataValue.md(markdown_image(cost_plot, "validation cost vs threshold")),
         }
     )
-    return {
-        **candidate,
-        "params": config.model_dump(),
-        "windows": training_windows,
-        "trained_at_as_of": training_windows["as_of"],
-    }
+    return candidate

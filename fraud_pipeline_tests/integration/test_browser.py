@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from fraud_pipeline.schedules import nightly_retrain
+from fraud_pipeline.definitions import nightly_retrain
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +181,7 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
     print(f"screenshots in {screenshots}")
 
     lineage = visible_text(dagster_ui, "asset-groups", screenshots, "asset_graph")
-    for group in ("ingestion", "labels", "features", "training", "evaluation", "deployment"):
+    for group in ("ingestion", "labels", "features", "training", "evaluation", "monitoring", "deployment"):
         assert group in lineage, lineage[:2000]
     # the graph draws only the nodes in view: a small group shows every asset name
     training = visible_text(dagster_ui, f"locations/{location}/asset-groups/training", screenshots, "training_group")

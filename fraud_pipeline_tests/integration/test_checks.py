@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from datetime import timedelta
 
 import dagster as dg
@@ -12,19 +12,27 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
-from fraud_pipeline.core.features import FEATURES
 from fraud_pipeline.evaluation.checks import cost_beats_baselines
-from fraud_pipeline.features.absence_checks import (
+from fraud_pipeline.evaluation.result import ModelEvaluation
+from fraud_pipeline.features.catalog import FEATURES
+from fraud_pipeline.features.checks import (
     DefaultSignalConfig,
+    FutureConfig,
+    OracleConfig,
     feature_missingness_contract,
+    features_ignore_the_future,
+    features_match_oracle,
     no_default_signal,
     training_set_missingness_contract,
 )
-from fraud_pipeline.features.checks import FutureConfig, OracleConfig, features_ignore_the_future, features_match_oracle
 from fraud_pipeline.ingestion.checks import chargeback_contract, transaction_contract
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
-from fraud_pipeline.training.checks import labels_complete_enough, mature_labels_only, min_frauds_per_window, windows_valid
-from fraud_pipeline.core.windows import TrainingWindows
+from fraud_pipeline.training.checks import (
+    labels_complete_enough,
+    mature_labels_only,
+    min_frauds_per_window,
+    windows_valid,
+)
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 UPSTREAM = {"users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels",
@@ -126,9 +134,8 @@ def test_feature_oracle_fails_on_wrong_features(db, corruption):
 def test_window_check_both_ways(built):
     windows = built[1]
     assert windows_valid(training_windows=windows).passed
-    late = TrainingWindows.from_dict(windows)
-    late = replace(late, test_end=late.label_cutoff + timedelta(days=3))
-    assert_fails(windows_valid(training_windows=late.as_dict()))
+    late = replace(windows, test_end=windows.label_cutoff + timedelta(days=3))
+    assert_fails(windows_valid(training_windows=late))
 
 
 def test_maturity_check_both_ways(db, built):
@@ -149,7 +156,9 @@ def test_min_frauds_check_both_ways(db, built):
 
 @pytest.mark.parametrize("cost, passed", [(500.0, True), (990.0, False)])
 def test_cost_check_both_ways(cost, passed):
-    evaluation = {"total_cost": cost, "approve_all_cost": 2000.0, "rule_cost": 1000.0}
+    headline = {f.name: 0 for f in fields(ModelEvaluation) if f.default is MISSING and f.default_factory is MISSING}
+    evaluation = ModelEvaluation(**{**headline, "model_version": "m", "total_cost": cost, "approve_all_cost": 2000.0,
+                                    "rule_cost": 1000.0})
     result = cost_beats_baselines(model_evaluation=evaluation, gates=DeployGates(cost_margin=0.05))
     assert result.passed is passed
     assert result.severity == dg.AssetCheckSeverity.ERROR
@@ -168,9 +177,8 @@ def test_future_check_fails_on_a_tampered_feature(db):
 
 def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db, monkeypatch):
     """The classic leak: a chargeback counted from its transaction's time instead of when it was reported."""
-    import fraud_pipeline.core.leakage as leakage
-
-    from fraud_pipeline.core.features import transaction_features_sql
+    import fraud_pipeline.features.leakage as leakage
+    from fraud_pipeline.features.sql import transaction_features_sql
 
     def leaky(con, transactions="transactions", chargebacks="chargebacks", users="users"):
         sql = transaction_features_sql(transactions, chargebacks, users)
@@ -243,9 +251,9 @@ def test_default_signal_detector_fails_on_any_filled_history_feature(db, feature
 
 def _train_candidate(train, validation, fill_history=False):
     """A candidate as fraud_model builds it; with ``fill_history`` the legacy way: NULL history -> 0."""
-    from fraud_pipeline.core.candidate import train_candidate
-    from fraud_pipeline.core.costs import CostModel
-    from fraud_pipeline.core.model import ModelParams
+    from fraud_pipeline.lib.costs import CostModel
+    from fraud_pipeline.training.candidate import train_candidate
+    from fraud_pipeline.training.model import ModelParams
 
     if fill_history:
         train, validation = zero_fill(train), zero_fill(validation)
@@ -253,7 +261,7 @@ def _train_candidate(train, validation, fill_history=False):
 
 
 def zero_fill(frame):
-    from fraud_pipeline.core.features import HISTORY_FEATURES
+    from fraud_pipeline.features.catalog import HISTORY_FEATURES
 
     filled = frame.copy()
     for name in HISTORY_FEATURES:
@@ -262,16 +270,21 @@ def zero_fill(frame):
 
 
 def _outage_result(db, fill_history):
-    from fraud_pipeline.core.costs import CostModel
-    from fraud_pipeline.core.serving import (
-        ScoringModels, decide, outage_report, outage_rows, peak_hours, without_history,
+    from fraud_pipeline.deployment.serving import (
+        ScoringModels,
+        decide,
+        outage_report,
+        outage_rows,
+        peak_hours,
+        without_history,
     )
-    from fraud_pipeline.core.training_set import load_split
-    from fraud_pipeline.evaluation.outage import unavailable_history_not_misread
+    from fraud_pipeline.evaluation.checks import unavailable_history_not_misread
+    from fraud_pipeline.lib.costs import CostModel
+    from fraud_pipeline.training.training_set import load_split
 
     with duckdb.connect(str(db)) as con:
         train, validation, test = (load_split(con, s) for s in ("train", "validation", "test"))
-    models = ScoringModels.from_candidate(_train_candidate(train, validation, fill_history))
+    models = ScoringModels.from_candidate(_train_candidate(train, validation, fill_history).as_dict())
     affected = outage_rows(test, 0.5, peak_hours(test, 6), seed=0)
     masked = without_history(test, affected)
     if fill_history:  # the legacy feature service answers a timeout with its default: 0

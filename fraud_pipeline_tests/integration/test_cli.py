@@ -5,9 +5,9 @@ import re
 
 import dagster as dg
 
-from fraud_pipeline.__main__ import run_config
+from fraud_pipeline.cli.runner import run_config
+from fraud_pipeline.cli.summary import print_summary
 from fraud_pipeline.definitions import defs
-from fraud_pipeline.summary import print_summary
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 
@@ -21,8 +21,8 @@ def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
         print_summary(result, out)
     assert result.success, out.getvalue()
     windows = result.output_for_node("training_windows")
-    assert windows["as_of"].startswith("2025-07-01")
-    assert windows["test_end"] <= windows["label_cutoff"]
+    assert f"{windows.as_of:%Y-%m-%d}" == "2025-07-01"
+    assert windows.test_end <= windows.label_cutoff
     text = out.getvalue()
     for expected in ("as_of 2025-07-01", "savings vs approve-all", "account_age", "cost_beats_baselines", "PASS",
                      "champion is now"):
@@ -34,7 +34,8 @@ def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
 def test_the_command_line_refuses_to_start_while_another_run_is_in_progress(monkeypatch, capsys):
     from dagster._core.test_utils import create_run_for_test
 
-    from fraud_pipeline.__main__ import main, runs_in_progress
+    from fraud_pipeline.cli.main import main
+    from fraud_pipeline.cli.runner import runs_in_progress
 
     with dg.instance_for_test() as instance:
         assert runs_in_progress(instance) == []
@@ -52,14 +53,16 @@ def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer
 
     from dagster._core.test_utils import create_run_for_test
 
-    from fraud_pipeline.__main__ import HOST_TAG, PID_TAG, runs_in_progress
+    from fraud_pipeline.cli.runner import HOST_TAG, PID_TAG, runs_in_progress
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with dg.instance_for_test() as instance:
-            def started(pid, host=socket.gethostname()):
+            here = socket.gethostname()
+
+            def started(pid, host=here):
                 return create_run_for_test(instance, job_name="fraud_pipeline_job", status=dg.DagsterRunStatus.STARTED,
                                            tags={PID_TAG: str(pid), HOST_TAG: host})
 
@@ -79,7 +82,7 @@ def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer
 def test_ingest_lands_the_example_day_folders_and_accounts_for_every_row(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
-    from fraud_pipeline.__main__ import main
+    from fraud_pipeline.cli.main import main
 
     monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(tmp_path / "data"))
     examples = Path(__file__).resolve().parents[2] / "data" / "examples"

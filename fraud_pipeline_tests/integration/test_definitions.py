@@ -4,8 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from fraud_pipeline.definitions import defs
-from fraud_pipeline.schedules import nightly_retrain
+from fraud_pipeline.definitions import defs, nightly_retrain
 
 ASSETS = {
     "users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels", "transaction_features",
@@ -24,7 +23,7 @@ def test_definitions_load_with_every_asset_grouped_and_described():
     assert ASSETS <= keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"ingestion", "labels", "features", "training", "evaluation", "deployment"}
+        assert node.group_name in {"ingestion", "labels", "features", "training", "evaluation", "monitoring", "deployment"}
         assert node.description, f"{key} has no description for the UI"
 
 
@@ -61,7 +60,7 @@ def test_schedule_run_config_is_valid_for_the_job():
 
 
 def test_the_deploy_guards_every_blocking_check_upstream_of_it():
-    from fraud_pipeline.deployment.guards import GUARDING_CHECKS
+    from fraud_pipeline.deployment.checks import GUARDING_CHECKS
 
     graph = defs.resolve_asset_graph()
     upstream = dg.AssetSelection.assets("deployed_model").upstream(include_self=False).resolve(graph)
@@ -108,6 +107,6 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
 
     for spec in defs.resolve_all_asset_specs():
         label = spec.key.to_user_string()
-        assert spec.group_name in {"ingestion", "labels", "features", "training", "evaluation", "deployment"}, label
+        assert spec.group_name in {"ingestion", "labels", "features", "training", "evaluation", "monitoring", "deployment"}, label
         assert spec.owners and spec.owners[0].startswith("team:"), label
         assert spec.description, label

@@ -1,17 +1,23 @@
 """Deploys that cannot sneak through across runs, champion/challenger, rollback, and reproducible nights."""
 
+from dataclasses import replace
+
 import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_pipeline.__main__ import main as cli
-from fraud_pipeline.core.registry import ModelRegistryStore
-from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.cli.main import main as cli
+from fraud_pipeline.definitions import (
+    ALL_ASSETS,
+    ALL_CHECKS,
+    default_resources,
+    fraud_pipeline_job,
+)
 from fraud_pipeline.deployment.assets import deployed_model
+from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
-from fraud_pipeline.schedules import fraud_pipeline_job
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 
@@ -39,7 +45,7 @@ def test_deploy_alone_after_a_clean_run_is_allowed(history):
     instance, resources, first = history
     result = materialize(instance, resources, ["deployed_model"])
     assert result.success
-    assert champion(resources)["version"] == first.output_for_node("fraud_model")["version"]
+    assert champion(resources)["version"] == first.output_for_node("fraud_model").version
 
 
 def test_deploy_alone_is_refused_after_its_gate_failed_in_another_run(history):
@@ -105,8 +111,11 @@ def test_a_fault_found_by_a_check_stops_the_deploy(history, asset, corruption, c
 def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
     instance, resources, first = history
     before = champion(resources)
-    challenger = {**first.output_for_node("fraud_model"), "version": "challenger-1"}
-    evaluation = {**first.output_for_node("model_evaluation"), "model_version": "challenger-1"}
+    candidate = first.output_for_node("fraud_model")
+    # the same booster under another version: a trailing newline changes the content hash, not the model
+    main = replace(candidate.main, model=replace(candidate.main.model, model_text=candidate.main.model.model_text + "\n"))
+    challenger = replace(candidate, main=main)
+    evaluation = replace(first.output_for_node("model_evaluation"), model_version=challenger.version)
     out = deployed_model(
         context=dg.build_asset_context(instance=instance),
         fraud_model=challenger,
@@ -121,7 +130,7 @@ def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
     assert out["promoted"] is False
     store = ModelRegistryStore(resources["registry"].root)
     assert store.champion() == before
-    assert "challenger-1" in store.versions()
+    assert challenger.version in store.versions()
     assert store.history()[-1]["event"] == "kept_champion"
 
 
@@ -152,12 +161,12 @@ def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
     instance, resources, first = history
     night = _tables(resources)
     later = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-20"))
-    assert later.output_for_node("training_windows")["as_of"].startswith("2025-07-20")
+    assert f"{later.output_for_node('training_windows').as_of:%Y-%m-%d}" == "2025-07-20"
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
         newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[0]
     assert newer > 0, "the later night saw chargebacks the first did not"
     again = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-01"))
-    assert again.output_for_node("fraud_model")["model_text"] == first.output_for_node("fraud_model")["model_text"]
+    assert again.output_for_node("fraud_model").main.model.model_text == first.output_for_node("fraud_model").main.model.model_text
     for name, frame in _tables(resources).items():
         pd.testing.assert_frame_equal(frame, night[name], check_exact=True, obj=name)
 
@@ -177,7 +186,7 @@ def test_batch_scores_use_the_champion_on_the_newest_day(history):
 
 def test_scoring_a_file_gives_the_same_decisions_as_the_batch_path(history, tmp_path, monkeypatch, capsys):
     """Serving parity: a stored transaction scored from a file gets its stored features and decision."""
-    from fraud_pipeline.core.serving import FILE_COLUMNS, ScoringModels, decide
+    from fraud_pipeline.deployment.serving import FILE_COLUMNS, ScoringModels, decide
 
     _, resources, _ = history
     store = ModelRegistryStore(resources["registry"].root)

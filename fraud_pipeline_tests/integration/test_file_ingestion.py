@@ -9,7 +9,11 @@ import dagster as dg
 import pytest
 
 from fraud_pipeline.ingestion.assets import landed_files, raw_tables
-from fraud_pipeline.ingestion.checks import chargeback_contract, quarantine_within_limit, transaction_contract
+from fraud_pipeline.ingestion.checks import (
+    chargeback_contract,
+    quarantine_within_limit,
+    transaction_contract,
+)
 from fraud_pipeline.ingestion.sensors import new_day_folders
 from fraud_pipeline.resources import DataSource, RunClock
 

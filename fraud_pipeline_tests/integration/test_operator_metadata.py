@@ -7,7 +7,7 @@ import dagster as dg
 import lightgbm as lgb
 import numpy as np
 
-from fraud_pipeline.__main__ import run_config
+from fraud_pipeline.cli.runner import run_config
 from fraud_pipeline.definitions import defs
 from fraud_pipeline.training.assets import TrainingProgress
 from fraud_pipeline_tests.conftest import SMALL_WORLD

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import duckdb
+from dataclasses import replace
+
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 
-from fraud_pipeline.core.registry import ModelRegistryStore
-from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, fraud_pipeline_job
+from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.resources import DeployGates
-from fraud_pipeline.schedules import fraud_pipeline_job
 
 TABLES = ("users", "transactions", "chargebacks", "transaction_labels", "transaction_features", "training_set")
 
@@ -64,8 +65,8 @@ def test_clean_world_deploys_a_champion(clean_run):
 def test_every_run_reports_cohorts_decomposition_drift_and_folds(clean_run):
     _, result = clean_run
     evaluation = result.output_for_node("model_evaluation")
-    assert {"calibration_ratio", "recall_low", "recall_high"} <= set(evaluation["cohorts"][0])
-    assert {r["metric"] for r in evaluation["decomposition_validation_to_test"]} == {"cost_per_transaction", "average_precision"}
+    assert {"calibration_ratio", "recall_low", "recall_high"} <= set(evaluation.cohorts[0])
+    assert {r["metric"] for r in evaluation.decomposition_validation_to_test} == {"cost_per_transaction", "average_precision"}
     drift = result.output_for_node("population_drift")
     assert {r["feature"] for r in drift["features"]} >= {"amount", "account_age_days"}
     assert {r["cohort"] for r in drift["cohort_mix"]} == {"account_age", "channel", "region"}
@@ -97,8 +98,8 @@ def test_same_seed_and_as_of_give_identical_tables_and_model(clean_run, tmp_path
         pd.testing.assert_frame_equal(table(resources, name), table(again, name), check_exact=True)
     first_model = result.output_for_node("fraud_model")
     second_model = second.output_for_node("fraud_model")
-    assert first_model["model_text"] == second_model["model_text"]
-    assert first_model["version"] == second_model["version"]
+    assert first_model.main.model.model_text == second_model.main.model.model_text
+    assert first_model.version == second_model.version
 
 
 def test_a_failing_gate_blocks_the_deploy_and_keeps_the_champion(clean_run, tmp_path):
@@ -136,8 +137,8 @@ def test_deploy_alone_refuses_a_candidate_that_fails_a_gate(clean_run):
     resources, result = clean_run
     store = ModelRegistryStore(resources["registry"].root)
     before = store.champion()
-    evaluation = {**result.output_for_node("model_evaluation")}
-    evaluation["total_cost"] = evaluation["approve_all_cost"] * 2
+    evaluation = result.output_for_node("model_evaluation")
+    evaluation = replace(evaluation, total_cost=evaluation.approve_all_cost * 2)
     with pytest.raises(dg.Failure, match="cost_gate"):
         deploy_directly(resources, result, evaluation)
     assert store.champion() == before
@@ -146,7 +147,7 @@ def test_deploy_alone_refuses_a_candidate_that_fails_a_gate(clean_run):
 
 def test_deploy_alone_refuses_an_evaluation_of_another_candidate(clean_run):
     resources, result = clean_run
-    evaluation = {**result.output_for_node("model_evaluation"), "model_version": "someone-else"}
+    evaluation = replace(result.output_for_node("model_evaluation"), model_version="someone-else")
     with pytest.raises(dg.Failure, match="evaluation_matches_candidate"):
         deploy_directly(resources, result, evaluation)
 
@@ -157,9 +158,9 @@ def test_deploy_alone_refuses_a_candidate_below_a_cohort_floor(clean_run):
     before = store.champion()
     evaluation = result.output_for_node("model_evaluation")
     cohorts = [{**row, "recall": 0.0, "recall_low": 0.0, "recall_high": 0.0} if row["value"] == ">30d" else row
-               for row in evaluation["cohorts"]]
+               for row in evaluation.cohorts]
     with pytest.raises(dg.Failure, match="cohort_floors"):
-        deploy_directly(resources, result, {**evaluation, "cohorts": cohorts})
+        deploy_directly(resources, result, replace(evaluation, cohorts=cohorts))
     assert store.champion() == before
 
 

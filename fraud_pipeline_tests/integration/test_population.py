@@ -1,6 +1,7 @@
 """Population shift end to end: the seed's picture on the default world, cohort floors both ways, champion monitoring."""
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import duckdb
@@ -8,14 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_pipeline.core.costs import CostModel
-from fraud_pipeline.core.model import TrainedModel, score
-from fraud_pipeline.core.registry import ModelRegistryStore
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
+from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.evaluation.assets import EvaluationConfig, _cohort_rows
 from fraud_pipeline.evaluation.checks import cohort_floors
-from fraud_pipeline.evaluation.population import champion_realised_vs_promised, cohort_mix_shift
+from fraud_pipeline.lib.costs import CostModel
+from fraud_pipeline.monitoring.checks import (
+    champion_realised_vs_promised,
+    cohort_mix_shift,
+)
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline.training.model import score
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 #: The day-partitioned file landing runs in its own job; the simulated world does not need it.
@@ -46,7 +50,7 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
     warning = cohort_mix_shift(drift)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
     assert "account_age=<7d" in warning.description
-    cohorts = {r["value"]: r for r in result.output_for_node("model_evaluation")["cohorts"] if r["cohort"] == "account_age"}
+    cohorts = {r["value"]: r for r in result.output_for_node("model_evaluation").cohorts if r["cohort"] == "account_age"}
     # cash-outs let the model catch some young-account fraud, but it ranks far worse there
     mature = cohorts[">30d"]
     assert cohorts["<7d"]["recall"] < 0.5 * mature["recall"]
@@ -61,13 +65,13 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
 def test_the_evaluation_reports_intervals_calibration_and_the_decomposition(default_world):
     _, result = default_world
     evaluation = result.output_for_node("model_evaluation")
-    small = next(r for r in evaluation["cohorts"] if r["value"] == "7-30d")
+    small = next(r for r in evaluation.cohorts if r["value"] == "7-30d")
     assert small["recall_low"] <= small["recall"] <= small["recall_high"]
-    assert all(r["calibration_ratio"] > 0 for r in evaluation["cohorts"] if r["n_frauds"])
-    rows = {(r["cohort"], r["metric"]): r for r in evaluation["decomposition_train_to_test"]}
+    assert all(r["calibration_ratio"] > 0 for r in evaluation.cohorts if r["n_frauds"])
+    rows = {(r["cohort"], r["metric"]): r for r in evaluation.decomposition_train_to_test}
     cost = rows[("account_age", "cost_per_transaction")]
     assert cost["mix"] + cost["within"] == pytest.approx(cost["change"])
-    assert json.dumps(evaluation)  # the bundle stores it as JSON
+    assert json.dumps(evaluation.as_dict())  # the bundle stores it as JSON
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,7 @@ def scored_test(default_world):
     resources, result = default_world
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
         test = con.execute("SELECT * FROM training_set WHERE split = 'test' ORDER BY transaction_id").df()
-    return test, score(TrainedModel.from_dict(result.output_for_node("fraud_model")), test)
+    return test, score(result.output_for_node("fraud_model").main.model, test)
 
 
 def _evaluation_with_scores(result, scored_test, transform):
@@ -84,9 +88,9 @@ def _evaluation_with_scores(result, scored_test, transform):
     evaluation = result.output_for_node("model_evaluation")
     test, scores = scored_test
     test = test.assign(score=transform(test, scores))
-    cohorts = _cohort_rows(test, result.output_for_node("fraud_model")["threshold"], CostModel(),
-                           evaluation["rule_amount_threshold"], EvaluationConfig())
-    return {**evaluation, "cohorts": cohorts}
+    cohorts = _cohort_rows(test, result.output_for_node("fraud_model").threshold, CostModel(),
+                           evaluation.rule_amount_threshold, EvaluationConfig())
+    return replace(evaluation, cohorts=cohorts)
 
 
 def test_cohort_floors_pass_on_the_clean_default_world(default_world, scored_test):
@@ -94,8 +98,8 @@ def test_cohort_floors_pass_on_the_clean_default_world(default_world, scored_tes
     clean = cohort_floors(result.output_for_node("model_evaluation"))
     assert clean.passed, clean.description
     unchanged = _evaluation_with_scores(result, scored_test, lambda frame, scores: scores)
-    pd.testing.assert_frame_equal(pd.DataFrame(unchanged["cohorts"]),
-                                  pd.DataFrame(result.output_for_node("model_evaluation")["cohorts"]), check_dtype=False)
+    pd.testing.assert_frame_equal(pd.DataFrame(unchanged.cohorts),
+                                  pd.DataFrame(result.output_for_node("model_evaluation").cohorts), check_dtype=False)
 
 
 def _inside_new_accounts(transform):

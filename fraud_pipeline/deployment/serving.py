@@ -1,0 +1,264 @@
+"""Serving decisions, with a declared policy for what is missing.
+
+Two kinds of absence reach a scorer, and neither may become a value:
+
+* **History unavailable** (the history feature service timed out): the history *counts* arrive as
+  NULL, which never happens for real rows, where a user without history has counts of 0. Such a
+  row is not a new user; it is scored by the fallback model, trained on the same windows without
+  history features, with its own cost-minimising threshold.
+* **A required field missing** (e.g. no amount): the row is routed to review with the reason; it is
+  never defaulted to a value (a "high-risk" default rejects everyone, a "safe" one waves fraud through).
+
+The same :func:`decide` serves the batch scoring asset, the command-line file scorer and the outage
+replay, so what is evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fraud_pipeline.features.catalog import (
+    FEATURES,
+    HISTORY_FEATURES,
+)
+from fraud_pipeline.features.table import transaction_features_table
+from fraud_pipeline.lib.costs import CostModel, decision_costs
+from fraud_pipeline.lib.schema import columns
+from fraud_pipeline.training.model import TrainedModel, score
+
+#: Fields without which no model may score a row.
+REQUIRED_FIELDS = ("amount", "channel", "mcc", "country", "hour_of_day")
+#: Counts are never NULL for real rows, so NULL counts mean the history service did not answer.
+HISTORY_COUNTS = tuple(f.name for f in FEATURES if f.history and f.kind == "count")
+
+POLICY = {
+    "history_unavailable": "score with the fallback model (no history features) and its own threshold",
+    "missing_required_field": "route to review with the reason; never default the field",
+}
+
+
+@dataclass(frozen=True)
+class ScoringModels:
+    """The champion's main model and its fallback, each with its decision threshold."""
+
+    main: TrainedModel
+    main_threshold: float
+    fallback: TrainedModel
+    fallback_threshold: float
+
+    @classmethod
+    def from_candidate(cls, candidate: dict) -> ScoringModels:
+        """From a ``fraud_model`` output (or a registry bundle with its model texts filled in)."""
+        return cls(
+            main=TrainedModel.from_dict(candidate),
+            main_threshold=float(candidate["threshold"]),
+            fallback=TrainedModel.from_dict(candidate["fallback"]),
+            fallback_threshold=float(candidate["fallback"]["threshold"]),
+        )
+
+
+def history_available(frame: pd.DataFrame) -> np.ndarray:
+    """True where every history count is present (a 0 is known-empty history, NULL is unknown)."""
+    return frame[list(HISTORY_COUNTS)].notna().all(axis=1).to_numpy()
+
+
+def missing_fields(frame: pd.DataFrame) -> pd.Series:
+    """For each row, the required fields it lacks, comma-separated ('' when complete)."""
+    names = np.full(len(frame), "", dtype=object)
+    for field in REQUIRED_FIELDS:
+        lacking = frame[field].isna().to_numpy() if field in frame else np.ones(len(frame), bool)
+        names = np.where(lacking, names + np.where(names == "", "", ",") + field, names)
+    return pd.Series(names, index=frame.index, dtype=object)
+
+
+def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
+    """Routes and scores every row: main model, fallback model, or review.
+
+    Returns:
+        transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), alert, reason.
+    """
+    lacking = missing_fields(frame).to_numpy()
+    complete = lacking == ""
+    available = history_available(frame)
+    route = np.where(~complete, "review", np.where(available, "main", "fallback"))
+    scores = np.full(len(frame), np.nan)
+    main_rows, fallback_rows = route == "main", route == "fallback"
+    if main_rows.any():
+        scores[main_rows] = score(models.main, frame.loc[main_rows])
+    if fallback_rows.any():
+        scores[fallback_rows] = score(models.fallback, frame.loc[fallback_rows])
+    alert = np.where(route == "review", True,
+                     np.where(main_rows, scores >= models.main_threshold, scores >= models.fallback_threshold))
+    reason = np.where(route == "review", np.char.add("missing required field: ", lacking.astype(str)),
+                      np.where(fallback_rows, "history unavailable: fallback model", "main model"))
+    return pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy(), "route": route, "score": scores,
+                         "alert": alert.astype(bool), "reason": reason})
+
+
+def decide_where_changed(full: pd.DataFrame, changed_frame: pd.DataFrame, changed: np.ndarray,
+                         models: ScoringModels) -> pd.DataFrame:
+    """``decide(changed_frame)``, scoring only the rows marked ``changed``; the others keep ``full``'s decisions.
+
+    :func:`decide` takes each row on its own, so where ``changed_frame`` equals the frame behind
+    ``full`` its decision is ``full``'s; an outage replay need not score the unaffected rows twice.
+    """
+    if not changed.any():
+        return full.copy()
+    part = decide(changed_frame.loc[changed], models)
+    columns = {}
+    for name in full.columns:
+        values = full[name].to_numpy(copy=True)
+        values[changed] = part[name].to_numpy()
+        columns[name] = values
+    return pd.DataFrame(columns, index=full.index)
+
+
+def peak_hours(frame: pd.DataFrame, n_hours: int) -> list[int]:
+    """The ``n_hours`` UTC hours with the most traffic (ties broken by hour)."""
+    counts = frame["hour_of_day"].value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return sorted(int(h) for h, _ in ranked[:n_hours])
+
+
+def outage_rows(frame: pd.DataFrame, share: float, hours: list[int], seed: int) -> np.ndarray:
+    """Which rows a history-service outage hits: a share of active users' transactions in the given hours."""
+    rng = np.random.default_rng(seed)
+    active = (frame["n_prior_tx_30d"] > 0).to_numpy()
+    in_peak = frame["hour_of_day"].isin(hours).to_numpy()
+    return active & in_peak & (rng.random(len(frame)) < share)
+
+
+def without_history(frame: pd.DataFrame, affected: np.ndarray) -> pd.DataFrame:
+    """The frame with every history feature NULL on the affected rows, as the outage serves them."""
+    masked = frame.copy()
+    for name in HISTORY_FEATURES:
+        masked[name] = masked[name].astype("float64")
+        masked.loc[affected, name] = np.nan
+    return masked
+
+
+def replay_outage(frame: pd.DataFrame, share: float, hours: list[int], seed: int, models: ScoringModels,
+                  cost_model: CostModel) -> dict:
+    """:func:`outage_report` of an outage over ``frame``, deciding only the rows the report reads.
+
+    The report reads the affected rows and the new users' rows (its reference for "no history"),
+    and :func:`decide` takes each row on its own, so the rest of the window need not be scored: the
+    numbers equal deciding every row with and without the outage (tested).
+    """
+    affected = outage_rows(frame, share, hours, seed)
+    read = affected | (frame["n_prior_tx_30d"] == 0).to_numpy()
+    rows, hit = frame.loc[read], affected[read]
+    full = decide(rows, models)
+    return outage_report(rows, hit, full, decide_where_changed(full, without_history(rows, hit), hit, models),
+                         cost_model)
+
+
+def outage_report(frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame, outage: pd.DataFrame,
+                  cost_model: CostModel) -> dict:
+    """What the serving path did with the affected rows, against the same rows with full history.
+
+    ``full`` and ``outage`` are :func:`decide` outputs for the frame without and with the outage.
+    """
+    is_fraud = frame["is_fraud"].to_numpy().astype(bool)
+    amount = frame["amount"].to_numpy()
+    frauds = affected & is_fraud
+    new_users = (frame["n_prior_tx_30d"] == 0).to_numpy()  # no history a service could have lost
+
+    def recall(decisions):
+        return float(decisions["alert"].to_numpy()[frauds].mean()) if frauds.any() else float("nan")
+
+    def mean_score(decisions, mask):
+        values = decisions["score"].to_numpy()[mask]
+        return float(np.nanmean(values)) if mask.any() and not np.isnan(values).all() else float("nan")
+
+    def cost(decisions):
+        return float(decision_costs(is_fraud[affected], amount[affected], decisions["alert"].to_numpy()[affected],
+                                    cost_model).sum())
+
+    identified = (outage["route"].to_numpy()[affected] != "main").mean() if affected.any() else float("nan")
+    return {
+        "n_affected": int(affected.sum()),
+        "n_affected_frauds": int(frauds.sum()),
+        "identified_share": float(identified),
+        "recall_affected_full_history": recall(full),
+        "recall_affected_outage": recall(outage),
+        "cost_affected_full_history": cost(full),
+        "cost_affected_outage": cost(outage),
+        "cost_affected_approve_all": float(decision_costs(is_fraud[affected], amount[affected],
+                                                          np.zeros(int(affected.sum()), bool), cost_model).sum()),
+        "mean_score_affected_frauds_full_history": mean_score(full, frauds),
+        "mean_score_affected_frauds_outage": mean_score(outage, frauds),
+        "mean_score_new_users": mean_score(full, new_users & ~affected),
+    }
+
+
+def misreads_unavailable_history(report: dict, min_identified: float, max_score_shift: float) -> tuple[bool, str]:
+    """Whether the serving path took unavailable history for known-empty history, and it mattered.
+
+    It did when it failed to tell the affected rows from rows with real history (identified share
+    below ``min_identified``) and their frauds' mean score moved by more than ``max_score_shift``
+    times, either way, from the same rows with full history: down is the seed failure (an outage
+    read as "new user = safe"), up is its mirror (an outage read as "new user = risky", rejecting
+    active customers).
+    """
+    full, outage = report["mean_score_affected_frauds_full_history"], report["mean_score_affected_frauds_outage"]
+    shift = outage / full if full and not np.isnan(full) and not np.isnan(outage) else float("nan")
+    unidentified = not report["identified_share"] >= min_identified
+    moved = not (1.0 / max_score_shift <= shift <= max_score_shift)
+    verdict = unidentified and moved
+    reading = "safe" if shift < 1 else "risky"
+    reason = (
+        f"{report['identified_share']:.0%} of {report['n_affected']} outage rows recognised as history-unavailable; "
+        f"their frauds' mean score is {shift:.2f}x the full-history score"
+        + (f": unavailable history read as known-empty history, i.e. {reading}" if verdict else "")
+    )
+    return verdict, reason
+
+
+#: Columns a file of transactions to score must have.
+FILE_COLUMNS = columns("transactions")
+KEY_FIELDS = ("transaction_id", "user_id", "merchant_id", "event_time")
+
+
+def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
+    """Point-in-time features of the rows of ``new_table`` against the warehouse's history.
+
+    Uses the same engine as ``transaction_features``: the new rows join the history of their users and
+    merchants (the only records their features can depend on), replacing any stored row of the same
+    id, so a stored transaction scored again gets exactly its stored features.
+    """
+    columns = ", ".join(FILE_COLUMNS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW serving_transactions AS
+        SELECT {columns} FROM transactions
+        WHERE transaction_id NOT IN (SELECT transaction_id FROM {new_table})
+          AND (user_id IN (SELECT user_id FROM {new_table}) OR merchant_id IN (SELECT merchant_id FROM {new_table}))
+        UNION ALL
+        SELECT {columns} FROM {new_table}
+    """)
+    computed = transaction_features_table(con, "serving_transactions", "chargebacks", "users")
+    con.register("serving_features", computed)
+    try:
+        return con.execute(
+            f"SELECT * FROM serving_features WHERE transaction_id IN (SELECT transaction_id FROM {new_table}) "
+            "ORDER BY transaction_id"
+        ).df()
+    finally:
+        con.unregister("serving_features")
+
+
+def score_new_transactions(con, new_table: str, models: ScoringModels) -> pd.DataFrame:
+    """Decisions for every row of ``new_table``; rows without their keys go to review with the reason."""
+    keys_missing = " OR ".join(f"{k} IS NULL" for k in KEY_FIELDS)
+    unkeyed = con.execute(f"SELECT * FROM {new_table} WHERE {keys_missing}").df()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM {new_table} WHERE NOT ({keys_missing})")
+    decided = decide(features_for_new_transactions(con, "keyed_new"), models)
+    reasons = unkeyed.apply(
+        lambda row: "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k])), axis=1
+    ) if len(unkeyed) else pd.Series(dtype=str)
+    review = pd.DataFrame({"transaction_id": unkeyed["transaction_id"].to_numpy(), "route": "review",
+                           "score": np.nan, "alert": True, "reason": reasons.to_numpy()})
+    return pd.concat([decided, review], ignore_index=True) if len(review) else decided

@@ -1,0 +1,260 @@
+"""The raw tables known at as_of, assembled from every landed day, with the row accounting.
+
+``build_known_tables`` assembles ``users``, ``transactions`` and ``chargebacks`` as known at an as_of
+from every landed day, quarantining what only shows across files (duplicates, chargebacks before
+their transaction or for unknown transactions). Rows in = rows loaded + rows quarantined, per kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fraud_pipeline.ingestion.landing import KINDS, create_landing_tables
+from fraud_pipeline.lib.schema import EXTRA_TRANSACTION_COLUMNS, column_list, columns
+from fraud_pipeline.lib.warehouse import table_count
+
+
+@dataclass(frozen=True)
+class KindAccounting:
+    """Rows of one kind of file known at as_of: rows in = loaded + quarantined (at landing or across files)."""
+
+    kind: str
+    files: int
+    rows_in: int
+    rows_loaded: int
+    quarantined_in_file: int
+    quarantined_across_files: int
+    derived_rows: int = 0
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantined_in_file + self.quarantined_across_files
+
+    @property
+    def quarantine_share(self) -> float | None:
+        return self.rows_quarantined / self.rows_in if self.rows_in else None
+
+    @property
+    def unaccounted(self) -> int:
+        return self.rows_in - self.rows_loaded - self.rows_quarantined
+
+
+_TX_CONTENT = ", ".join([*columns("transactions")[1:], *EXTRA_TRANSACTION_COLUMNS])
+
+#: Landed rows of the files known at as_of: a day folder is known once its day has ended.
+_KNOWN = "SELECT * FROM {table} WHERE day + INTERVAL 1 DAY <= $as_of AND {time} < $as_of"
+
+_CROSS_FILE_SQL = {
+    "tx_known": _KNOWN.format(table="landing_transactions", time="event_time"),
+    "tx_versions": f"""
+        SELECT transaction_id, count(DISTINCT hash({_TX_CONTENT})) AS n_versions, count(*) AS n_copies
+        FROM tx_known GROUP BY transaction_id
+    """,
+    "tx_ranked": """
+        SELECT k.*, v.n_versions, v.n_copies,
+               row_number() OVER (PARTITION BY k.transaction_id ORDER BY k.day, k.file, k.row_number) AS copy,
+               first_value(strftime(k.day, '%Y-%m-%d') || '/' || k.file || ' row ' || k.row_number)
+                   OVER (PARTITION BY k.transaction_id ORDER BY k.day, k.file, k.row_number) AS first_copy
+        FROM tx_known AS k JOIN tx_versions AS v USING (transaction_id)
+    """,
+    "tx_clean": f"""
+        SELECT transaction_id, {_TX_CONTENT} FROM tx_ranked WHERE n_versions = 1 AND copy = 1
+    """,
+    "quarantined_tx_ids": """
+        SELECT DISTINCT transaction_id FROM tx_ranked WHERE n_versions > 1
+        UNION
+        SELECT DISTINCT TRY_CAST(json_extract_string(raw, '$.transaction_id') AS BIGINT)
+        FROM quarantine WHERE stage = 'file' AND kind = 'transactions'
+    """,
+    "any_tx": "SELECT transaction_id, min(event_time) AS first_event_time FROM landing_transactions GROUP BY transaction_id",
+    "cb_known": _KNOWN.format(table="landing_chargebacks", time="reported_at"),
+    "cb_classified": """
+        SELECT c.*,
+            CASE
+                WHEN t.transaction_id IS NOT NULL AND c.reported_at < t.event_time
+                    THEN 'chargeback before its transaction (reported_at ' || c.reported_at || ' < event_time ' || t.event_time || ')'
+                WHEN t.transaction_id IS NULL AND a.transaction_id IS NOT NULL AND a.first_event_time > c.reported_at
+                    THEN 'chargeback before its transaction (reported_at ' || c.reported_at || ' < event_time ' || a.first_event_time || ')'
+                WHEN t.transaction_id IS NULL AND q.transaction_id IS NOT NULL
+                    THEN 'chargeback for a quarantined transaction (see its quarantine row)'
+                WHEN t.transaction_id IS NULL THEN 'chargeback for an unknown transaction_id'
+            END AS problem,
+            CASE WHEN t.transaction_id IS NOT NULL AND c.reported_at < t.event_time THEN 'reported_at'
+                 WHEN t.transaction_id IS NULL AND a.transaction_id IS NOT NULL AND a.first_event_time > c.reported_at THEN 'reported_at'
+                 ELSE 'transaction_id' END AS problem_column
+        FROM cb_known AS c
+        LEFT JOIN tx_clean AS t USING (transaction_id)
+        LEFT JOIN any_tx AS a USING (transaction_id)
+        LEFT JOIN quarantined_tx_ids AS q USING (transaction_id)
+    """,
+    "cb_ranked": """
+        SELECT *,
+            row_number() OVER w AS copy,
+            first_value(strftime(day, '%Y-%m-%d') || '/' || file || ' row ' || row_number || ', reported_at ' || reported_at) OVER w AS first_copy
+        FROM cb_classified WHERE problem IS NULL
+        WINDOW w AS (PARTITION BY transaction_id ORDER BY reported_at, day, file, row_number)
+    """,
+    "users_known": _KNOWN.format(table="landing_users", time="created_at"),
+    "users_ranked": """
+        SELECT k.*,
+            count(DISTINCT hash(created_at, region)) OVER (PARTITION BY user_id) AS n_versions,
+            row_number() OVER (PARTITION BY user_id ORDER BY day, file, row_number) AS copy,
+            first_value(strftime(day, '%Y-%m-%d') || '/' || file || ' row ' || row_number)
+                OVER (PARTITION BY user_id ORDER BY day, file, row_number) AS first_copy
+        FROM users_known AS k
+    """,
+}
+
+_CROSS_FILE_QUARANTINE = """
+    SELECT 'cross-file' AS stage, day, 'transactions' AS kind, file, row_number, 'transaction_id' AS "column",
+        CASE WHEN n_versions > 1
+             THEN 'conflicting duplicate transaction_id ' || transaction_id || ': ' || n_copies || ' copies that differ (first: ' || first_copy || ')'
+             ELSE 'duplicate transaction_id ' || transaction_id || ' (identical copy of ' || first_copy || ')' END AS reason,
+        CAST(to_json(struct_pack(transaction_id, user_id, merchant_id, event_time, amount, channel, country, mcc, device_id, currency)) AS VARCHAR) AS raw
+    FROM tx_ranked WHERE n_versions > 1 OR copy > 1
+    UNION ALL
+    SELECT 'cross-file', day, 'chargebacks', file, row_number, problem_column, problem,
+        CAST(to_json(struct_pack(transaction_id, reported_at, reason)) AS VARCHAR)
+    FROM cb_classified WHERE problem IS NOT NULL
+    UNION ALL
+    SELECT 'cross-file', day, 'chargebacks', file, row_number, 'transaction_id',
+        'duplicate chargeback for transaction_id ' || transaction_id || ' (first: ' || first_copy || ')',
+        CAST(to_json(struct_pack(transaction_id, reported_at, reason)) AS VARCHAR)
+    FROM cb_ranked WHERE copy > 1
+    UNION ALL
+    SELECT 'cross-file', day, 'users', file, row_number, 'user_id',
+        CASE WHEN n_versions > 1 THEN 'conflicting duplicate user_id ' || user_id || ' (first: ' || first_copy || ')'
+             ELSE 'duplicate user_id ' || user_id || ' (identical copy of ' || first_copy || ')' END,
+        CAST(to_json(struct_pack(user_id, created_at, region)) AS VARCHAR)
+    FROM users_ranked WHERE n_versions > 1 OR copy > 1
+"""
+
+#: The raw tables the rest of the graph reads, with the same columns as in simulated mode.
+KNOWN_TABLES_SQL = {
+    "transactions": f"""
+        SELECT {column_list('transactions')}
+        FROM tx_clean ORDER BY transaction_id
+    """,
+    "chargebacks": "SELECT transaction_id, reported_at, reason FROM cb_ranked WHERE copy = 1 ORDER BY transaction_id",
+    # without a users row, account age starts at the first transaction seen (known at that transaction)
+    "users": """
+        WITH from_file AS (SELECT user_id, created_at, region FROM users_ranked WHERE n_versions = 1 AND copy = 1)
+        SELECT user_id, created_at, region FROM from_file
+        UNION ALL
+        SELECT user_id, min(event_time) AS created_at, NULL::VARCHAR AS region FROM tx_clean
+        WHERE user_id NOT IN (SELECT user_id FROM from_file) GROUP BY user_id
+        ORDER BY user_id
+    """,
+}
+
+
+def build_known_tables(con, as_of: datetime) -> list[KindAccounting]:
+    """Builds ``users``, ``transactions`` and ``chargebacks`` as known at as_of from the landed days.
+
+    A day folder counts once its day has ended before as_of; its rows also need their own
+    timestamp before as_of. Cross-file problems go to ``quarantine`` (stage ``cross-file``, rebuilt
+    each time): duplicate and conflicting transaction ids (identical copies keep the first; all
+    copies of a conflict are held back), chargebacks before their transaction, for an unknown or a
+    quarantined transaction, duplicate chargebacks (the first reported is kept) and duplicate users.
+    The three tables, the quarantine rows and ``ingestion_accounting`` change in one transaction.
+
+    Args:
+        con: A DuckDB connection holding the landing tables.
+        as_of: The run's as_of (naive UTC).
+
+    Returns:
+        Row accounting per kind of file.
+
+    Raises:
+        ValueError: No landed day folder is known at as_of.
+    """
+    create_landing_tables(con)
+    n_files = con.execute("SELECT count(*) FROM landing_files WHERE day + INTERVAL 1 DAY <= ?", [as_of]).fetchone()[0]
+    if not n_files:
+        raise ValueError(f"no landed day folder ended before as_of {as_of:%Y-%m-%d %H:%M}; land the day folders first")
+    for name, sql in _CROSS_FILE_SQL.items():
+        used = {"as_of": as_of} if "$as_of" in sql else {}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, sql in KNOWN_TABLES_SQL.items():
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+        con.execute("DELETE FROM quarantine WHERE stage = 'cross-file'")
+        con.execute(f"INSERT INTO quarantine {_CROSS_FILE_QUARANTINE} ORDER BY kind, day, file, row_number")
+        accounting = _accounting(con, as_of)
+        write_accounting(con, accounting)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in _CROSS_FILE_SQL:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    return accounting
+
+
+def _accounting(con, as_of: datetime) -> list[KindAccounting]:
+    rows = {
+        kind: (files, rows_in, in_file)
+        for kind, files, rows_in, in_file in con.execute(
+            "SELECT kind, count(*), sum(rows_in), sum(rows_quarantined) FROM landing_files "
+            "WHERE day + INTERVAL 1 DAY <= ? GROUP BY kind", [as_of]
+        ).fetchall()
+    }
+    across = dict(con.execute("SELECT kind, count(*) FROM quarantine WHERE stage = 'cross-file' GROUP BY kind").fetchall())
+    loaded = {
+        "transactions": table_count(con, "transactions"),
+        "chargebacks": table_count(con, "chargebacks"),
+        "users": con.execute("SELECT count(*) FROM users_ranked WHERE n_versions = 1 AND copy = 1").fetchone()[0],
+    }
+    result = []
+    for kind in KINDS:
+        files, rows_in, in_file = rows.get(kind, (0, 0, 0))
+        derived = table_count(con, "users") - loaded["users"] if kind == "users" else 0
+        result.append(KindAccounting(kind, int(files), int(rows_in or 0), int(loaded[kind]), int(in_file or 0),
+                                     int(across.get(kind, 0)), int(derived)))
+    return result
+
+
+def write_accounting(con, accounting: list[KindAccounting]) -> None:
+    """Replaces ``ingestion_accounting`` (one row per kind) for the quarantine check to read."""
+    con.execute(
+        "CREATE OR REPLACE TABLE ingestion_accounting (kind VARCHAR, files BIGINT, rows_in BIGINT, rows_loaded BIGINT, "
+        "quarantined_in_file BIGINT, quarantined_across_files BIGINT, derived_rows BIGINT)"
+    )
+    for a in accounting:
+        con.execute(
+            "INSERT INTO ingestion_accounting VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [a.kind, a.files, a.rows_in, a.rows_loaded, a.quarantined_in_file, a.quarantined_across_files, a.derived_rows],
+        )
+
+
+def read_accounting(con) -> list[KindAccounting]:
+    """The accounting written by the last build of the raw tables."""
+    return [KindAccounting(*row) for row in con.execute(
+        "SELECT kind, files, rows_in, rows_loaded, quarantined_in_file, quarantined_across_files, derived_rows "
+        "FROM ingestion_accounting ORDER BY kind"
+    ).fetchall()]
+
+
+@dataclass(frozen=True)
+class QuarantineVerdict:
+    """Whether each kind's quarantine share is within the limit and every row is accounted for."""
+
+    passed: bool
+    reason: str
+
+
+def judge_quarantine(accounting: list[KindAccounting], max_share: float) -> QuarantineVerdict:
+    """Fails when a kind's quarantined share of rows exceeds ``max_share`` or rows go unaccounted."""
+    problems = []
+    for a in accounting:
+        if a.unaccounted:
+            problems.append(f"{a.kind}: {a.unaccounted} rows neither loaded nor quarantined")
+        share = a.quarantine_share
+        if share is not None and share > max_share:
+            problems.append(f"{a.kind}: {a.rows_quarantined} of {a.rows_in} rows quarantined ({share:.2%} > {max_share:.2%})")
+    if not accounting:
+        problems.append("no ingestion accounting")
+    return QuarantineVerdict(not problems, "; ".join(problems) or f"every quarantine share is within {max_share:.2%}")

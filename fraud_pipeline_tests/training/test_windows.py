@@ -1,0 +1,101 @@
+"""Out-of-time windows and the gates that judge them."""
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from fraud_pipeline.deployment.gates import (
+    cost_gate,
+    fraud_count_gate,
+    maturity_gate,
+    window_gate,
+)
+from fraud_pipeline.training.windows import (
+    TrainingWindows,
+    plan_windows,
+    window_problems,
+)
+
+FIRST = datetime(2025, 1, 1)
+LAST = datetime(2025, 6, 30, 23, 59)
+
+
+def default_windows(as_of=datetime(2025, 7, 1), horizon=60):
+    return plan_windows(as_of, horizon, FIRST, LAST, train_days=49, validation_days=14, test_days=21)
+
+
+def test_windows_are_consecutive_and_end_at_the_label_cutoff():
+    w = default_windows()
+    assert w.label_cutoff == datetime(2025, 5, 2)
+    assert w.test_end == w.label_cutoff
+    assert w.train_end == w.validation_start and w.validation_end == w.test_start
+    assert (w.test_end - w.test_start).days == 21
+    assert (w.validation_end - w.validation_start).days == 14
+    assert (w.train_end - w.train_start).days == 49
+    assert window_problems(w) == []
+    assert window_gate(w).passed
+
+
+def test_windows_round_trip_through_plain_values():
+    w = default_windows()
+    assert TrainingWindows.from_dict(w.as_dict()) == w
+
+
+def test_data_ending_before_the_cutoff_moves_the_windows_back():
+    w = plan_windows(datetime(2026, 11, 22), 60, FIRST, LAST, 49, 14, 21)
+    assert w.test_end == datetime(2025, 7, 1)
+    assert w.test_end <= w.label_cutoff
+
+
+def test_training_is_clipped_to_the_feature_warmup():
+    w = plan_windows(datetime(2025, 7, 1), 70, FIRST, LAST, 200, 14, 21)
+    assert w.train_start == FIRST + timedelta(days=30)
+
+
+@pytest.mark.parametrize("horizon", [120, 150])
+def test_too_little_mature_history_is_an_error(horizon):
+    with pytest.raises(ValueError, match="not enough mature history"):
+        default_windows(horizon=horizon)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"test_end": datetime(2025, 5, 20)}, "after the label cutoff"),
+        ({"validation_end": datetime(2025, 4, 15)}, "overlaps"),
+        ({"train_start": datetime(2025, 4, 1)}, "empty or reversed"),
+        ({"label_cutoff": datetime(2025, 6, 1), "test_end": datetime(2025, 6, 1)}, "later than as_of - horizon"),
+    ],
+)
+def test_window_gate_fails_on_broken_windows(change, problem):
+    broken = replace(default_windows(), **change)
+    gate = window_gate(broken)
+    assert not gate.passed
+    assert problem in gate.reason
+
+
+def _summary(**overrides):
+    base = {"n_rows": 1000, "n_frauds": 30, "n_immature": 0, "n_known_after_as_of": 0, "n_label_mismatch": 0}
+    return {split: {**base, **overrides.get(split, {})} for split in ("train", "validation", "test")}
+
+
+def test_maturity_gate_both_ways():
+    assert maturity_gate(_summary()).passed
+    gate = maturity_gate(_summary(test={"n_immature": 3}))
+    assert not gate.passed and "test" in gate.reason
+
+
+def test_fraud_count_gate_both_ways():
+    assert fraud_count_gate(_summary(), min_frauds=20).passed
+    gate = fraud_count_gate(_summary(validation={"n_frauds": 5}), min_frauds=20)
+    assert not gate.passed and "validation" in gate.reason
+
+
+@pytest.mark.parametrize(
+    "cost, passed", [(800.0, True), (949.0, True), (951.0, False), (1200.0, False)]
+)
+def test_cost_gate_requires_the_margin_against_both_baselines(cost, passed):
+    evaluation = SimpleNamespace(total_cost=cost, approve_all_cost=2000.0, rule_cost=1000.0)
+    assert cost_gate(evaluation, margin=0.05).passed is passed
