@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """One entry point that needs only python3: sets up .venv, then runs, tests, benchmarks or serves the UI.
 
-    python3 tasks.py run     # set up, then materialise the whole graph on the simulated world
-    python3 tasks.py test    # set up, then check the format and lint (ruff), then run the test suite
-    python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
-    python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
-    python3 tasks.py champion           # the champion and every model version in the registry
-    python3 tasks.py rollback VERSION   # make an earlier version the champion again
-    python3 tasks.py score FILE --out OUT.csv   # score a CSV/Parquet file of transactions with the champion
+python3 tasks.py run     # set up, then materialise the whole graph on the simulated world
+python3 tasks.py test    # set up, then check the format and lint (ruff), then run the test suite
+python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
+python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
+python3 tasks.py champion           # the champion and every model version in the registry
+python3 tasks.py rollback VERSION   # make an earlier version the champion again
+python3 tasks.py score FILE --out OUT.csv   # score a CSV/Parquet file of transactions with the champion
 """
 
 from __future__ import annotations

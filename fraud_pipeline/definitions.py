@@ -27,7 +27,12 @@ from fraud_pipeline.training import assets as training_assets
 from fraud_pipeline.training import checks as training_checks
 
 ASSET_MODULES = (
-    ingestion_assets, label_assets, feature_assets, training_assets, evaluation_assets, monitoring_assets,
+    ingestion_assets,
+    label_assets,
+    feature_assets,
+    training_assets,
+    evaluation_assets,
+    monitoring_assets,
     deployment_assets,
 )
 CHECK_MODULES = (ingestion_checks, feature_checks, training_checks, evaluation_checks, monitoring_checks)

@@ -86,8 +86,10 @@ class DataSource(dg.ConfigurableResource):
     @classmethod
     def from_environment(cls) -> "DataSource":
         """The defaults, with ``FRAUD_PIPELINE_SOURCE`` and ``FRAUD_PIPELINE_INPUT_FOLDER`` when set (UI, schedule, sensor)."""
-        return cls(mode=os.environ.get("FRAUD_PIPELINE_SOURCE", "simulated"),
-                   folder=os.environ.get("FRAUD_PIPELINE_INPUT_FOLDER", ""))
+        return cls(
+            mode=os.environ.get("FRAUD_PIPELINE_SOURCE", "simulated"),
+            folder=os.environ.get("FRAUD_PIPELINE_INPUT_FOLDER", ""),
+        )
 
 
 class CostSettings(dg.ConfigurableResource):
@@ -122,7 +124,9 @@ class DeployGates(dg.ConfigurableResource):
     cost_margin: float = Field(
         default=0.05, description="The model's test cost must undercut approve-all and the rule by this share."
     )
-    min_frauds_per_window: int = Field(default=20, description="Fewest mature frauds in each of train, validation, test.")
+    min_frauds_per_window: int = Field(
+        default=20, description="Fewest mature frauds in each of train, validation, test."
+    )
     min_label_completeness: float = Field(
         default=0.95, description="Lowest estimated share of chargebacks already reported for any label used."
     )

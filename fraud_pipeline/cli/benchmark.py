@@ -36,10 +36,12 @@ STAGES = {
     "labels": ("label_delay_profile", "transaction_labels"),
     "features": ("transaction_features",),
     "feature leakage checks": (
-        "transaction_features_features_match_oracle", "transaction_features_features_ignore_the_future",
+        "transaction_features_features_match_oracle",
+        "transaction_features_features_ignore_the_future",
     ),
     "missingness contracts + default signal": (
-        "transaction_features_feature_missingness_contract", "training_set_training_set_missingness_contract",
+        "transaction_features_feature_missingness_contract",
+        "training_set_training_set_missingness_contract",
         "training_set_no_default_signal",
     ),
     "training set": ("training_windows", "training_set"),
@@ -47,8 +49,12 @@ STAGES = {
     "evaluation": ("model_evaluation",),
     "outage replay": ("outage_replay", "outage_replay_unavailable_history_not_misread"),
     "gates + deploy": (
-        "training_windows_windows_valid", "training_set_mature_labels_only", "training_set_min_frauds_per_window",
-        "training_set_labels_complete_enough", "model_evaluation_cost_beats_baselines", "deployed_model",
+        "training_windows_windows_valid",
+        "training_set_mature_labels_only",
+        "training_set_min_frauds_per_window",
+        "training_set_labels_complete_enough",
+        "model_evaluation_cost_beats_baselines",
+        "deployed_model",
     ),
     "batch scores": ("batch_scores",),
     "population drift + report": ("population_drift", "population_drift_cohort_mix_shift", "evaluation_report"),
@@ -184,8 +190,9 @@ def run_job(n_transactions: int, folder: Path) -> dict:
 
     shutil.rmtree(folder, ignore_errors=True)
     resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=n_transactions)}
-    job = dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[fraud_pipeline_job],
-                         resources=resources).resolve_job_def("fraud_pipeline_job")
+    job = dg.Definitions(
+        assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[fraud_pipeline_job], resources=resources
+    ).resolve_job_def("fraud_pipeline_job")
     config = run_config("2025-07-01", None, None)
     config["loggers"]["console"]["config"]["log_level"] = "WARNING"
     with dg.DagsterInstance.ephemeral() as instance, RssSampler() as sampler:
@@ -208,8 +215,10 @@ def run_job(n_transactions: int, folder: Path) -> dict:
         store_transaction_features(con, "bench_features")
         engine_seconds = time.perf_counter() - started
     evaluation = result.output_for_node("model_evaluation") if result.success else None
-    failed = sorted({e.step_key for e in result.get_step_failure_events()}
-                    | {e.check_name for e in result.get_asset_check_evaluations() if not e.passed})
+    failed = sorted(
+        {e.step_key for e in result.get_step_failure_events()}
+        | {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    )
     return {
         "n_transactions": int(n_rows),
         "success": bool(result.success),
@@ -248,18 +257,25 @@ def engine_on_frames(transactions, chargebacks, users):
     tx = {name: transactions[name].to_numpy()[order] for name in ("transaction_id", "user_id", "merchant_id", "amount")}
     ts = ts[order]
     disputed = chargebacks[["transaction_id", "reported_at"]].merge(
-        transactions[["transaction_id", "user_id", "merchant_id"]], on="transaction_id")
+        transactions[["transaction_id", "user_id", "merchant_id"]], on="transaction_id"
+    )
     computed = history_arrays(
-        tx["user_id"], tx["merchant_id"], ts, tx["amount"],
-        disputed["user_id"].to_numpy(), disputed["merchant_id"].to_numpy(), micros(disputed["reported_at"]),
+        tx["user_id"],
+        tx["merchant_id"],
+        ts,
+        tx["amount"],
+        disputed["user_id"].to_numpy(),
+        disputed["merchant_id"].to_numpy(),
+        micros(disputed["reported_at"]),
     )
     # a hash lookup: a binary search of 10M random ids in the users took 2 s
     found = pd.Index(users["user_id"].to_numpy()).get_indexer(tx["user_id"])
     created = users["created_at"].to_numpy()[found]
     age = (ts - created.astype("datetime64[us]").astype(np.int64)) / 1e6 / 86_400.0
     unknown = (found < 0) | np.isnat(created)  # no such user, or no creation time: NULL, as the SQL's join gives
-    return pa.table({"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=unknown),
-                     **computed})
+    return pa.table(
+        {"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=unknown), **computed}
+    )
 
 
 def run_reference(database: Path) -> dict:
@@ -287,17 +303,25 @@ def run_reference(database: Path) -> dict:
     pandas_frame = pandas_features(transactions, chargebacks, users)
     seconds = time.perf_counter() - started
     engine_frame = engine_frame.to_pandas().sort_values("transaction_id", ignore_index=True)
-    return {"pandas_feature_seconds": seconds, "engine_compute_seconds": engine_seconds,
-            "feature_mismatches": compare_frames(stored, pandas_frame, columns),
-            "engine_in_memory_mismatches": compare_frames(engine_frame, pandas_frame, columns),
-            "peak_rss_gib_pandas": _peak_rss_gib()}
+    return {
+        "pandas_feature_seconds": seconds,
+        "engine_compute_seconds": engine_seconds,
+        "feature_mismatches": compare_frames(stored, pandas_frame, columns),
+        "engine_in_memory_mismatches": compare_frames(engine_frame, pandas_frame, columns),
+        "peak_rss_gib_pandas": _peak_rss_gib(),
+    }
 
 
 def run_demo() -> float:
     """Seconds for ``python -m fraud_pipeline run`` on the default world, Dagster start-up included."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "FRAUD_PIPELINE_DATA_DIR": str(Path(tmp) / "data"), "DAGSTER_HOME": str(Path(tmp) / "home"),
-               "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "False"}
+        env = {
+            **os.environ,
+            "FRAUD_PIPELINE_DATA_DIR": str(Path(tmp) / "data"),
+            "DAGSTER_HOME": str(Path(tmp) / "home"),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "GX_ANALYTICS_ENABLED": "False",
+        }
         (Path(tmp) / "home").mkdir()
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "fraud_pipeline", "run"], env=env, capture_output=True, text=True)
@@ -332,9 +356,12 @@ def format_table(results: list[dict], demo_seconds: list[float] | None = None) -
     """The markdown table of medians per size."""
     sizes = sorted({r["n_transactions"] for r in results})
     by_size = {n: [r for r in results if r["n_transactions"] == n] for n in sizes}
-    lines = ["| stage | " + " | ".join(
-        f"{n:,} tx: s; peak RSS ({len(by_size[n])} run{'s' * (len(by_size[n]) > 1)})" for n in sizes) + " |",
-        "|---|" + "---|" * len(sizes)]
+    lines = [
+        "| stage | "
+        + " | ".join(f"{n:,} tx: s; peak RSS ({len(by_size[n])} run{'s' * (len(by_size[n]) > 1)})" for n in sizes)
+        + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
 
     def row(label, values, per_row=False, rss=lambda n: None):
         lines.append(f"| {label} | " + " | ".join(_cell(median(values(n)), n, per_row, rss(n)) for n in sizes) + " |")
@@ -344,51 +371,109 @@ def format_table(results: list[dict], demo_seconds: list[float] | None = None) -
             values = [r.get("stage_peak_rss_gib", {}).get(stage) for r in by_size[n]]
             values = [v for v in values if v is not None]
             return max(values) if values else None
+
         return peak
 
     for stage in [*STAGES, OTHER]:
         row(stage, lambda n, s=stage: [r["stages"][s] for r in by_size[n]], stage in PER_ROW_STAGES, stage_rss(stage))
-    lines.append("| **generate to deploy decision** (end of `deployed_model`) | " + " | ".join(
-        (f"{median(v):.1f}" if (v := [r["deploy_decision_seconds"] for r in by_size[n]
-                                      if r.get("deploy_decision_seconds") is not None]) else "-") for n in sizes) + " |")
+    lines.append(
+        "| **generate to deploy decision** (end of `deployed_model`) | "
+        + " | ".join(
+            (
+                f"{median(v):.1f}"
+                if (
+                    v := [
+                        r["deploy_decision_seconds"] for r in by_size[n] if r.get("deploy_decision_seconds") is not None
+                    ]
+                )
+                else "-"
+            )
+            for n in sizes
+        )
+        + " |"
+    )
     row("**end to end (whole job)**", lambda n: [r["end_to_end_seconds"] for r in by_size[n]], True)
-    row("features engine on the frames pandas gets (time sort included)",
-        lambda n: [r["engine_compute_seconds"] for r in by_size[n]], True)
-    row("features pandas reference on the same frames", lambda n: [r["pandas_feature_seconds"] for r in by_size[n]], True)
-    row("features engine, rebuilt alone (DuckDB read to stored)",
-        lambda n: [r["engine_feature_seconds"] for r in by_size[n]], True)
+    row(
+        "features engine on the frames pandas gets (time sort included)",
+        lambda n: [r["engine_compute_seconds"] for r in by_size[n]],
+        True,
+    )
+    row(
+        "features pandas reference on the same frames",
+        lambda n: [r["pandas_feature_seconds"] for r in by_size[n]],
+        True,
+    )
+    row(
+        "features engine, rebuilt alone (DuckDB read to stored)",
+        lambda n: [r["engine_feature_seconds"] for r in by_size[n]],
+        True,
+    )
     row("features portable SQL, rebuilt alone", lambda n: [r["sql_feature_seconds"] for r in by_size[n]], True)
     for label, slower, faster in (
         ("pandas / engine, same frames", "pandas_feature_seconds", "engine_compute_seconds"),
         ("pandas / engine read to stored", "pandas_feature_seconds", "engine_feature_seconds"),
         ("portable SQL / engine, both read to stored", "sql_feature_seconds", "engine_feature_seconds"),
     ):
-        lines.append(f"| {label} | " + " | ".join(
-            f"{median(r[slower] / r[faster] for r in by_size[n]):.1f}x" for n in sizes) + " |")
-    lines.append("| peak RSS of the job (GiB) | " + " | ".join(
-        f"{max(r.get('peak_rss_gib_job', r['peak_rss_gib']) for r in by_size[n]):.2f}" for n in sizes) + " |")
-    lines.append("| peak RSS of the job process with the rebuilds after it (GiB) | " + " | ".join(
-        f"{max(r['peak_rss_gib'] for r in by_size[n]):.2f}" for n in sizes) + " |")
-    lines.append("| peak RSS of the pandas process (GiB) | " + " | ".join(
-        f"{max(r['peak_rss_gib_pandas'] for r in by_size[n]):.2f}" for n in sizes) + " |")
-    for label, key in (("stored engine features equal pandas", "feature_mismatches"),
-                       ("in-memory engine features equal pandas", "engine_in_memory_mismatches")):
-        lines.append(f"| {label} | " + " | ".join(
-            "yes" if all(not r[key] for r in by_size[n])
-            else json.dumps(next(r[key] for r in by_size[n] if r[key])) for n in sizes) + " |")
-    lines.append("| job succeeded | " + " | ".join(
-        "yes" if all(r["success"] for r in by_size[n])
-        else "no: " + ", ".join(sorted({f for r in by_size[n] for f in r.get("failed", [])})) for n in sizes) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{median(r[slower] / r[faster] for r in by_size[n]):.1f}x" for n in sizes)
+            + " |"
+        )
+    lines.append(
+        "| peak RSS of the job (GiB) | "
+        + " | ".join(f"{max(r.get('peak_rss_gib_job', r['peak_rss_gib']) for r in by_size[n]):.2f}" for n in sizes)
+        + " |"
+    )
+    lines.append(
+        "| peak RSS of the job process with the rebuilds after it (GiB) | "
+        + " | ".join(f"{max(r['peak_rss_gib'] for r in by_size[n]):.2f}" for n in sizes)
+        + " |"
+    )
+    lines.append(
+        "| peak RSS of the pandas process (GiB) | "
+        + " | ".join(f"{max(r['peak_rss_gib_pandas'] for r in by_size[n]):.2f}" for n in sizes)
+        + " |"
+    )
+    for label, key in (
+        ("stored engine features equal pandas", "feature_mismatches"),
+        ("in-memory engine features equal pandas", "engine_in_memory_mismatches"),
+    ):
+        lines.append(
+            f"| {label} | "
+            + " | ".join(
+                "yes" if all(not r[key] for r in by_size[n]) else json.dumps(next(r[key] for r in by_size[n] if r[key]))
+                for n in sizes
+            )
+            + " |"
+        )
+    lines.append(
+        "| job succeeded | "
+        + " | ".join(
+            "yes"
+            if all(r["success"] for r in by_size[n])
+            else "no: " + ", ".join(sorted({f for r in by_size[n] for f in r.get("failed", [])}))
+            for n in sizes
+        )
+        + " |"
+    )
     others = sorted({k for r in results for k in r["other_steps"]})
     if others:
         lines.append("")
-        lines.append("other: " + "; ".join(
-            f"{k} " + "/".join(f"{median(r['other_steps'].get(k, 0.0) for r in by_size[n]):.1f}" for n in sizes) + " s"
-            for k in others))
+        lines.append(
+            "other: "
+            + "; ".join(
+                f"{k} "
+                + "/".join(f"{median(r['other_steps'].get(k, 0.0) for r in by_size[n]):.1f}" for n in sizes)
+                + " s"
+                for k in others
+            )
+        )
     if demo_seconds:
         lines.append("")
-        lines.append(f"default world, `python -m fraud_pipeline run` incl. Dagster start-up: "
-                     f"{median(demo_seconds):.1f} s (median of {len(demo_seconds)})")
+        lines.append(
+            f"default world, `python -m fraud_pipeline run` incl. Dagster start-up: "
+            f"{median(demo_seconds):.1f} s (median of {len(demo_seconds)})"
+        )
     return "\n".join(lines)
 
 
@@ -418,14 +503,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"running {size:,} transactions ({attempt + 1}/{args.repeat})", file=sys.stderr, flush=True)
                 results.append(run_size(size, folder))
                 last = results[-1]
-                print(f"  deploy decision at {last['deploy_decision_seconds'] or float('nan'):.1f} s, "
-                      f"end to end {last['end_to_end_seconds']:.1f} s, features {last['stages']['features']:.1f} s, "
-                      f"engine read to stored {last['engine_feature_seconds']:.1f} s, engine on frames "
-                      f"{last['engine_compute_seconds']:.1f} s, SQL alone {last['sql_feature_seconds']:.1f} s, "
-                      f"pandas {last['pandas_feature_seconds']:.1f} s, peak RSS {last['peak_rss_gib']:.2f} GiB, "
-                      f"values equal: {not last['feature_mismatches'] and not last['engine_in_memory_mismatches']}, "
-                      f"failed: {last['failed'] or 'nothing'}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  deploy decision at {last['deploy_decision_seconds'] or float('nan'):.1f} s, "
+                    f"end to end {last['end_to_end_seconds']:.1f} s, features {last['stages']['features']:.1f} s, "
+                    f"engine read to stored {last['engine_feature_seconds']:.1f} s, engine on frames "
+                    f"{last['engine_compute_seconds']:.1f} s, SQL alone {last['sql_feature_seconds']:.1f} s, "
+                    f"pandas {last['pandas_feature_seconds']:.1f} s, peak RSS {last['peak_rss_gib']:.2f} GiB, "
+                    f"values equal: {not last['feature_mismatches'] and not last['engine_in_memory_mismatches']}, "
+                    f"failed: {last['failed'] or 'nothing'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if args.json:
                     args.json.write_text(json.dumps({"runs": results}, indent=1))
         demo = [run_demo() for _ in range(args.demo)]

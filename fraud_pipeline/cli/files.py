@@ -22,10 +22,16 @@ def add_file_commands(commands) -> None:
 def add_source_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
     """Options that set the ``source`` resource."""
     if with_mode:
-        parser.add_argument("--source", choices=("simulated", "files"), default=None, help="where the raw tables come from")
+        parser.add_argument(
+            "--source", choices=("simulated", "files"), default=None, help="where the raw tables come from"
+        )
     parser.add_argument("--folder", default=None, help="folder of day folders (default data/incoming)")
-    parser.add_argument("--naive-timestamps", choices=("reject", "utc"), default=None,
-                        help="timestamps without an offset: refuse the file (reject, default) or read them as UTC")
+    parser.add_argument(
+        "--naive-timestamps",
+        choices=("reject", "utc"),
+        default=None,
+        help="timestamps without an offset: refuse the file (reject, default) or read them as UTC",
+    )
 
 
 def source_config(args) -> dict:
@@ -78,9 +84,11 @@ def ingest(args) -> int:
         return 3
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
-        print(f"landed {days[0]}..{days[-1]} from {folder}: rows in {metadata['rows_in'].value}, loaded "
-              f"{metadata['rows_loaded'].value}, quarantined {metadata['rows_quarantined'].value}; "
-              f"unchanged days {len(metadata['unchanged_days'].value)}")
+        print(
+            f"landed {days[0]}..{days[-1]} from {folder}: rows in {metadata['rows_in'].value}, loaded "
+            f"{metadata['rows_loaded'].value}, quarantined {metadata['rows_quarantined'].value}; "
+            f"unchanged days {len(metadata['unchanged_days'].value)}"
+        )
         break
     for event in result.all_events:
         if event.is_step_failure:

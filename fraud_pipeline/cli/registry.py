@@ -14,10 +14,13 @@ def registry_command(args) -> int:
     store = ModelRegistryStore(data_dir() / "registry")
     if args.command == "rollback":
         if args.version not in store.versions():
-            print(f"no model version {args.version!r} in {store.root}; versions: {', '.join(store.versions()) or 'none'}")
+            print(
+                f"no model version {args.version!r} in {store.root}; versions: {', '.join(store.versions()) or 'none'}"
+            )
             return 2
-        pointer = store.promote(args.version, as_of=store.read_bundle(args.version)["windows"]["as_of"],
-                                reason="manual rollback")
+        pointer = store.promote(
+            args.version, as_of=store.read_bundle(args.version)["windows"]["as_of"], reason="manual rollback"
+        )
         print(f"champion is now {pointer['version']} (was {pointer['previous_version']})")
         return 0
     champion = store.champion()
@@ -25,8 +28,10 @@ def registry_command(args) -> int:
     for version in store.versions():
         bundle = store.read_bundle(version)
         evaluation = bundle["evaluation"]
-        print(f"  {version}  as_of {bundle['windows']['as_of'][:10]}  test cost {evaluation['total_cost']:,.0f}  "
-              f"AP {evaluation['average_precision']:.3f}")
+        print(
+            f"  {version}  as_of {bundle['windows']['as_of'][:10]}  test cost {evaluation['total_cost']:,.0f}  "
+            f"AP {evaluation['average_precision']:.3f}"
+        )
     return 0
 
 
@@ -48,17 +53,27 @@ def score_file(path: str, out: str) -> int:
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [path]).fetchall()}
         missing = [c for c in FILE_COLUMNS if c not in present]
         if missing:
-            print(f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}")
+            print(
+                f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}"
+            )
             return 2
         casts = sql_casts("transactions")
         # an unreadable value becomes NULL here and the row goes to review naming the field
-        con.execute("CREATE TEMP TABLE new_transactions AS SELECT "
-                    + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items()) + f" FROM {reader}(?)", [path])
+        con.execute(
+            "CREATE TEMP TABLE new_transactions AS SELECT "
+            + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items())
+            + f" FROM {reader}(?)",
+            [path],
+        )
         n_rows = con.execute("SELECT count(*) FROM new_transactions").fetchone()[0]
-        decisions = score_new_transactions(con, "new_transactions", ScoringModels.from_candidate(store.scoring_bundle(champion["version"])))
+        decisions = score_new_transactions(
+            con, "new_transactions", ScoringModels.from_candidate(store.scoring_bundle(champion["version"]))
+        )
     decisions["model_version"] = champion["version"]
     decisions.to_csv(out, index=False)
-    print(f"scored {len(decisions)} of {n_rows} rows with {champion['version']}: "
-          + ", ".join(f"{route} {n}" for route, n in decisions["route"].value_counts().sort_index().items())
-          + f"; {int(decisions['alert'].sum())} alerts -> {out}")
+    print(
+        f"scored {len(decisions)} of {n_rows} rows with {champion['version']}: "
+        + ", ".join(f"{route} {n}" for route, n in decisions["route"].value_counts().sort_index().items())
+        + f"; {int(decisions['alert'].sum())} alerts -> {out}"
+    )
     return 0

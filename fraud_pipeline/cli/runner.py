@@ -72,9 +72,13 @@ def execute_job(name: str, config: dict | None, tags: dict[str, str]) -> dg.Exec
     with dg.DagsterInstance.get() as instance:
         busy = runs_in_progress(instance)
         if busy:
-            print(f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish")
+            print(
+                f"another run is in progress ({', '.join(busy)}); runs share one DuckDB file, so wait for it to finish"
+            )
             return None
         return defs.resolve_job_def(name).execute_in_process(
-            run_config=config, instance=instance, raise_on_error=False,
+            run_config=config,
+            instance=instance,
+            raise_on_error=False,
             tags={**tags, "launched_by": "cli", **process_tags()},
         )

@@ -20,8 +20,10 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
     write(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     windows = _output(result, "training_windows")
     if windows:
-        write(f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {windows.horizon_days} days, "
-              f"labels mature until {windows.label_cutoff:%Y-%m-%d}")
+        write(
+            f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {windows.horizon_days} days, "
+            f"labels mature until {windows.label_cutoff:%Y-%m-%d}"
+        )
         for split, (start, end) in windows.splits().items():
             write(f"  {split:<10} {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
     evaluation = _output(result, "model_evaluation")
@@ -29,28 +31,40 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         e = evaluation
         write(f"test window: {e.n_transactions:,} transactions, {e.n_frauds:,} frauds")
         write(f"  cost {e.total_cost:,.0f} vs approve-all {e.approve_all_cost:,.0f} and amount rule {e.rule_cost:,.0f}")
-        write(f"  savings vs approve-all {e.savings_vs_approve_all:,.0f} "
-              f"({e.savings_vs_approve_all_pct:.1%}), vs rule {e.savings_vs_rule:,.0f}")
-        write(f"  average precision {e.average_precision:.3f}, ROC AUC {e.roc_auc:.3f}, "
-              f"precision {e.precision:.3f}, recall {e.recall:.3f}, "
-              f"user precision@{e.review_capacity_k} {e.user_precision_at_k:.3f}")
+        write(
+            f"  savings vs approve-all {e.savings_vs_approve_all:,.0f} "
+            f"({e.savings_vs_approve_all_pct:.1%}), vs rule {e.savings_vs_rule:,.0f}"
+        )
+        write(
+            f"  average precision {e.average_precision:.3f}, ROC AUC {e.roc_auc:.3f}, "
+            f"precision {e.precision:.3f}, recall {e.recall:.3f}, "
+            f"user precision@{e.review_capacity_k} {e.user_precision_at_k:.3f}"
+        )
         write(f"  {'cohort':<12} {'value':<14} {'tx':>8} {'frauds':>7} {'cost':>10} {'recall':>7} {'AP':>6}")
         for row in evaluation.cohorts:
-            write(f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
-                  f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}")
+            write(
+                f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
+                f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}"
+            )
     _population_lines(result, write)
     outage = _output(result, "outage_replay")
     if outage:
-        write(f"outage replay: history unavailable for {outage['n_affected']:,} active-user transactions in peak hours "
-              f"{outage['peak_hours']} ({outage['n_affected_frauds']} frauds); "
-              f"{outage['identified_share']:.0%} recognised and sent to the fallback model")
-        write(f"  recall on those frauds {outage['recall_affected_full_history']:.2f} with history, "
-              f"{outage['recall_affected_outage']:.2f} in the outage; cost {outage['cost_affected_full_history']:,.0f} "
-              f"with history, {outage['cost_affected_outage']:,.0f} in the outage, "
-              f"{outage['cost_affected_approve_all']:,.0f} approving all")
-        write(f"  mean fraud score {outage['mean_score_affected_frauds_full_history']:.4f} with history, "
-              f"{outage['mean_score_affected_frauds_outage']:.4f} in the outage; genuinely new users "
-              f"{outage['mean_score_new_users']:.4f}")
+        write(
+            f"outage replay: history unavailable for {outage['n_affected']:,} active-user transactions in peak hours "
+            f"{outage['peak_hours']} ({outage['n_affected_frauds']} frauds); "
+            f"{outage['identified_share']:.0%} recognised and sent to the fallback model"
+        )
+        write(
+            f"  recall on those frauds {outage['recall_affected_full_history']:.2f} with history, "
+            f"{outage['recall_affected_outage']:.2f} in the outage; cost {outage['cost_affected_full_history']:,.0f} "
+            f"with history, {outage['cost_affected_outage']:,.0f} in the outage, "
+            f"{outage['cost_affected_approve_all']:,.0f} approving all"
+        )
+        write(
+            f"  mean fraud score {outage['mean_score_affected_frauds_full_history']:.4f} with history, "
+            f"{outage['mean_score_affected_frauds_outage']:.4f} in the outage; genuinely new users "
+            f"{outage['mean_score_new_users']:.4f}"
+        )
     write("checks:")
     for evaluation_event in result.get_asset_check_evaluations():
         status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"
@@ -69,23 +83,31 @@ def _population_lines(result: dg.ExecuteInProcessResult, write) -> None:
     drift = _output(result, "population_drift")
     if drift:
         behaviour = [r["psi"] for r in drift["features"] if r["kind"] == "behaviour" and r["psi"] == r["psi"]]
-        write(f"population ({drift['reference']} vs {drift['current']}): behaviour features max PSI "
-              f"{max(behaviour, default=float('nan')):.3f}")
+        write(
+            f"population ({drift['reference']} vs {drift['current']}): behaviour features max PSI "
+            f"{max(behaviour, default=float('nan')):.3f}"
+        )
         for row in drift["cohort_mix"]:
             if row["cohort"] == "account_age" or row["share_reference"] == 0:
-                write(f"  {row['cohort']:<12} {row['value']:<8} share {row['share_reference']:6.1%} -> "
-                      f"{row['share_current']:6.1%}  test recall {row['test_recall']:.2f}")
+                write(
+                    f"  {row['cohort']:<12} {row['value']:<8} share {row['share_reference']:6.1%} -> "
+                    f"{row['share_current']:6.1%}  test recall {row['test_recall']:.2f}"
+                )
     backtest = _output(result, "backtest")
     if backtest:
         savings, ap = backtest["spread"]["savings_vs_approve_all_pct"], backtest["spread"]["average_precision"]
-        write(f"backtest: {len(backtest['folds'])} folds, savings {savings['mean']:.1%} +/- {savings['std']:.1%}, "
-              f"AP {ap['mean']:.3f} +/- {ap['std']:.3f}")
+        write(
+            f"backtest: {len(backtest['folds'])} folds, savings {savings['mean']:.1%} +/- {savings['std']:.1%}, "
+            f"AP {ap['mean']:.3f} +/- {ap['std']:.3f}"
+        )
     monitoring = _output(result, "champion_monitoring")
     if monitoring and monitoring["status"] == "scored":
         rows = {r["metric"]: r for r in monitoring["comparison"]}
-        write(f"champion {monitoring['champion']} on {monitoring['n_frauds']} frauds matured since its deploy: savings "
-              f"{rows['savings_vs_approve_all_pct']['realised']:.1%} realised vs "
-              f"{rows['savings_vs_approve_all_pct']['promised']:.1%} promised, AP "
-              f"{rows['average_precision']['realised']:.3f} vs {rows['average_precision']['promised']:.3f}")
+        write(
+            f"champion {monitoring['champion']} on {monitoring['n_frauds']} frauds matured since its deploy: savings "
+            f"{rows['savings_vs_approve_all_pct']['realised']:.1%} realised vs "
+            f"{rows['savings_vs_approve_all_pct']['promised']:.1%} promised, AP "
+            f"{rows['average_precision']['realised']:.3f} vs {rows['average_precision']['promised']:.3f}"
+        )
     elif monitoring:
         write(f"champion monitoring: {monitoring['status'].replace('_', ' ')}")

@@ -1,6 +1,5 @@
 """Deployment: the champion registry, moved only for a candidate that passed every gate, and the champion's batch scores."""
 
-
 from dataclasses import asdict
 
 import dagster as dg
@@ -70,14 +69,18 @@ def deployed_model(
         "cost_model": asdict(costs.cost_model()),
         "evaluation": model_evaluation.as_dict(),
         "outage_replay": outage_replay,
-        "unavailable_history_policy": {**POLICY, "fallback_features": list(FALLBACK_FEATURES),
-                                       "fallback_threshold": fraud_model.fallback.threshold},
+        "unavailable_history_policy": {
+            **POLICY,
+            "fallback_features": list(FALLBACK_FEATURES),
+            "fallback_threshold": fraud_model.fallback.threshold,
+        },
         "fallback": {k: v for k, v in fraud_model.fallback.as_dict().items() if k != "model_text"},
         "gates": [asdict(g) for g in [*verdicts, challenge]],
     }
     card = render_model_card(bundle)
-    folder = store.write_bundle(version, fraud_model.main.model.model_text, bundle, card,
-                                fallback_text=fraud_model.fallback.model.model_text)
+    folder = store.write_bundle(
+        version, fraud_model.main.model.model_text, bundle, card, fallback_text=fraud_model.fallback.model.model_text
+    )
     metadata = {
         "candidate": version,
         "bundle": dg.MetadataValue.path(str(folder)),
@@ -85,8 +88,15 @@ def deployed_model(
         "model_card": dg.MetadataValue.md(card),
     }
     if not challenge.passed:
-        store.record({"event": "kept_champion", "version": version, "champion": incumbent,
-                      "as_of": as_of, "reason": challenge.reason})
+        store.record(
+            {
+                "event": "kept_champion",
+                "version": version,
+                "champion": incumbent,
+                "as_of": as_of,
+                "reason": challenge.reason,
+            }
+        )
         context.log.warning(f"candidate {version} not promoted: {challenge.reason}")
         context.add_output_metadata({**metadata, "champion": incumbent, "promoted": False})
         return {"version": version, "path": str(folder), "promoted": False, "champion": incumbent}
@@ -98,7 +108,9 @@ def deployed_model(
 
 
 @dg.asset(group_name="deployment", deps=["deployed_model", "transaction_features"], kinds={"duckdb"}, pool=DUCKDB_POOL)
-def batch_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, registry: ModelRegistry) -> dg.MaterializeResult:
+def batch_scores(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, registry: ModelRegistry
+) -> dg.MaterializeResult:
     """The champion's decisions for the newest day of transactions, routed by its missing-data policy."""
     store = registry.store()
     champion = store.champion()
@@ -111,13 +123,19 @@ def batch_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, regi
             "(SELECT date_trunc('day', max(event_time)) FROM transaction_features) ORDER BY transaction_id"
         ).df()
         decisions = decide(newest, models)
-        replace_tables(con, {"batch_scores": "SELECT *, $version AS model_version FROM decisions"},
-                       sources={"decisions": decisions}, params={"version": champion["version"]})
+        replace_tables(
+            con,
+            {"batch_scores": "SELECT *, $version AS model_version FROM decisions"},
+            sources={"decisions": decisions},
+            params={"version": champion["version"]},
+        )
     by_route = decisions.groupby("route").agg(rows=("alert", "size"), alerts=("alert", "sum")).reset_index()
-    return dg.MaterializeResult(metadata={
-        "champion": champion["version"],
-        "day": str(newest["event_time"].min().date()) if len(newest) else "none",
-        "rows": len(decisions),
-        "alerts": int(decisions["alert"].sum()),
-        "routes": dg.MetadataValue.md(markdown_table(by_route.to_dict(orient="records"))),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "champion": champion["version"],
+            "day": str(newest["event_time"].min().date()) if len(newest) else "none",
+            "rows": len(decisions),
+            "alerts": int(decisions["alert"].sum()),
+            "routes": dg.MetadataValue.md(markdown_table(by_route.to_dict(orient="records"))),
+        }
+    )

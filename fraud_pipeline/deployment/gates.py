@@ -35,8 +35,10 @@ class GateResult:
 def window_gate(windows: TrainingWindows) -> GateResult:
     """Windows are non-empty, ordered, non-overlapping, and end at or before as_of minus the horizon."""
     problems = window_problems(windows)
-    reason = "; ".join(problems) if problems else (
-        f"train, validation and test are consecutive and end by the label cutoff {windows.label_cutoff:%Y-%m-%d}"
+    reason = (
+        "; ".join(problems)
+        if problems
+        else (f"train, validation and test are consecutive and end by the label cutoff {windows.label_cutoff:%Y-%m-%d}")
     )
     return GateResult("windows_valid", not problems, reason, {"problems": problems, **windows.as_dict()})
 
@@ -67,8 +69,15 @@ def split_summary(con, windows: TrainingWindows) -> dict[str, dict]:
     cur = con.execute(split_summary_sql(), {"cutoff": windows.label_cutoff, "as_of": windows.as_of})
     names = [d[0] for d in cur.description]
     found = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
-    empty = {"n_rows": 0, "n_frauds": 0, "n_immature": 0, "n_known_after_as_of": 0, "n_label_mismatch": 0,
-             "min_completeness": None, "mean_completeness": None}
+    empty = {
+        "n_rows": 0,
+        "n_frauds": 0,
+        "n_immature": 0,
+        "n_known_after_as_of": 0,
+        "n_label_mismatch": 0,
+        "min_completeness": None,
+        "mean_completeness": None,
+    }
     return {split: found.get(split, {"split": split, **empty}) for split in windows.splits()}
 
 
@@ -88,9 +97,11 @@ def completeness_gate(summary: dict[str, dict], min_completeness: float) -> Gate
     lowest = {split: s["min_completeness"] for split, s in summary.items()}
     short = {split: v for split, v in lowest.items() if v is None or v < min_completeness}
     reason = (
-        f"labels too recent: estimated completeness below {min_completeness:.0%} in {short}" if short
+        f"labels too recent: estimated completeness below {min_completeness:.0%} in {short}"
+        if short
         else f"every label is at least {min_completeness:.0%} complete (lowest per split: "
-        + ", ".join(f"{k} {v:.1%}" for k, v in lowest.items()) + ")"
+        + ", ".join(f"{k} {v:.1%}" for k, v in lowest.items())
+        + ")"
     )
     return GateResult("labels_complete_enough", not short, reason, {"lowest_completeness": lowest})
 
@@ -128,7 +139,9 @@ def cost_gate(evaluation: ModelEvaluation, margin: float) -> GateResult:
 def challenger_gate(candidate_cost: float, champion_cost: float | None, tolerance: float) -> GateResult:
     """The candidate may replace the champion unless it costs more on the same test window beyond the tolerance."""
     if champion_cost is None:
-        return GateResult("not_worse_than_champion", True, "no champion to compare with", {"candidate_cost": candidate_cost})
+        return GateResult(
+            "not_worse_than_champion", True, "no champion to compare with", {"candidate_cost": candidate_cost}
+        )
     limit = champion_cost * (1.0 + tolerance)
     passed = candidate_cost <= limit
     verb = "within" if passed else "beyond"
@@ -136,10 +149,12 @@ def challenger_gate(candidate_cost: float, champion_cost: float | None, toleranc
         f"candidate test cost {candidate_cost:,.0f} vs champion {champion_cost:,.0f} on the same window: "
         f"{verb} the {tolerance:.0%} tolerance (limit {limit:,.0f})"
     )
-    return GateResult("not_worse_than_champion", passed, reason,
-                      {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "limit": limit})
-
-
+    return GateResult(
+        "not_worse_than_champion",
+        passed,
+        reason,
+        {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "limit": limit},
+    )
 
 
 def _judged_value(row: dict, metric: str) -> tuple[float, str]:
@@ -156,8 +171,11 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
     Savings and recall are judged on the upper end of their bootstrap interval where the cohort has
     one, so a small cohort fails only when it is below the floor beyond its sampling noise.
     """
-    checks = (("savings_vs_approve_all_pct", floors.min_savings_pct), ("recall", floors.min_recall),
-              ("calibration_ratio", floors.min_calibration_ratio))
+    checks = (
+        ("savings_vs_approve_all_pct", floors.min_savings_pct),
+        ("recall", floors.min_recall),
+        ("calibration_ratio", floors.min_calibration_ratio),
+    )
     failures, judged, skipped = [], [], []
     for row in cohorts:
         label = f"{row['cohort']}={row['value']}"
@@ -178,8 +196,12 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
         reason = f"{len(judged)} cohorts with >= {floors.min_frauds} frauds meet every floor"
         if skipped:
             reason += f"; too few frauds to judge: {', '.join(skipped)}"
-    return GateResult("cohort_floors", not failures, reason,
-                      {"failures": failures, "judged": judged, "skipped": skipped, **asdict(floors)})
+    return GateResult(
+        "cohort_floors",
+        not failures,
+        reason,
+        {"failures": failures, "judged": judged, "skipped": skipped, **asdict(floors)},
+    )
 
 
 def evaluate_gates(
@@ -198,7 +220,8 @@ def evaluate_gates(
         GateResult(
             "evaluation_matches_candidate",
             same_candidate,
-            "the evaluation is of this candidate" if same_candidate
+            "the evaluation is of this candidate"
+            if same_candidate
             else f"evaluation is of {evaluation.model_version}, candidate is {candidate.version}",
         ),
     ]
@@ -215,4 +238,6 @@ def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: Cost
         return None
     model = TrainedModel.from_dict(bundle)
     alert = score(model, test) >= bundle["threshold"]
-    return float(decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum())
+    return float(
+        decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum()
+    )

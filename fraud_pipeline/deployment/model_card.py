@@ -26,15 +26,30 @@ def render_model_card(bundle: dict) -> str:
         "| metric | value |",
         "|---|---|",
     ]
-    for key in ("total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_rule",
-                "average_precision", "roc_auc", "precision", "recall", "f1", "user_precision_at_k"):
+    for key in (
+        "total_cost",
+        "approve_all_cost",
+        "rule_cost",
+        "savings_vs_approve_all",
+        "savings_vs_rule",
+        "average_precision",
+        "roc_auc",
+        "precision",
+        "recall",
+        "f1",
+        "user_precision_at_k",
+    ):
         value = evaluation.get(key)
         lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     lines += ["", "## Gates", "", "| gate | passed | reason |", "|---|---|---|"]
     lines += [f"| {g['name']} | {g['passed']} | {g['reason']} |" for g in bundle["gates"]]
-    lines += ["", "## Per cohort (test window)", "",
-              "| cohort | value | transactions | frauds | cost | recall | recall 90% interval | mean score / fraud rate |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per cohort (test window)",
+        "",
+        "| cohort | value | transactions | frauds | cost | recall | recall 90% interval | mean score / fraud rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in evaluation.get("cohorts", []):
         low, high = row.get("recall_low"), row.get("recall_high")
         interval = f"{low:.3f} .. {high:.3f}" if low is not None and low == low else ""

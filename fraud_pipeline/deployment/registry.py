@@ -37,7 +37,9 @@ class ModelRegistryStore:
         """Folder of one model version."""
         return self.root / "models" / version
 
-    def write_bundle(self, version: str, model_text: str, bundle: dict, card: str, fallback_text: str | None = None) -> Path:
+    def write_bundle(
+        self, version: str, model_text: str, bundle: dict, card: str, fallback_text: str | None = None
+    ) -> Path:
         """Writes a model version's files; rewriting the same version with the same content is a no-op."""
         folder = self.bundle_dir(version)
         _write_atomic(folder / "model.txt", model_text)
@@ -69,8 +71,10 @@ class ModelRegistryStore:
         bundle = self.read_bundle(version)
         bundle["model_text"] = self.read_model_text(version)
         bundle["best_iteration"] = 0
-        bundle["fallback"] = {**bundle["fallback"],
-                              "model_text": (self.bundle_dir(version) / "fallback_model.txt").read_text(encoding="utf-8")}
+        bundle["fallback"] = {
+            **bundle["fallback"],
+            "model_text": (self.bundle_dir(version) / "fallback_model.txt").read_text(encoding="utf-8"),
+        }
         return bundle
 
     def versions(self) -> list[str]:

@@ -90,16 +90,30 @@ def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
         scores[main_rows] = score(models.main, frame.loc[main_rows])
     if fallback_rows.any():
         scores[fallback_rows] = score(models.fallback, frame.loc[fallback_rows])
-    alert = np.where(route == "review", True,
-                     np.where(main_rows, scores >= models.main_threshold, scores >= models.fallback_threshold))
-    reason = np.where(route == "review", np.char.add("missing required field: ", lacking.astype(str)),
-                      np.where(fallback_rows, "history unavailable: fallback model", "main model"))
-    return pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy(), "route": route, "score": scores,
-                         "alert": alert.astype(bool), "reason": reason})
+    alert = np.where(
+        route == "review",
+        True,
+        np.where(main_rows, scores >= models.main_threshold, scores >= models.fallback_threshold),
+    )
+    reason = np.where(
+        route == "review",
+        np.char.add("missing required field: ", lacking.astype(str)),
+        np.where(fallback_rows, "history unavailable: fallback model", "main model"),
+    )
+    return pd.DataFrame(
+        {
+            "transaction_id": frame["transaction_id"].to_numpy(),
+            "route": route,
+            "score": scores,
+            "alert": alert.astype(bool),
+            "reason": reason,
+        }
+    )
 
 
-def decide_where_changed(full: pd.DataFrame, changed_frame: pd.DataFrame, changed: np.ndarray,
-                         models: ScoringModels) -> pd.DataFrame:
+def decide_where_changed(
+    full: pd.DataFrame, changed_frame: pd.DataFrame, changed: np.ndarray, models: ScoringModels
+) -> pd.DataFrame:
     """``decide(changed_frame)``, scoring only the rows marked ``changed``; the others keep ``full``'s decisions.
 
     :func:`decide` takes each row on its own, so where ``changed_frame`` equals the frame behind
@@ -140,8 +154,9 @@ def without_history(frame: pd.DataFrame, affected: np.ndarray) -> pd.DataFrame:
     return masked
 
 
-def replay_outage(frame: pd.DataFrame, share: float, hours: list[int], seed: int, models: ScoringModels,
-                  cost_model: CostModel) -> dict:
+def replay_outage(
+    frame: pd.DataFrame, share: float, hours: list[int], seed: int, models: ScoringModels, cost_model: CostModel
+) -> dict:
     """:func:`outage_report` of an outage over ``frame``, deciding only the rows the report reads.
 
     The report reads the affected rows and the new users' rows (its reference for "no history"),
@@ -152,12 +167,14 @@ def replay_outage(frame: pd.DataFrame, share: float, hours: list[int], seed: int
     read = affected | (frame["n_prior_tx_30d"] == 0).to_numpy()
     rows, hit = frame.loc[read], affected[read]
     full = decide(rows, models)
-    return outage_report(rows, hit, full, decide_where_changed(full, without_history(rows, hit), hit, models),
-                         cost_model)
+    return outage_report(
+        rows, hit, full, decide_where_changed(full, without_history(rows, hit), hit, models), cost_model
+    )
 
 
-def outage_report(frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame, outage: pd.DataFrame,
-                  cost_model: CostModel) -> dict:
+def outage_report(
+    frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame, outage: pd.DataFrame, cost_model: CostModel
+) -> dict:
     """What the serving path did with the affected rows, against the same rows with full history.
 
     ``full`` and ``outage`` are :func:`decide` outputs for the frame without and with the outage.
@@ -175,8 +192,11 @@ def outage_report(frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame,
         return float(np.nanmean(values)) if mask.any() and not np.isnan(values).all() else float("nan")
 
     def cost(decisions):
-        return float(decision_costs(is_fraud[affected], amount[affected], decisions["alert"].to_numpy()[affected],
-                                    cost_model).sum())
+        return float(
+            decision_costs(
+                is_fraud[affected], amount[affected], decisions["alert"].to_numpy()[affected], cost_model
+            ).sum()
+        )
 
     identified = (outage["route"].to_numpy()[affected] != "main").mean() if affected.any() else float("nan")
     return {
@@ -187,8 +207,9 @@ def outage_report(frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame,
         "recall_affected_outage": recall(outage),
         "cost_affected_full_history": cost(full),
         "cost_affected_outage": cost(outage),
-        "cost_affected_approve_all": float(decision_costs(is_fraud[affected], amount[affected],
-                                                          np.zeros(int(affected.sum()), bool), cost_model).sum()),
+        "cost_affected_approve_all": float(
+            decision_costs(is_fraud[affected], amount[affected], np.zeros(int(affected.sum()), bool), cost_model).sum()
+        ),
         "mean_score_affected_frauds_full_history": mean_score(full, frauds),
         "mean_score_affected_frauds_outage": mean_score(outage, frauds),
         "mean_score_new_users": mean_score(full, new_users & ~affected),
@@ -256,9 +277,20 @@ def score_new_transactions(con, new_table: str, models: ScoringModels) -> pd.Dat
     unkeyed = con.execute(f"SELECT * FROM {new_table} WHERE {keys_missing}").df()
     con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM {new_table} WHERE NOT ({keys_missing})")
     decided = decide(features_for_new_transactions(con, "keyed_new"), models)
-    reasons = unkeyed.apply(
-        lambda row: "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k])), axis=1
-    ) if len(unkeyed) else pd.Series(dtype=str)
-    review = pd.DataFrame({"transaction_id": unkeyed["transaction_id"].to_numpy(), "route": "review",
-                           "score": np.nan, "alert": True, "reason": reasons.to_numpy()})
+    reasons = (
+        unkeyed.apply(
+            lambda row: "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k])), axis=1
+        )
+        if len(unkeyed)
+        else pd.Series(dtype=str)
+    )
+    review = pd.DataFrame(
+        {
+            "transaction_id": unkeyed["transaction_id"].to_numpy(),
+            "route": "review",
+            "score": np.nan,
+            "alert": True,
+            "reason": reasons.to_numpy(),
+        }
+    )
     return pd.concat([decided, review], ignore_index=True) if len(review) else decided

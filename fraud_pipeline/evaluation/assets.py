@@ -1,6 +1,5 @@
 """Evaluation: the candidate's cost and cohorts on the test window, its outage replay, its backtest and its report."""
 
-
 from dataclasses import asdict
 
 import dagster as dg
@@ -71,10 +70,11 @@ class EvaluationConfig(dg.Config):
     max_train_rows: int = Field(
         default=500_000,
         description="The train window's in-sample summary (the train-to-test decomposition) is computed on a fixed "
-                    "hash sample of about this many of its rows, one rate for all; 0 scores every row.",
+        "hash sample of about this many of its rows, one rate for all; 0 scores every row.",
     )
     cohort_min_frauds: int = Field(
-        default=CohortFloors.min_frauds, description="Cohorts with fewer test frauds are reported but not held to the floors."
+        default=CohortFloors.min_frauds,
+        description="Cohorts with fewer test frauds are reported but not held to the floors.",
     )
     cohort_min_savings_pct: float = Field(
         default=CohortFloors.min_savings_pct,
@@ -92,16 +92,32 @@ class EvaluationConfig(dg.Config):
     def floors(self) -> CohortFloors:
         """The cohort floors these settings describe."""
         return CohortFloors(
-            min_frauds=self.cohort_min_frauds, min_savings_pct=self.cohort_min_savings_pct,
-            min_recall=self.cohort_min_recall, min_calibration_ratio=self.cohort_min_calibration_ratio,
+            min_frauds=self.cohort_min_frauds,
+            min_savings_pct=self.cohort_min_savings_pct,
+            min_recall=self.cohort_min_recall,
+            min_calibration_ratio=self.cohort_min_calibration_ratio,
         )
 
 
 COHORT_COLUMNS = [
-    "cohort", "value", "n_transactions", "n_frauds", "total_cost", "savings_vs_approve_all_pct",
-    "savings_vs_approve_all_pct_low", "savings_vs_approve_all_pct_high", "average_precision",
-    "average_precision_low", "average_precision_high", "precision", "recall", "recall_low", "recall_high",
-    "mean_score", "observed_fraud_rate", "calibration_ratio",
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_frauds",
+    "total_cost",
+    "savings_vs_approve_all_pct",
+    "savings_vs_approve_all_pct_low",
+    "savings_vs_approve_all_pct_high",
+    "average_precision",
+    "average_precision_low",
+    "average_precision_high",
+    "precision",
+    "recall",
+    "recall_low",
+    "recall_high",
+    "mean_score",
+    "observed_fraud_rate",
+    "calibration_ratio",
 ]
 
 
@@ -129,13 +145,18 @@ def model_evaluation(
         test["alert"] = test["score"] >= fraud_model.threshold
         replace_tables(
             con,
-            {"evaluation_scores": "SELECT transaction_id, 'test' AS split, score, alert FROM scored ORDER BY transaction_id"},
+            {
+                "evaluation_scores": "SELECT transaction_id, 'test' AS split, score, alert FROM scored ORDER BY transaction_id"
+            },
             sources={"scored": test[["transaction_id", "score", "alert"]]},
         )
     cost_model = costs.cost_model()
     rule = rule_baseline(
-        validation["amount"].to_numpy(), validation["is_fraud"].to_numpy(),
-        test["amount"].to_numpy(), test["is_fraud"].to_numpy(), cost_model,
+        validation["amount"].to_numpy(),
+        validation["is_fraud"].to_numpy(),
+        test["amount"].to_numpy(),
+        test["is_fraud"].to_numpy(),
+        cost_model,
     )
     headline = evaluate_decisions(
         test, fraud_model.threshold, cost_model, rule["amount_threshold"], config.daily_review_capacity
@@ -144,10 +165,15 @@ def model_evaluation(
     cohorts = _cohort_rows(test, threshold, cost_model, rule["amount_threshold"], config)
     train_headline = window_headline(train, threshold, cost_model)
     # The train window is in-sample (its "within" includes overfitting); validation is the out-of-sample reference.
-    decomposition = decompose(_cohort_metrics(train, threshold, cost_model, rule["amount_threshold"]), cohorts,
-                              train_headline, headline)
-    decomposition_validation = decompose(_cohort_metrics(validation, threshold, cost_model, rule["amount_threshold"]),
-                                         cohorts, window_headline(validation, threshold, cost_model), headline)
+    decomposition = decompose(
+        _cohort_metrics(train, threshold, cost_model, rule["amount_threshold"]), cohorts, train_headline, headline
+    )
+    decomposition_validation = decompose(
+        _cohort_metrics(validation, threshold, cost_model, rule["amount_threshold"]),
+        cohorts,
+        window_headline(validation, threshold, cost_model),
+        headline,
+    )
     evaluation = ModelEvaluation(
         **{k: plain(v) for k, v in headline.items()},
         model_version=fraud_model.version,
@@ -166,7 +192,8 @@ def model_evaluation(
             "cohorts": dg.MetadataValue.md(markdown_table(cohorts, COHORT_COLUMNS)),
             "decomposition_train_to_test": dg.MetadataValue.md(markdown_table(decomposition, DECOMPOSITION_COLUMNS)),
             "decomposition_validation_to_test": dg.MetadataValue.md(
-                markdown_table(decomposition_validation, DECOMPOSITION_COLUMNS)),
+                markdown_table(decomposition_validation, DECOMPOSITION_COLUMNS)
+            ),
         }
     )
     return evaluation
@@ -180,30 +207,42 @@ def _cohort_metrics(frame: pd.DataFrame, threshold: float, cost_model, rule_amou
     ).to_dict(orient="records")
 
 
-def _cohort_rows(frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float,
-                 config: EvaluationConfig) -> list[dict]:
+def _cohort_rows(
+    frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float, config: EvaluationConfig
+) -> list[dict]:
     """Every cohort's decision metrics joined with its calibration and, where small, bootstrap intervals."""
     tables = []
     for spec in DEFAULT_COHORTS:
         metrics = cohort_table(frame, threshold, cost_model, rule_amount_threshold, spec)
-        details = cohort_details(frame, threshold, cost_model, spec, config.bootstrap_resamples,
-                                 config.bootstrap_max_frauds, config.bootstrap_seed)
+        details = cohort_details(
+            frame,
+            threshold,
+            cost_model,
+            spec,
+            config.bootstrap_resamples,
+            config.bootstrap_max_frauds,
+            config.bootstrap_seed,
+        )
         tables.append(metrics.merge(details, on=["cohort", "value"], how="left"))
     return pd.concat(tables, ignore_index=True).to_dict(orient="records")
-
 
 
 class OutageConfig(dg.Config):
     """The outage to replay."""
 
-    share: float = Field(default=0.5, description="Share of active users' peak-hour transactions whose history is unavailable.")
+    share: float = Field(
+        default=0.5, description="Share of active users' peak-hour transactions whose history is unavailable."
+    )
     n_peak_hours: int = Field(default=6, description="The busiest UTC hours of the test window are the outage hours.")
     seed: int = Field(default=0, description="Seed choosing the affected transactions.")
 
 
 @dg.asset(group_name="evaluation", deps=["training_set"], pool=DUCKDB_POOL)
 def outage_replay(
-    context: dg.AssetExecutionContext, config: OutageConfig, fraud_model: Candidate, duckdb: DuckDBResource,
+    context: dg.AssetExecutionContext,
+    config: OutageConfig,
+    fraud_model: Candidate,
+    duckdb: DuckDBResource,
     costs: CostSettings,
 ) -> dict:
     """Test-window decisions under a simulated peak-hour feature outage, beside the same rows with full history."""
@@ -212,19 +251,32 @@ def outage_replay(
     models = ScoringModels.from_candidate(fraud_model.as_dict())
     hours = peak_hours(test, config.n_peak_hours)
     report = replay_outage(test, config.share, hours, config.seed, models, costs.cost_model())
-    report.update({"peak_hours": hours, "share": config.share, "model_version": fraud_model.version,
-                   "policy": POLICY})
-    context.add_output_metadata({
-        "outage": dg.MetadataValue.md(markdown_table(
-            [{"measure": k, "value": v} for k, v in report.items() if isinstance(v, (int, float))])),
-        "policy": dg.MetadataValue.json(POLICY),
-        "peak_hours_utc": str(hours),
-    })
+    report.update({"peak_hours": hours, "share": config.share, "model_version": fraud_model.version, "policy": POLICY})
+    context.add_output_metadata(
+        {
+            "outage": dg.MetadataValue.md(
+                markdown_table([{"measure": k, "value": v} for k, v in report.items() if isinstance(v, (int, float))])
+            ),
+            "policy": dg.MetadataValue.json(POLICY),
+            "peak_hours_utc": str(hours),
+        }
+    )
     return report
 
 
-FOLD_COLUMNS = ["fold", "test_start", "test_end", "n_transactions", "n_frauds", "threshold",
-                "savings_vs_approve_all_pct", "average_precision", "recall", "precision", "cost_per_transaction"]
+FOLD_COLUMNS = [
+    "fold",
+    "test_start",
+    "test_end",
+    "n_transactions",
+    "n_frauds",
+    "threshold",
+    "savings_vs_approve_all_pct",
+    "average_precision",
+    "recall",
+    "precision",
+    "cost_per_transaction",
+]
 
 
 class BacktestConfig(dg.Config):
@@ -237,11 +289,14 @@ class BacktestConfig(dg.Config):
     warmup_days: int = Field(default=30, description="Days after the first transaction before training may start.")
     min_train_days: int = Field(default=21, description="Fewest training days for a fold to count.")
     spread_n_std: float = Field(
-        default=2.0, description="Warn when the candidate's test savings or AP is more than this many fold std below the fold mean."
+        default=2.0,
+        description="Warn when the candidate's test savings or AP is more than this many fold std below the fold mean.",
     )
 
 
-@dg.asset(group_name="evaluation", deps=["training_set"], kinds={"lightgbm"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
+@dg.asset(
+    group_name="evaluation", deps=["training_set"], kinds={"lightgbm"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY
+)
 def backtest(
     context: dg.AssetExecutionContext,
     config: BacktestConfig,
@@ -258,35 +313,67 @@ def backtest(
     folds, cohort_rows = [], []
     with duckdb.get_connection() as con:
         first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
-        plans = rolling_windows(current.as_of, current.horizon_days, first, last, config.n_folds, config.train_days,
-                                config.validation_days, config.test_days, config.warmup_days, config.min_train_days)
+        plans = rolling_windows(
+            current.as_of,
+            current.horizon_days,
+            first,
+            last,
+            config.n_folds,
+            config.train_days,
+            config.validation_days,
+            config.test_days,
+            config.warmup_days,
+            config.min_train_days,
+        )
         for index, windows in enumerate(plans):
             sql, params_sql = training_set_sql(windows)
             # each split read on its own, one fold at a time: at 10M a fold is about 3.7M rows, and a
             # frame of them all plus its split copies held about 2.5 GiB more at the peak
-            splits = {name: fetch_frame(con, f"SELECT * FROM ({sql}) WHERE split = $split ORDER BY transaction_id",
-                                        {**params_sql, "split": name})
-                      for name in windows.splits()}
-            headline, cohorts = run_fold(splits, params, cost_model, model_evaluation.rule_amount_threshold,
-                                         model_evaluation.review_capacity_k, DEFAULT_COHORTS[0])
+            splits = {
+                name: fetch_frame(
+                    con,
+                    f"SELECT * FROM ({sql}) WHERE split = $split ORDER BY transaction_id",
+                    {**params_sql, "split": name},
+                )
+                for name in windows.splits()
+            }
+            headline, cohorts = run_fold(
+                splits,
+                params,
+                cost_model,
+                model_evaluation.rule_amount_threshold,
+                model_evaluation.review_capacity_k,
+                DEFAULT_COHORTS[0],
+            )
             del splits
             folds.append(fold_row(index, windows, headline))
             cohort_rows += [{"fold": index, **row} for row in cohorts]
     summary = spread(folds)
     findings = spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std)
-    context.add_output_metadata({
-        "folds": dg.MetadataValue.md(markdown_table(folds, FOLD_COLUMNS)),
-        "spread": dg.MetadataValue.md(markdown_table([{"metric": k, **v} for k, v in summary.items()])),
-        "fold_cohorts": dg.MetadataValue.md(markdown_table(
-            cohort_rows, ["fold", "cohort", "value", "n_transactions", "n_frauds", "recall", "savings_vs_approve_all_pct"])),
-        "n_folds": len(folds),
-        "savings_pct_mean": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["mean"]),
-        "savings_pct_std": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["std"]),
-        "average_precision_mean": dg.MetadataValue.float(summary["average_precision"]["mean"]),
-        "average_precision_std": dg.MetadataValue.float(summary["average_precision"]["std"]),
-    })
-    return {"folds": folds, "spread": summary, "cohorts": plain_rows(cohort_rows), "findings": findings,
-            "spread_n_std": config.spread_n_std}
+    context.add_output_metadata(
+        {
+            "folds": dg.MetadataValue.md(markdown_table(folds, FOLD_COLUMNS)),
+            "spread": dg.MetadataValue.md(markdown_table([{"metric": k, **v} for k, v in summary.items()])),
+            "fold_cohorts": dg.MetadataValue.md(
+                markdown_table(
+                    cohort_rows,
+                    ["fold", "cohort", "value", "n_transactions", "n_frauds", "recall", "savings_vs_approve_all_pct"],
+                )
+            ),
+            "n_folds": len(folds),
+            "savings_pct_mean": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["mean"]),
+            "savings_pct_std": dg.MetadataValue.float(summary["savings_vs_approve_all_pct"]["std"]),
+            "average_precision_mean": dg.MetadataValue.float(summary["average_precision"]["mean"]),
+            "average_precision_std": dg.MetadataValue.float(summary["average_precision"]["std"]),
+        }
+    )
+    return {
+        "folds": folds,
+        "spread": summary,
+        "cohorts": plain_rows(cohort_rows),
+        "findings": findings,
+        "spread_n_std": config.spread_n_std,
+    }
 
 
 @dg.asset(group_name="evaluation", deps=["training_set"], kinds={"html"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
@@ -306,8 +393,9 @@ def evaluation_report(
                WHERE t.split = 'test' ORDER BY transaction_id"""
         ).fetchnumpy()
         verdicts = evaluate_gates(con, fraud_model.windows, fraud_model, model_evaluation, gates)
-    html, plots = build_report(fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts],
-                               population_drift)
+    html, plots = build_report(
+        fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts], population_drift
+    )
     path = registry.store().write_report(fraud_model.version, html)
     context.log.info(f"evaluation report of {fraud_model.version} written to {path} ({len(html) / 1024:.0f} KiB)")
     return dg.MaterializeResult(
@@ -316,10 +404,14 @@ def evaluation_report(
             "report_url": dg.MetadataValue.url(path.resolve().as_uri()),
             "model_version": fraud_model.version,
             "report_kib": round(len(html) / 1024, 1),
-            "precision_recall_curve": dg.MetadataValue.md(markdown_image(plots["Precision-recall on the test window"],
-                                                                         "precision-recall curve")),
+            "precision_recall_curve": dg.MetadataValue.md(
+                markdown_image(plots["Precision-recall on the test window"], "precision-recall curve")
+            ),
             "cohort_metrics": dg.MetadataValue.md(markdown_image(plots["Per-cohort metrics"], "per-cohort metrics")),
-            **({"feature_drift": dg.MetadataValue.md(markdown_image(plots["Feature drift (PSI)"], "feature drift"))}
-               if "Feature drift (PSI)" in plots else {}),
+            **(
+                {"feature_drift": dg.MetadataValue.md(markdown_image(plots["Feature drift (PSI)"], "feature drift"))}
+                if "Feature drift (PSI)" in plots
+                else {}
+            ),
         }
     )

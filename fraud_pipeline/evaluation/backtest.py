@@ -49,14 +49,18 @@ def run_fold(
     """
     model = train_model(splits["train"], splits["validation"], FEATURE_NAMES, CATEGORICAL_FEATURES, params)
     validation = splits["validation"]
-    threshold = float(choose_threshold(
-        score(model, validation), validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), cost_model
-    ).threshold)
+    threshold = float(
+        choose_threshold(
+            score(model, validation), validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), cost_model
+        ).threshold
+    )
     test = splits["test"].copy()
     test["score"] = score(model, test)
     headline = evaluate_decisions(test, threshold, cost_model, rule_amount_threshold, daily_review_capacity)
     headline["threshold"] = threshold
-    headline["cost_per_transaction"] = headline["total_cost"] / headline["n_transactions"] if headline["n_transactions"] else math.nan
+    headline["cost_per_transaction"] = (
+        headline["total_cost"] / headline["n_transactions"] if headline["n_transactions"] else math.nan
+    )
     cohorts = cohort_table(test, threshold, cost_model, rule_amount_threshold, cohort).to_dict(orient="records")
     return headline, cohorts
 
@@ -111,5 +115,7 @@ def spread_findings(folds: list[dict], summary: dict[str, dict], candidate: dict
             continue
         floor = stats["mean"] - n_std * stats["std"]
         if value < floor:
-            findings.append(f"candidate {metric} {value:.3f} < fold mean {stats['mean']:.3f} - {n_std:g} std ({floor:.3f})")
+            findings.append(
+                f"candidate {metric} {value:.3f} < fold mean {stats['mean']:.3f} - {n_std:g} std ({floor:.3f})"
+            )
     return findings

@@ -1,6 +1,5 @@
 """Blocking checks on the evaluation: cost against baselines, cohort floors, the outage replay; and the backtest's spread."""
 
-
 import dagster as dg
 
 from fraud_pipeline.deployment.gates import cohort_floor_gate, cost_gate
@@ -23,9 +22,7 @@ def cost_beats_baselines(model_evaluation: ModelEvaluation, gates: DeployGates) 
 @dg.asset_check(asset="model_evaluation", blocking=True)
 def cohort_floors(model_evaluation: ModelEvaluation) -> dg.AssetCheckResult:
     """Every cohort with enough test frauds meets the savings, recall and calibration floors."""
-    return gate_check_result(
-        cohort_floor_gate(model_evaluation.cohorts, model_evaluation.cohort_floors)
-    )
+    return gate_check_result(cohort_floor_gate(model_evaluation.cohorts, model_evaluation.cohort_floors))
 
 
 #: How far (either way) the affected frauds' mean score may move before a misread outage counts: a
@@ -52,6 +49,7 @@ def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(findings) or f"{len(backtest['folds'])} folds save money on average and the candidate is within their spread",
+        description="; ".join(findings)
+        or f"{len(backtest['folds'])} folds save money on average and the candidate is within their spread",
         metadata={"findings": dg.MetadataValue.json(findings)},
     )

@@ -188,6 +188,7 @@ def shift_share(old: list[dict], new: list[dict], value_key: str, weight_key: st
         on one side only contributes all of its weight change to ``mix``. Cohorts whose value is
         undefined (NaN) on a side are left out of that side.
     """
+
     def shares(rows: list[dict]) -> dict:
         usable = {r["value"]: r for r in rows if r.get(value_key) == r.get(value_key) and r.get(value_key) is not None}
         total = sum(float(r[weight_key]) for r in usable.values())
@@ -204,8 +205,17 @@ def shift_share(old: list[dict], new: list[dict], value_key: str, weight_key: st
             mix, within = -w_old * m_old, 0.0
         else:
             mix, within = (w_new - w_old) * m_old, w_new * (m_new - m_old)
-        parts.append({"value": key, "weight_old": w_old, "weight_new": w_new, "metric_old": m_old, "metric_new": m_new,
-                      "mix": mix, "within": within})
+        parts.append(
+            {
+                "value": key,
+                "weight_old": w_old,
+                "weight_new": w_new,
+                "metric_old": m_old,
+                "metric_new": m_new,
+                "mix": mix,
+                "within": within,
+            }
+        )
     old_total = sum(w * m for w, m in before.values())
     new_total = sum(w * m for w, m in after.values())
     return {
@@ -245,16 +255,18 @@ def decompose(old_cohorts: list[dict], new_cohorts: list[dict], old_headline: di
             headline_old = _headline(old_headline, metric)
             headline_new = _headline(new_headline, metric)
             change = headline_new - headline_old
-            rows.append({
-                "cohort": name,
-                "metric": metric,
-                "old": headline_old,
-                "new": headline_new,
-                "change": change,
-                "mix": split["mix"],
-                "within": split["within"],
-                "cross_cohort": change - split["mix"] - split["within"],
-            })
+            rows.append(
+                {
+                    "cohort": name,
+                    "metric": metric,
+                    "old": headline_old,
+                    "new": headline_new,
+                    "change": change,
+                    "mix": split["mix"],
+                    "within": split["within"],
+                    "cross_cohort": change - split["mix"] - split["within"],
+                }
+            )
     return rows
 
 
@@ -307,14 +319,19 @@ def projected_mix_effect(test_cohorts: list[dict], current_mix: list[dict]) -> l
         current = [r for r in current_mix if r["cohort"] == name]
         total = sum(r["n_current"] for r in current)
         unpriced = sum(r["n_current"] for r in current if r["value"] not in cost)
-        priced = [{"value": r["value"], "n_transactions": r["n_current"], "cost_per_transaction": cost[r["value"]]}
-                  for r in current if r["value"] in cost]
+        priced = [
+            {"value": r["value"], "n_transactions": r["n_current"], "cost_per_transaction": cost[r["value"]]}
+            for r in current
+            if r["value"] in cost
+        ]
         split = shift_share(test, priced, "cost_per_transaction", "n_transactions")
-        rows.append({
-            "cohort": name,
-            "test_cost_per_transaction": split["old"],
-            "projected_cost_per_transaction": split["new"],
-            "mix_change": split["change"],
-            "unpriced_share": unpriced / total if total else math.nan,
-        })
+        rows.append(
+            {
+                "cohort": name,
+                "test_cost_per_transaction": split["old"],
+                "projected_cost_per_transaction": split["new"],
+                "mix_change": split["change"],
+                "unpriced_share": unpriced / total if total else math.nan,
+            }
+        )
     return rows

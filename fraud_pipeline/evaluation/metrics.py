@@ -28,9 +28,22 @@ UNKNOWN = "unknown"
 OUT_OF_RANGE = "out_of_range"
 #: Metric columns of a cohort table row, after cohort and value.
 COHORT_METRICS = (
-    "n_transactions", "n_frauds", "fraud_rate", "total_cost", "approve_all_cost", "rule_cost",
-    "savings_vs_approve_all", "savings_vs_approve_all_pct", "savings_vs_rule", "average_precision", "roc_auc",
-    "precision", "recall", "f1", "n_alerts", "alert_rate",
+    "n_transactions",
+    "n_frauds",
+    "fraud_rate",
+    "total_cost",
+    "approve_all_cost",
+    "rule_cost",
+    "savings_vs_approve_all",
+    "savings_vs_approve_all_pct",
+    "savings_vs_rule",
+    "average_precision",
+    "roc_auc",
+    "precision",
+    "recall",
+    "f1",
+    "n_alerts",
+    "alert_rate",
 )
 
 
@@ -297,8 +310,11 @@ def cohort_table(
     rows = dict(list(frame.groupby(assign_cohort(frame, spec), sort=False)))
     return pd.DataFrame(
         [
-            {"cohort": spec.name, "value": value,
-             **_decision_metrics(rows[value], threshold, cost_model, rule_amount_threshold)}
+            {
+                "cohort": spec.name,
+                "value": value,
+                **_decision_metrics(rows[value], threshold, cost_model, rule_amount_threshold),
+            }
             for value in _cohort_order(pd.Index(rows), spec)
         ],
         columns=["cohort", "value", *COHORT_METRICS],

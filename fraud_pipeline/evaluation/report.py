@@ -20,9 +20,22 @@ if TYPE_CHECKING:
 
 #: Headline metrics shown first, in this order, when present.
 HEADLINE_ORDER = (
-    "total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_approve_all_pct",
-    "savings_vs_rule", "average_precision", "roc_auc", "precision", "recall", "f1", "n_alerts",
-    "user_precision_at_k", "n_transactions", "n_frauds", "threshold",
+    "total_cost",
+    "approve_all_cost",
+    "rule_cost",
+    "savings_vs_approve_all",
+    "savings_vs_approve_all_pct",
+    "savings_vs_rule",
+    "average_precision",
+    "roc_auc",
+    "precision",
+    "recall",
+    "f1",
+    "n_alerts",
+    "user_precision_at_k",
+    "n_transactions",
+    "n_frauds",
+    "threshold",
 )
 
 
@@ -107,18 +120,25 @@ def render_report(
         f"<h1>{escape(title)}</h1>",
     ]
     if facts:
-        parts.append("<ul>" + "".join(f"<li><b>{escape(str(k))}</b>: {escape(format_value(v))}</li>"
-                                      for k, v in facts.items()) + "</ul>")
+        parts.append(
+            "<ul>"
+            + "".join(f"<li><b>{escape(str(k))}</b>: {escape(format_value(v))}</li>" for k, v in facts.items())
+            + "</ul>"
+        )
     if gates is not None:
         verdict = all(g["passed"] for g in gates)
-        parts.append(f'<h2>Deploy gates: <span class="{"pass" if verdict else "fail"}">'
-                     f'{"all pass" if verdict else "blocked"}</span></h2>')
+        parts.append(
+            f'<h2>Deploy gates: <span class="{"pass" if verdict else "fail"}">'
+            f"{'all pass' if verdict else 'blocked'}</span></h2>"
+        )
         parts.append(_gates_table(gates))
     parts.append("<h2>Headline metrics (test window)</h2>")
     parts.append(html_table([{"metric": k, "value": headline[k]} for k in keys], ["metric", "value"]))
     for caption, png in plots.items():
         parts.append(f"<h2>{escape(caption)}</h2>")
-        parts.append(f'<img alt="{escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
+        parts.append(
+            f'<img alt="{escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        )
     for caption, rows in (tables or {}).items():
         parts.append(f"<h2>{escape(caption)}</h2>")
         parts.append(html_table(rows))
@@ -128,8 +148,15 @@ def render_report(
 
 #: Columns of the per-cohort table in the report.
 COHORT_COLUMNS = (
-    "cohort", "value", "n_transactions", "n_frauds", "total_cost", "savings_vs_approve_all",
-    "average_precision", "precision", "recall",
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_frauds",
+    "total_cost",
+    "savings_vs_approve_all",
+    "average_precision",
+    "precision",
+    "recall",
 )
 
 

@@ -29,9 +29,21 @@ class CohortFloors:
 
 #: The headline metrics of the test window, in the order people read them.
 HEADLINE = (
-    "total_cost", "approve_all_cost", "rule_cost", "savings_vs_approve_all", "savings_vs_approve_all_pct",
-    "savings_vs_rule", "average_precision", "roc_auc", "precision", "recall", "f1", "n_alerts",
-    "user_precision_at_k", "n_transactions", "n_frauds",
+    "total_cost",
+    "approve_all_cost",
+    "rule_cost",
+    "savings_vs_approve_all",
+    "savings_vs_approve_all_pct",
+    "savings_vs_rule",
+    "average_precision",
+    "roc_auc",
+    "precision",
+    "recall",
+    "f1",
+    "n_alerts",
+    "user_precision_at_k",
+    "n_transactions",
+    "n_frauds",
 )
 
 

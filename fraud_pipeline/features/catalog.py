@@ -16,7 +16,6 @@ aggregates over the same window; every other aggregate over no history (sum, mea
 since) is NULL, never 0 and never an average.
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,34 +64,56 @@ def _feature_catalog() -> tuple[Feature, ...]:
         Feature("mcc", "attribute", "Merchant category code.", categorical=True, history=False),
         Feature("country", "attribute", "Merchant country / region.", categorical=True, history=False),
         Feature("hour_of_day", "attribute", "UTC hour of the transaction.", history=False),
-        Feature("account_age_days", "aggregate", "Days since the account was created (NULL if the user is unknown).",
-                partner=None, history=False),
+        Feature(
+            "account_age_days",
+            "aggregate",
+            "Days since the account was created (NULL if the user is unknown).",
+            partner=None,
+            history=False,
+        ),
     ]
     for window in WINDOWS:
         partner = f"n_prior_tx_{window}"
         features += [
             Feature(partner, "count", f"User's transactions in the {window} before t."),
             Feature(f"sum_amount_{window}", "aggregate", f"User's spend in the {window} before t.", partner=partner),
-            Feature(f"mean_amount_{window}", "aggregate", f"User's mean amount in the {window} before t.",
-                    partner=partner),
+            Feature(
+                f"mean_amount_{window}", "aggregate", f"User's mean amount in the {window} before t.", partner=partner
+            ),
         ]
     features += [
-        Feature("seconds_since_prev_tx", "aggregate",
-                "Seconds since the user's previous transaction in the 30d before t.", partner="n_prior_tx_30d"),
-        Feature("amount_to_mean_30d", "aggregate", "Amount divided by the user's 30d mean amount.",
-                partner="n_prior_tx_30d"),
+        Feature(
+            "seconds_since_prev_tx",
+            "aggregate",
+            "Seconds since the user's previous transaction in the 30d before t.",
+            partner="n_prior_tx_30d",
+        ),
+        Feature(
+            "amount_to_mean_30d", "aggregate", "Amount divided by the user's 30d mean amount.", partner="n_prior_tx_30d"
+        ),
     ]
     for window in CHARGEBACK_WINDOWS:
-        features.append(Feature(f"n_prior_chargebacks_{window}", "count",
-                                f"Chargebacks on the user's transactions reported in the {window} before t."))
+        features.append(
+            Feature(
+                f"n_prior_chargebacks_{window}",
+                "count",
+                f"Chargebacks on the user's transactions reported in the {window} before t.",
+            )
+        )
     features += [
         Feature("n_merchant_tx_30d", "count", "Merchant's transactions in the 30d before t (rate denominator)."),
         Feature("n_merchant_chargebacks_30d", "count", "Chargebacks on the merchant reported in the 30d before t."),
-        Feature("merchant_chargeback_rate_30d", "aggregate",
-                "Merchant chargebacks reported / merchant transactions, both over the 30d before t.",
-                partner="n_merchant_tx_30d"),
-        Feature(f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}", "count",
-                f"User's transactions at this merchant in the {FAMILIARITY_WINDOW} before t."),
+        Feature(
+            "merchant_chargeback_rate_30d",
+            "aggregate",
+            "Merchant chargebacks reported / merchant transactions, both over the 30d before t.",
+            partner="n_merchant_tx_30d",
+        ),
+        Feature(
+            f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}",
+            "count",
+            f"User's transactions at this merchant in the {FAMILIARITY_WINDOW} before t.",
+        ),
     ]
     return tuple(features)
 

@@ -1,6 +1,5 @@
 """Checks on the features: point in time (oracle, future independence) and absence (missingness contracts, default signals)."""
 
-
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -41,7 +40,8 @@ def features_match_oracle(config: OracleConfig, duckdb: DuckDBResource) -> dg.As
         passed=mismatches.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"{len(mismatches)} mismatching values over {compared} transactions" if len(mismatches)
+            f"{len(mismatches)} mismatching values over {compared} transactions"
+            if len(mismatches)
             else f"{compared} transactions recomputed naively, all values equal"
         ),
         metadata={
@@ -57,7 +57,8 @@ class FutureConfig(dg.Config):
     """Where the future is cut off for the future-independence check."""
 
     holdout_days: int = Field(
-        default=30, description="The cutoff lies this many days before the newest transaction; later records are removed."
+        default=30,
+        description="The cutoff lies this many days before the newest transaction; later records are removed.",
     )
 
 
@@ -79,7 +80,8 @@ def features_ignore_the_future(config: FutureConfig, duckdb: DuckDBResource) -> 
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"{outcome['changed_rows']} of {outcome['compared']} rows before {cutoff:%Y-%m-%d} change when later "
-            f"records are removed: {outcome['changed_by_feature']}" if failed
+            f"records are removed: {outcome['changed_by_feature']}"
+            if failed
             else f"all {outcome['compared']} rows before {cutoff:%Y-%m-%d} are unchanged without the later records"
         ),
         metadata={
@@ -110,19 +112,25 @@ def training_set_missingness_contract(duckdb: DuckDBResource) -> dg.AssetCheckRe
 class DefaultSignalConfig(dg.Config):
     """When a frequent value counts as standing in for absence."""
 
-    max_fill_share: float = Field(default=DetectorSettings.max_fill_share,
-                                  description="Highest share of no-history rows that may hold one value.")
-    min_share: float = Field(default=DetectorSettings.min_share,
-                             description="For features without a partner: share of rows a filler must hold to be examined.")
-    label_ratio: float = Field(default=DetectorSettings.label_ratio,
-                               description="For those: label-rate ratio (either way) that flags a filler-looking value.")
+    max_fill_share: float = Field(
+        default=DetectorSettings.max_fill_share, description="Highest share of no-history rows that may hold one value."
+    )
+    min_share: float = Field(
+        default=DetectorSettings.min_share,
+        description="For features without a partner: share of rows a filler must hold to be examined.",
+    )
+    label_ratio: float = Field(
+        default=DetectorSettings.label_ratio,
+        description="For those: label-rate ratio (either way) that flags a filler-looking value.",
+    )
 
 
 @dg.asset_check(asset="training_set", blocking=True, pool=DUCKDB_POOL)
 def no_default_signal(config: DefaultSignalConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """No feature carries a value standing in for absence (a zero- or mean-filled history feature)."""
-    settings = DetectorSettings(max_fill_share=config.max_fill_share, min_share=config.min_share,
-                                label_ratio=config.label_ratio)
+    settings = DetectorSettings(
+        max_fill_share=config.max_fill_share, min_share=config.min_share, label_ratio=config.label_ratio
+    )
     with duckdb.get_connection() as con:
         verdicts = detect_default_signals(con, "training_set", settings=settings)
     flagged = [v for v in verdicts if v["flagged"]]
@@ -132,8 +140,20 @@ def no_default_signal(config: DefaultSignalConfig, duckdb: DuckDBResource) -> dg
         description="; ".join(f"{v['feature']}: {v['why']}" for v in flagged) or "no value stands in for absence",
         metadata={
             "flagged": [v["feature"] for v in flagged],
-            "verdicts": dg.MetadataValue.md(markdown_table(
-                verdicts, ["feature", "flagged", "value", "share", "no_history_rows", "fill_share_of_no_history",
-                           "label_rate_ratio", "why"])),
+            "verdicts": dg.MetadataValue.md(
+                markdown_table(
+                    verdicts,
+                    [
+                        "feature",
+                        "flagged",
+                        "value",
+                        "share",
+                        "no_history_rows",
+                        "fill_share_of_no_history",
+                        "label_rate_ratio",
+                        "why",
+                    ],
+                )
+            ),
         },
     )

@@ -88,10 +88,19 @@ def measures(contracts: tuple[FeatureContract, ...] = CONTRACTS) -> list[Measure
             bounds = [f"{f} < {low!r}"] + ([f"{f} > {high!r}"] if high != INF else [])
             out.append(Measure(f"{f}__out_of_range", f, "value_range", 0, 0, " OR ".join(bounds)))
         if c.partner:
-            out.append(Measure(f"{f}__null_with_history", f, "partner_explains_null", 0, 0,
-                               f"{f} IS NULL AND {c.partner} > 0"))
-            out.append(Measure(f"{f}__value_without_history", f, "no_sentinel_for_absence", 0, 0,
-                               f"{f} IS NOT NULL AND {c.partner} = 0"))
+            out.append(
+                Measure(f"{f}__null_with_history", f, "partner_explains_null", 0, 0, f"{f} IS NULL AND {c.partner} > 0")
+            )
+            out.append(
+                Measure(
+                    f"{f}__value_without_history",
+                    f,
+                    "no_sentinel_for_absence",
+                    0,
+                    0,
+                    f"{f} IS NOT NULL AND {c.partner} = 0",
+                )
+            )
     return out
 
 
@@ -111,5 +120,7 @@ def aggregate_sql(table: str, contracts: tuple[FeatureContract, ...] = CONTRACTS
 def violation_sample_sql(table: str, measure: Measure, limit: int = 5) -> str:
     """A few rows that break a row-level rule, for the check's metadata."""
     contract = next(c for c in CONTRACTS if c.feature == measure.feature)
-    columns = ", ".join(dict.fromkeys(["transaction_id", measure.feature] + ([contract.partner] if contract.partner else [])))
+    columns = ", ".join(
+        dict.fromkeys(["transaction_id", measure.feature] + ([contract.partner] if contract.partner else []))
+    )
     return f"SELECT {columns} FROM {table} WHERE {measure.violation_sql} ORDER BY transaction_id LIMIT {int(limit)}"

@@ -88,8 +88,11 @@ def judge(feature: str, profile: dict | None, settings: DetectorSettings) -> dic
     if no_history is not None:
         if no_history >= settings.min_no_history_rows and fill_share > settings.max_fill_share:
             reasons.append(f"{fill_share:.0%} of the {no_history} rows without upstream history hold {value!r}")
-    elif share >= settings.min_share and looks_filled and ratio is not None and (
-        ratio >= settings.label_ratio or ratio <= 1 / settings.label_ratio
+    elif (
+        share >= settings.min_share
+        and looks_filled
+        and ratio is not None
+        and (ratio >= settings.label_ratio or ratio <= 1 / settings.label_ratio)
     ):
         reasons.append(f"{share:.0%} of rows hold the filler-looking {value!r} with label rate {ratio:.2f}x the rest")
     return {
@@ -105,8 +108,9 @@ def judge(feature: str, profile: dict | None, settings: DetectorSettings) -> dic
     }
 
 
-def detect_default_signals(con, table: str, label: str | None = "is_fraud",
-                           settings: DetectorSettings = DetectorSettings()) -> list[dict]:
+def detect_default_signals(
+    con, table: str, label: str | None = "is_fraud", settings: DetectorSettings = DetectorSettings()
+) -> list[dict]:
     """Profiles every candidate feature of ``table`` and returns one verdict per feature."""
     verdicts = []
     for feature, partner in candidate_features():

@@ -313,8 +313,10 @@ def history_features(
         merchant_cb = pool.submit(_event_counts, merchants, chargeback_merchant, chargeback_ts, merchant_width)
         by_window = {name: pool.submit(_user_window, sums, width) for name, width in windows.items()}
         gap = pool.submit(_user_gap, sums)
-        user_cb = {name: pool.submit(_event_counts, users, chargeback_user, chargeback_ts, width)
-                   for name, width in chargeback_windows.items()}
+        user_cb = {
+            name: pool.submit(_event_counts, users, chargeback_user, chargeback_ts, width)
+            for name, width in chargeback_windows.items()
+        }
 
         columns: dict[str, Column] = {}
         for name, task in by_window.items():
@@ -341,14 +343,20 @@ def history_features(
 
 
 def _empty_columns(
-    windows: dict[str, int], chargeback_windows: dict[str, int], merchant_window: tuple[str, int],
+    windows: dict[str, int],
+    chargeback_windows: dict[str, int],
+    merchant_window: tuple[str, int],
     familiarity_window: tuple[str, int],
 ) -> dict[str, Column]:
     m, f = merchant_window[0], familiarity_window[0]
     counts = [f"n_prior_tx_{w}" for w in windows] + [f"n_prior_chargebacks_{w}" for w in chargeback_windows]
     counts += [f"n_merchant_tx_{m}", f"n_merchant_chargebacks_{m}", f"n_prior_user_merchant_tx_{f}"]
     real = [f"{kind}_amount_{w}" for w in windows for kind in ("sum", "mean")]
-    real += ["seconds_since_prev_tx", f"amount_to_mean_{max(windows, key=windows.get)}", f"merchant_chargeback_rate_{m}"]
+    real += [
+        "seconds_since_prev_tx",
+        f"amount_to_mean_{max(windows, key=windows.get)}",
+        f"merchant_chargeback_rate_{m}",
+    ]
     columns = {name: Column(np.zeros(0, dtype=np.int64)) for name in counts}
     columns.update({name: Column(np.zeros(0), np.zeros(0, dtype=bool)) for name in real})
     return columns

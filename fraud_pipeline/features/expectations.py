@@ -87,8 +87,17 @@ def validate_contracts(con, table: str, sample_size: int = 5) -> ContractOutcome
         observed = frame.at[0, m.column]
         observed = None if pd.isna(observed) else float(observed)
         success = verdicts[m.column]
-        rows.append({"rule": m.rule, "feature": m.feature, "column": m.column, "low": m.low, "high": m.high,
-                     "observed": observed, "success": success})
+        rows.append(
+            {
+                "rule": m.rule,
+                "feature": m.feature,
+                "column": m.column,
+                "low": m.low,
+                "high": m.high,
+                "observed": observed,
+                "success": success,
+            }
+        )
         if not success and m.violation_sql:
             cur = con.execute(violation_sample_sql(table, m, sample_size))
             names = [d[0] for d in cur.description]

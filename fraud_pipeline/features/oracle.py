@@ -105,8 +105,7 @@ def compare_features(expected: pd.DataFrame, actual: pd.DataFrame, rel_tol: floa
     Returns:
         One row per mismatch: transaction_id, feature, expected, actual. Empty when they agree.
     """
-    merged = expected.merge(actual, on="transaction_id", how="outer", suffixes=("_expected", "_actual"),
-                            indicator=True)
+    merged = expected.merge(actual, on="transaction_id", how="outer", suffixes=("_expected", "_actual"), indicator=True)
     mismatches = []
     for _, row in merged.iterrows():
         if row["_merge"] != "both":
@@ -154,7 +153,9 @@ def sample_and_compare(con, sample_size: int, seed: int) -> tuple[int, pd.DataFr
         f"SELECT c.transaction_id, c.reported_at FROM chargebacks AS c JOIN ({related}) AS t USING (transaction_id) "
         "ORDER BY c.transaction_id"
     ).df()
-    users = con.execute("SELECT user_id, created_at FROM users WHERE user_id IN (SELECT user_id FROM oracle_sample)").df()
+    users = con.execute(
+        "SELECT user_id, created_at FROM users WHERE user_id IN (SELECT user_id FROM oracle_sample)"
+    ).df()
     ids = con.execute("SELECT transaction_id FROM oracle_sample ORDER BY transaction_id").fetchnumpy()["transaction_id"]
     actual = con.execute(
         "SELECT * FROM transaction_features WHERE transaction_id IN (SELECT transaction_id FROM oracle_sample)"

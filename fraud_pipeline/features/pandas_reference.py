@@ -25,9 +25,12 @@ def _count_before(left_times: pd.Series, left_keys: pd.DataFrame, events: pd.Dat
     ordered = events.sort_values([*keys, "time"], kind="stable").copy()
     ordered["cum"] = ordered.groupby(keys, sort=False).cumcount() + 1
     ordered = ordered.sort_values("time", kind="stable")
-    left = left_keys.assign(time=left_times.to_numpy(), row=np.arange(len(left_times))).sort_values("time", kind="stable")
-    merged = pd.merge_asof(left, ordered[[*keys, "time", "cum"]], on="time", by=keys,
-                           direction="backward", allow_exact_matches=False)
+    left = left_keys.assign(time=left_times.to_numpy(), row=np.arange(len(left_times))).sort_values(
+        "time", kind="stable"
+    )
+    merged = pd.merge_asof(
+        left, ordered[[*keys, "time", "cum"]], on="time", by=keys, direction="backward", allow_exact_matches=False
+    )
     # With ties in time, merge_asof returns the last tied row, whose cum is the highest: the count.
     counts = merged["cum"].fillna(0).to_numpy(dtype=np.int64)  # no event before t: a count of nothing is 0
     out = np.empty(len(left_times), dtype=np.int64)
@@ -74,7 +77,7 @@ def pandas_features(transactions: pd.DataFrame, chargebacks: pd.DataFrame, users
     earlier = previous.mask(same_time).groupby(by_user["user_id"]).ffill()
     earlier = earlier.where(earlier.notna() & (earlier < by_user["event_time"]))
     earlier.index = position
-    gap = (tx["event_time"].to_numpy() - earlier.loc[out["transaction_id"]].to_numpy())
+    gap = tx["event_time"].to_numpy() - earlier.loc[out["transaction_id"]].to_numpy()
     # bounded like every window: NULL when the user has no transaction in the 30d before t
     out["seconds_since_prev_tx"] = pd.Series(pd.to_timedelta(gap).total_seconds()).where(out["n_prior_tx_30d"] > 0)
 

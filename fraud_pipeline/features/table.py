@@ -49,8 +49,15 @@ def transaction_features_table(
     def column(name: str) -> np.ndarray:
         return rows[name].to_numpy()
 
-    computed = history_arrays(column("user_id"), column("merchant_id"), column("ts"), column("amount"),
-                              known["user_id"], known["merchant_id"], known["ts"])
+    computed = history_arrays(
+        column("user_id"),
+        column("merchant_id"),
+        column("ts"),
+        column("amount"),
+        known["user_id"],
+        known["merchant_id"],
+        known["ts"],
+    )
     output = {name: rows[name] for name in ("transaction_id", "user_id", "merchant_id", "event_time")}
     for name in FEATURE_NAMES:
         output[name] = computed[name] if name in computed else rows[name]
@@ -58,8 +65,13 @@ def transaction_features_table(
 
 
 def history_arrays(
-    user: np.ndarray, merchant: np.ndarray, ts: np.ndarray, amount: np.ndarray,
-    chargeback_user: np.ndarray, chargeback_merchant: np.ndarray, chargeback_ts: np.ndarray,
+    user: np.ndarray,
+    merchant: np.ndarray,
+    ts: np.ndarray,
+    amount: np.ndarray,
+    chargeback_user: np.ndarray,
+    chargeback_merchant: np.ndarray,
+    chargeback_ts: np.ndarray,
 ) -> dict[str, pa.Array]:
     """This project's history features (its windows) as Arrow arrays, NULL where a value is absent.
 
@@ -67,17 +79,29 @@ def history_arrays(
     per transaction in time order, times in epoch microseconds, and the chargebacks known at as_of.
     """
     computed = history_features(
-        user, merchant, ts, amount, chargeback_user, chargeback_merchant, chargeback_ts,
-        windows=WINDOWS, chargeback_windows=CHARGEBACK_WINDOWS,
+        user,
+        merchant,
+        ts,
+        amount,
+        chargeback_user,
+        chargeback_merchant,
+        chargeback_ts,
+        windows=WINDOWS,
+        chargeback_windows=CHARGEBACK_WINDOWS,
         merchant_window=(MERCHANT_WINDOW, WINDOWS[MERCHANT_WINDOW]),
         familiarity_window=(FAMILIARITY_WINDOW, WINDOWS[FAMILIARITY_WINDOW]),
     )
-    return {name: pa.array(column.values, mask=None if column.valid is None else ~column.valid)
-            for name, column in computed.items()}
+    return {
+        name: pa.array(column.values, mask=None if column.valid is None else ~column.valid)
+        for name, column in computed.items()
+    }
 
 
 def store_transaction_features(
-    con, table: str = "transaction_features", transactions: str = "transactions", chargebacks: str = "chargebacks",
+    con,
+    table: str = "transaction_features",
+    transactions: str = "transactions",
+    chargebacks: str = "chargebacks",
     users: str = "users",
 ) -> dict:
     """Computes :func:`transaction_features_table` and replaces ``table`` with it in one transaction.
@@ -89,5 +113,7 @@ def store_transaction_features(
     computed = transaction_features_table(con, transactions, chargebacks, users)
     replace_tables(con, {table: "SELECT * FROM computed_features"}, sources={"computed_features": computed})
     rows = computed.num_rows
-    return {"rows": rows,
-            "null_share": {f.name: (computed.column(f.name).null_count / rows if rows else 0.0) for f in FEATURES}}
+    return {
+        "rows": rows,
+        "null_share": {f.name: (computed.column(f.name).null_count / rows if rows else 0.0) for f in FEATURES},
+    }

@@ -27,11 +27,11 @@ MAX_FILE_ROWS = 100
 KNOWN_AT_AS_OF = {
     "users": f"SELECT {column_list('users')} FROM sim_users WHERE created_at < $as_of ORDER BY user_id",
     "transactions": f"""
-        SELECT {column_list('transactions')}
+        SELECT {column_list("transactions")}
         FROM sim_transactions WHERE event_time < $as_of ORDER BY transaction_id
     """,
     "chargebacks": f"""
-        SELECT {column_list('chargebacks')}
+        SELECT {column_list("chargebacks")}
         FROM sim_chargebacks WHERE reported_at < $as_of ORDER BY transaction_id
     """,
 }
@@ -63,18 +63,31 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
                     description=f"file refused, nothing of {day} written: {error}",
                     metadata={"file": error.path, "reason": error.reason, "days_landed_before": landed},
                 ) from None
-        quarantine = fetch_records(
-            con,
-            "SELECT day, file, row_number, \"column\", reason FROM quarantine WHERE stage = 'file' AND day IN "
-            f"(SELECT unnest(?::DATE[])) ORDER BY day, file, row_number LIMIT {QUARANTINE_SAMPLE}",
-            [[r.day for r in reports]],
-        ) if reports else []
+        quarantine = (
+            fetch_records(
+                con,
+                "SELECT day, file, row_number, \"column\", reason FROM quarantine WHERE stage = 'file' AND day IN "
+                f"(SELECT unnest(?::DATE[])) ORDER BY day, file, row_number LIMIT {QUARANTINE_SAMPLE}",
+                [[r.day for r in reports]],
+            )
+            if reports
+            else []
+        )
     if not reports:
         raise dg.Failure(description=f"no day folder under {folder} for {', '.join(absent)}")
     files = [
-        {"day": r.day.isoformat(), "kind": f.kind, "file": f.file, "rows_in": f.rows_in, "loaded": f.rows_loaded,
-         "quarantined": f.rows_quarantined, "unchanged": r.unchanged, "ignored_columns": ", ".join(f.ignored_columns)}
-        for r in reports for f in r.files
+        {
+            "day": r.day.isoformat(),
+            "kind": f.kind,
+            "file": f.file,
+            "rows_in": f.rows_in,
+            "loaded": f.rows_loaded,
+            "quarantined": f.rows_quarantined,
+            "unchanged": r.unchanged,
+            "ignored_columns": ", ".join(f.ignored_columns),
+        }
+        for r in reports
+        for f in r.files
     ]
     unchanged = [r.day.isoformat() for r in reports if r.unchanged]
     context.log.info(f"landed {len(reports)} day(s) from {folder}; unchanged (same files again): {unchanged or 'none'}")
@@ -88,7 +101,9 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
             "n_files": len(files),
             "unchanged_days": dg.MetadataValue.json(unchanged),
             "days_without_folder": dg.MetadataValue.json(absent),
-            "ignored_files": dg.MetadataValue.json(sorted({f"{r.day}/{name}" for r in reports for name in r.ignored_files})),
+            "ignored_files": dg.MetadataValue.json(
+                sorted({f"{r.day}/{name}" for r in reports for name in r.ignored_files})
+            ),
             "quarantine_sample": dg.MetadataValue.md(markdown_table(quarantine)),
             "naive_timestamps": source.naive_timestamps,
         }
@@ -97,10 +112,18 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("users", description="Accounts with their created_at, as known at as_of.", kinds={"duckdb"},
-                     deps=["landed_files"]),
-        dg.AssetSpec("transactions", description="Card transactions authorised before as_of.", kinds={"duckdb"},
-                     deps=["landed_files"]),
+        dg.AssetSpec(
+            "users",
+            description="Accounts with their created_at, as known at as_of.",
+            kinds={"duckdb"},
+            deps=["landed_files"],
+        ),
+        dg.AssetSpec(
+            "transactions",
+            description="Card transactions authorised before as_of.",
+            kinds={"duckdb"},
+            deps=["landed_files"],
+        ),
         dg.AssetSpec(
             "chargebacks",
             description="Chargebacks (label events) with the time they were reported, as known at as_of.",
@@ -112,7 +135,11 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
     pool=DUCKDB_POOL,
 )
 def raw_tables(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, world: SimulatedWorld, clock: RunClock, source: DataSource
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    world: SimulatedWorld,
+    clock: RunClock,
+    source: DataSource,
 ):
     """Builds the raw tables from the simulated world or the landed files, keeping only what was known before as_of."""
     as_of = clock.as_of_datetime()
@@ -152,8 +179,10 @@ def _tables_from_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource
         counts = {name: table_count(con, name) for name in RAW_TABLES}
         samples = {
             kind: fetch_records(
-                con, "SELECT stage, day, file, row_number, \"column\", reason FROM quarantine "
-                f"WHERE kind = ? ORDER BY stage DESC, day, file, row_number LIMIT {QUARANTINE_SAMPLE}", [kind]
+                con,
+                'SELECT stage, day, file, row_number, "column", reason FROM quarantine '
+                f"WHERE kind = ? ORDER BY stage DESC, day, file, row_number LIMIT {QUARANTINE_SAMPLE}",
+                [kind],
             )
             for kind in ("transactions", "chargebacks", "users")
         }

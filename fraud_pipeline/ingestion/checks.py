@@ -35,9 +35,16 @@ def quarantine_within_limit(duckdb: DuckDBResource, source: DataSource) -> dg.As
         accounting = read_accounting(con)
     verdict = judge_quarantine(accounting, source.max_quarantine_share)
     rows = [
-        {"kind": a.kind, "files": a.files, "rows_in": a.rows_in, "loaded": a.rows_loaded,
-         "quarantined_in_file": a.quarantined_in_file, "quarantined_across_files": a.quarantined_across_files,
-         "share": a.quarantine_share, "unaccounted": a.unaccounted}
+        {
+            "kind": a.kind,
+            "files": a.files,
+            "rows_in": a.rows_in,
+            "loaded": a.rows_loaded,
+            "quarantined_in_file": a.quarantined_in_file,
+            "quarantined_across_files": a.quarantined_across_files,
+            "share": a.quarantine_share,
+            "unaccounted": a.unaccounted,
+        }
         for a in accounting
     ]
     return dg.AssetCheckResult(

@@ -40,8 +40,13 @@ def export_world(world: World, out: Path, file_format: str = "csv", first_day: d
         for kind, time_column in _KNOWN_DAY.items():
             con.register("frame", getattr(world, kind))
             columns = ", ".join(
-                (f"strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {c}" if file_format == "csv" else f"timezone('UTC', {c}) AS {c}")
-                if c == time_column else c
+                (
+                    f"strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {c}"
+                    if file_format == "csv"
+                    else f"timezone('UTC', {c}) AS {c}"
+                )
+                if c == time_column
+                else c
                 for c in _COLUMNS[kind]
             )
             con.execute(

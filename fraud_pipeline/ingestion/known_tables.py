@@ -133,7 +133,7 @@ _CROSS_FILE_QUARANTINE = """
 #: The raw tables the rest of the graph reads, with the same columns as in simulated mode.
 KNOWN_TABLES_SQL = {
     "transactions": f"""
-        SELECT {column_list('transactions')}
+        SELECT {column_list("transactions")}
         FROM tx_clean ORDER BY transaction_id
     """,
     "chargebacks": "SELECT transaction_id, reported_at, reason FROM cb_ranked WHERE copy = 1 ORDER BY transaction_id",
@@ -199,10 +199,13 @@ def _accounting(con, as_of: datetime) -> list[KindAccounting]:
         kind: (files, rows_in, in_file)
         for kind, files, rows_in, in_file in con.execute(
             "SELECT kind, count(*), sum(rows_in), sum(rows_quarantined) FROM landing_files "
-            "WHERE day + INTERVAL 1 DAY <= ? GROUP BY kind", [as_of]
+            "WHERE day + INTERVAL 1 DAY <= ? GROUP BY kind",
+            [as_of],
         ).fetchall()
     }
-    across = dict(con.execute("SELECT kind, count(*) FROM quarantine WHERE stage = 'cross-file' GROUP BY kind").fetchall())
+    across = dict(
+        con.execute("SELECT kind, count(*) FROM quarantine WHERE stage = 'cross-file' GROUP BY kind").fetchall()
+    )
     loaded = {
         "transactions": table_count(con, "transactions"),
         "chargebacks": table_count(con, "chargebacks"),
@@ -212,8 +215,17 @@ def _accounting(con, as_of: datetime) -> list[KindAccounting]:
     for kind in KINDS:
         files, rows_in, in_file = rows.get(kind, (0, 0, 0))
         derived = table_count(con, "users") - loaded["users"] if kind == "users" else 0
-        result.append(KindAccounting(kind, int(files), int(rows_in or 0), int(loaded[kind]), int(in_file or 0),
-                                     int(across.get(kind, 0)), int(derived)))
+        result.append(
+            KindAccounting(
+                kind,
+                int(files),
+                int(rows_in or 0),
+                int(loaded[kind]),
+                int(in_file or 0),
+                int(across.get(kind, 0)),
+                int(derived),
+            )
+        )
     return result
 
 
@@ -226,16 +238,27 @@ def write_accounting(con, accounting: list[KindAccounting]) -> None:
     for a in accounting:
         con.execute(
             "INSERT INTO ingestion_accounting VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [a.kind, a.files, a.rows_in, a.rows_loaded, a.quarantined_in_file, a.quarantined_across_files, a.derived_rows],
+            [
+                a.kind,
+                a.files,
+                a.rows_in,
+                a.rows_loaded,
+                a.quarantined_in_file,
+                a.quarantined_across_files,
+                a.derived_rows,
+            ],
         )
 
 
 def read_accounting(con) -> list[KindAccounting]:
     """The accounting written by the last build of the raw tables."""
-    return [KindAccounting(*row) for row in con.execute(
-        "SELECT kind, files, rows_in, rows_loaded, quarantined_in_file, quarantined_across_files, derived_rows "
-        "FROM ingestion_accounting ORDER BY kind"
-    ).fetchall()]
+    return [
+        KindAccounting(*row)
+        for row in con.execute(
+            "SELECT kind, files, rows_in, rows_loaded, quarantined_in_file, quarantined_across_files, derived_rows "
+            "FROM ingestion_accounting ORDER BY kind"
+        ).fetchall()
+    ]
 
 
 @dataclass(frozen=True)
@@ -254,7 +277,9 @@ def judge_quarantine(accounting: list[KindAccounting], max_share: float) -> Quar
             problems.append(f"{a.kind}: {a.unaccounted} rows neither loaded nor quarantined")
         share = a.quarantine_share
         if share is not None and share > max_share:
-            problems.append(f"{a.kind}: {a.rows_quarantined} of {a.rows_in} rows quarantined ({share:.2%} > {max_share:.2%})")
+            problems.append(
+                f"{a.kind}: {a.rows_quarantined} of {a.rows_in} rows quarantined ({share:.2%} > {max_share:.2%})"
+            )
     if not accounting:
         problems.append("no ingestion accounting")
     return QuarantineVerdict(not problems, "; ".join(problems) or f"every quarantine share is within {max_share:.2%}")

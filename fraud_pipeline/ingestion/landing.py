@@ -138,7 +138,7 @@ def create_landing_tables(con) -> None:
     )
     con.execute(
         "CREATE TABLE IF NOT EXISTS quarantine (stage VARCHAR, day DATE, kind VARCHAR, file VARCHAR, "
-        "row_number BIGINT, \"column\" VARCHAR, reason VARCHAR, raw VARCHAR)"
+        'row_number BIGINT, "column" VARCHAR, reason VARCHAR, raw VARCHAR)'
     )
 
 
@@ -201,8 +201,10 @@ def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
         names = _unique([name.strip() or f"column{i}" for i, name in enumerate(header, start=1)])
         # the format is fixed (comma, double quotes, a header line), so nothing is sniffed or guessed
         columns = "{" + ", ".join(f"'{_sql_text(n)}': 'VARCHAR'" for n in names) + "}"
-        source = (f"read_csv(?, header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
-                  f"columns = {columns})")
+        source = (
+            f"read_csv(?, header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+            f"columns = {columns})"
+        )
         present = names
     else:
         if path.stat().st_size == 0:
@@ -257,8 +259,12 @@ def _checks(schema: FileSchema, naive_policy: str, mixed: bool) -> tuple[list[st
         text = f"t_{column}"
         missing = f"WHEN {text} IS NULL THEN '{column}: missing value'"
         if kind == "id":
-            parsed.append(f"CASE WHEN regexp_full_match({text}, '{_INTEGER}') THEN CAST({text} AS BIGINT) END AS {column}")
-            problems.append(f"CASE {missing} WHEN {column} IS NULL THEN '{column}: not an integer id (' || {text} || ')' END")
+            parsed.append(
+                f"CASE WHEN regexp_full_match({text}, '{_INTEGER}') THEN CAST({text} AS BIGINT) END AS {column}"
+            )
+            problems.append(
+                f"CASE {missing} WHEN {column} IS NULL THEN '{column}: not an integer id (' || {text} || ')' END"
+            )
         elif kind == "amount":
             parsed.append(f"TRY_CAST({text} AS DOUBLE) AS {column}")
             problems.append(
@@ -276,7 +282,11 @@ def _checks(schema: FileSchema, naive_policy: str, mixed: bool) -> tuple[list[st
             naive_rule = (
                 f"WHEN naive_{column} THEN '{column}: mixed timezones (naive timestamp in a file whose other timestamps carry an offset): ' || {text} "
                 if mixed
-                else (f"WHEN naive_{column} THEN '{column}: naive timestamp (no offset) rejected: ' || {text} " if naive_policy == "reject" else "")
+                else (
+                    f"WHEN naive_{column} THEN '{column}: naive timestamp (no offset) rejected: ' || {text} "
+                    if naive_policy == "reject"
+                    else ""
+                )
             )
             problems.append(
                 f"CASE {missing} WHEN {column} IS NULL THEN '{column}: unparseable timestamp (' || {text} || ')' "
@@ -371,10 +381,19 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
     hashes = {f.path.name: file_sha256(f.path) for f in files}
     if landed_hashes(con, day) == set(hashes.items()):
         reports = [
-            FileReport(kind, name, sha, rows_in, loaded, quarantined, (ignored_columns or "").split(",") if ignored_columns else [])
+            FileReport(
+                kind,
+                name,
+                sha,
+                rows_in,
+                loaded,
+                quarantined,
+                (ignored_columns or "").split(",") if ignored_columns else [],
+            )
             for kind, name, sha, rows_in, loaded, quarantined, ignored_columns in con.execute(
                 "SELECT kind, file, sha256, rows_in, rows_loaded, rows_quarantined, ignored_columns FROM landing_files "
-                "WHERE day = ? ORDER BY file", [day]
+                "WHERE day = ? ORDER BY file",
+                [day],
             ).fetchall()
         ]
         return DayReport(day, True, reports, ignored)
@@ -386,7 +405,11 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
             ignored_columns = _read_raw(con, day_file, table)
             n_in, n_good, n_bad = _validate(con, day, day_file, table, naive_policy)
             staged.append((day_file, table))
-            reports.append(FileReport(day_file.kind, day_file.path.name, hashes[day_file.path.name], n_in, n_good, n_bad, ignored_columns))
+            reports.append(
+                FileReport(
+                    day_file.kind, day_file.path.name, hashes[day_file.path.name], n_in, n_good, n_bad, ignored_columns
+                )
+            )
         _write_day(con, day, staged, reports)
     finally:
         for index in range(len(files)):
@@ -416,8 +439,16 @@ def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[
             )
             con.execute(
                 "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [day, report.kind, report.file, report.sha256, report.rows_in, report.rows_loaded,
-                 report.rows_quarantined, ",".join(report.ignored_columns)],
+                [
+                    day,
+                    report.kind,
+                    report.file,
+                    report.sha256,
+                    report.rows_in,
+                    report.rows_loaded,
+                    report.rows_quarantined,
+                    ",".join(report.ignored_columns),
+                ],
             )
         con.execute("COMMIT")
     except BaseException:

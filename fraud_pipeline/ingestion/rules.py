@@ -50,32 +50,54 @@ def transaction_rules() -> tuple[Rule, ...]:
     dup = "(SELECT transaction_id, count(*) OVER (PARTITION BY transaction_id) AS n, * EXCLUDE (transaction_id) FROM transactions) AS t"
     return (
         Rule("unique_transaction_id", "transaction_id is unique.", dup, "t.n > 1", "t.transaction_id, t.n"),
-        Rule("non_null_keys", "transaction_id, user_id, merchant_id and event_time are not NULL.",
-             "transactions AS t",
-             "t.transaction_id IS NULL OR t.user_id IS NULL OR t.merchant_id IS NULL OR t.event_time IS NULL",
-             "t.transaction_id, t.user_id, t.merchant_id, t.event_time"),
-        Rule("positive_finite_amount", "amount is a finite number > 0.", "transactions AS t",
-             "t.amount IS NULL OR isnan(t.amount) OR isinf(t.amount) OR t.amount <= 0",
-             "t.transaction_id, t.amount"),
-        Rule("event_time_in_range", "event_time is on or after 2000-01-01 and before as_of.",
-             "transactions AS t",
-             "t.event_time < CAST($earliest AS TIMESTAMP) OR t.event_time >= CAST($as_of AS TIMESTAMP)",
-             "t.transaction_id, t.event_time"),
+        Rule(
+            "non_null_keys",
+            "transaction_id, user_id, merchant_id and event_time are not NULL.",
+            "transactions AS t",
+            "t.transaction_id IS NULL OR t.user_id IS NULL OR t.merchant_id IS NULL OR t.event_time IS NULL",
+            "t.transaction_id, t.user_id, t.merchant_id, t.event_time",
+        ),
+        Rule(
+            "positive_finite_amount",
+            "amount is a finite number > 0.",
+            "transactions AS t",
+            "t.amount IS NULL OR isnan(t.amount) OR isinf(t.amount) OR t.amount <= 0",
+            "t.transaction_id, t.amount",
+        ),
+        Rule(
+            "event_time_in_range",
+            "event_time is on or after 2000-01-01 and before as_of.",
+            "transactions AS t",
+            "t.event_time < CAST($earliest AS TIMESTAMP) OR t.event_time >= CAST($as_of AS TIMESTAMP)",
+            "t.transaction_id, t.event_time",
+        ),
     )
 
 
 def chargeback_rules() -> tuple[Rule, ...]:
     """The chargeback contract: each refers to a known transaction and is reported at or after it."""
     return (
-        Rule("known_transaction", "every chargeback refers to a known transaction.",
-             "chargebacks AS c LEFT JOIN transactions AS t USING (transaction_id)",
-             "t.transaction_id IS NULL", "c.transaction_id, c.reported_at"),
-        Rule("reported_after_transaction", "reported_at is at or after the transaction's event_time.",
-             "chargebacks AS c JOIN transactions AS t USING (transaction_id)",
-             "c.reported_at IS NULL OR c.reported_at < t.event_time",
-             "c.transaction_id, t.event_time, c.reported_at"),
-        Rule("reported_before_as_of", "reported_at is before as_of (nothing from the future).",
-             "chargebacks AS c", "c.reported_at >= CAST($as_of AS TIMESTAMP)", "c.transaction_id, c.reported_at"),
+        Rule(
+            "known_transaction",
+            "every chargeback refers to a known transaction.",
+            "chargebacks AS c LEFT JOIN transactions AS t USING (transaction_id)",
+            "t.transaction_id IS NULL",
+            "c.transaction_id, c.reported_at",
+        ),
+        Rule(
+            "reported_after_transaction",
+            "reported_at is at or after the transaction's event_time.",
+            "chargebacks AS c JOIN transactions AS t USING (transaction_id)",
+            "c.reported_at IS NULL OR c.reported_at < t.event_time",
+            "c.transaction_id, t.event_time, c.reported_at",
+        ),
+        Rule(
+            "reported_before_as_of",
+            "reported_at is before as_of (nothing from the future).",
+            "chargebacks AS c",
+            "c.reported_at >= CAST($as_of AS TIMESTAMP)",
+            "c.transaction_id, c.reported_at",
+        ),
     )
 
 
@@ -83,7 +105,9 @@ def evaluate_rules(con, rules: tuple[Rule, ...], as_of: datetime, sample_size: i
     """Runs each rule on a DuckDB connection and returns violation counts with samples."""
     results = []
     for rule in rules:
-        params = {k: v for k, v in {"as_of": as_of, "earliest": EARLIEST_PLAUSIBLE}.items() if f"${k}" in rule.violation_sql}
+        params = {
+            k: v for k, v in {"as_of": as_of, "earliest": EARLIEST_PLAUSIBLE}.items() if f"${k}" in rule.violation_sql
+        }
         n = con.execute(f"SELECT count(*) FROM {rule.from_sql} WHERE {rule.violation_sql}", params).fetchone()[0]
         sample: list[dict] = []
         if n:

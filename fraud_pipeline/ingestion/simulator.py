@@ -218,9 +218,7 @@ class WorldSpec:
     @property
     def user_count(self) -> int:
         """Number of users in the world."""
-        return (
-            self.n_users if self.n_users is not None else max(100, round(self.n_transactions / 25))
-        )
+        return self.n_users if self.n_users is not None else max(100, round(self.n_transactions / 25))
 
     @property
     def merchant_count(self) -> int:
@@ -281,9 +279,7 @@ class _Clock:
         """Draws one time in each ``[lo, hi)`` following the traffic intensity."""
         lo_mass, hi_mass = self.mass(lo_us), self.mass(hi_us)
         v = lo_mass + rng.random(len(lo_mass)) * (hi_mass - lo_mass)
-        hour = np.clip(
-            np.searchsorted(self.cumulative, v, side="right") - 1, 0, len(self.weights) - 1
-        )
+        hour = np.clip(np.searchsorted(self.cumulative, v, side="right") - 1, 0, len(self.weights) - 1)
         x = hour + (v - self.cumulative[hour]) / self.weights[hour]
         t = self.start_us + np.round(x * US_PER_HOUR).astype(np.int64)
         return np.clip(t, lo_us, np.asarray(hi_us) - 1)
@@ -346,9 +342,7 @@ class _Transactions:
 
     @classmethod
     def concat(cls, parts: list[_Transactions]) -> _Transactions:
-        return cls(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
-        )
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
 
 
 def simulate_world(spec: WorldSpec = DEFAULT_SPEC) -> World:
@@ -366,9 +360,7 @@ def simulate_world(spec: WorldSpec = DEFAULT_SPEC) -> World:
     users = _make_users(spec, clock, rngs[0])
     merchants = _make_merchants(spec, rngs[1])
     favourites = _choose_favourites(users, merchants, rngs[2])
-    injected_rate = (
-        spec.account_takeover_rate + spec.card_testing_rate + spec.compromised_merchant_rate
-    )
+    injected_rate = spec.account_takeover_rate + spec.card_testing_rate + spec.compromised_merchant_rate
     genuine = _genuine_traffic(
         users,
         merchants,
@@ -405,21 +397,15 @@ def _make_users(spec: WorldSpec, clock: _Clock, rng: np.random.Generator) -> _Us
     mature_region = rng.choice(len(CORE_REGIONS), n_mature, p=_CORE_REGION_P)
 
     day = np.arange(spec.days)
-    core_signups = (1 + _SIGNUP_GROWTH * day / spec.days) * np.where(
-        day >= spec.campaign_day, _CAMPAIGN_LIFT, 1.0
-    )
+    core_signups = (1 + _SIGNUP_GROWTH * day / spec.days) * np.where(day >= spec.campaign_day, _CAMPAIGN_LIFT, 1.0)
     new_region_signups = np.where(day >= spec.new_region_day, _NEW_REGION_SIGNUPS, 0.0)
     intensity = core_signups + new_region_signups
     signup_day = rng.choice(spec.days, n_new, p=intensity / intensity.sum())
     in_new_region = rng.random(n_new) < new_region_signups[signup_day] / intensity[signup_day]
-    new_region = np.where(
-        in_new_region, len(CORE_REGIONS), rng.choice(len(CORE_REGIONS), n_new, p=_CORE_REGION_P)
-    )
+    new_region = np.where(in_new_region, len(CORE_REGIONS), rng.choice(len(CORE_REGIONS), n_new, p=_CORE_REGION_P))
     new_created = clock.start_us + signup_day * US_PER_DAY + rng.integers(0, US_PER_DAY, n_new)
     risky_cohort = in_new_region | (signup_day >= spec.campaign_day)
-    fraudster = rng.random(n_new) < np.where(
-        risky_cohort, spec.campaign_fraudster_share, spec.fraudster_share
-    )
+    fraudster = rng.random(n_new) < np.where(risky_cohort, spec.campaign_fraudster_share, spec.fraudster_share)
     lo, hi = spec.fraudster_fraud_share
     new_fraud_share = np.where(fraudster, rng.uniform(lo, hi, n_new), 0.0)
 
@@ -461,9 +447,7 @@ def _make_merchants(spec: WorldSpec, rng: np.random.Generator) -> _Merchants:
     )
 
 
-def _choose_favourites(
-    users: _Users, merchants: _Merchants, rng: np.random.Generator
-) -> np.ndarray:
+def _choose_favourites(users: _Users, merchants: _Merchants, rng: np.random.Generator) -> np.ndarray:
     """Each user's favourite merchants in their home region, shape (n_users, 5)."""
     by_region = _GroupSampler(merchants.region, merchants.popularity, len(REGIONS))
     k = len(_FAVOURITE_P)
@@ -527,16 +511,13 @@ def _mark_new_account_fraud(
     and multiplies its typical amount by 2-4; every other transaction stays as it was drawn.
     """
     is_fraud = rng.random(len(genuine.user)) < users.fraud_share[genuine.user]
-    scenario = np.where(is_fraud, SCENARIOS.index("new_account_fraud"), genuine.scenario).astype(
-        np.int8
-    )
+    scenario = np.where(is_fraud, SCENARIOS.index("new_account_fraud"), genuine.scenario).astype(np.int8)
     fraud = np.flatnonzero(is_fraud)
     cashout = fraud[rng.random(len(fraud)) < spec.fraudster_cashout_share]
     online = merchants.core & (merchants.channel == 1)
     resalable = online & np.isin(merchants.mcc, [MCC_CODES.index(c) for c in _NAF_CASHOUT_MCC])
     # a tiny world may lack such shops; any core e-commerce merchant then stands in
-    shops = _GroupSampler(np.where(resalable if resalable.any() else online, 0, 1),
-                          merchants.popularity, 2)
+    shops = _GroupSampler(np.where(resalable if resalable.any() else online, 0, 1), merchants.popularity, 2)
     merchant = genuine.merchant.copy()
     merchant[cashout] = shops.sample(rng, np.zeros(len(cashout), dtype=np.int8))
     amount = genuine.amount.copy()
@@ -544,8 +525,9 @@ def _mark_new_account_fraud(
     # 2-4 times the account's typical amount whatever the category (the category's own multiplier
     # is divided out), so a cash-out is unusual for its account, not a large amount for anyone
     shop_mcc = merchants.mcc[merchant[cashout]]
-    amount[cashout] = _amounts(rng, users.typical_amount[genuine.user[cashout]] * factor / _MCC_AMOUNT[shop_mcc],
-                               shop_mcc)
+    amount[cashout] = _amounts(
+        rng, users.typical_amount[genuine.user[cashout]] * factor / _MCC_AMOUNT[shop_mcc], shop_mcc
+    )
     return _Transactions(genuine.user, merchant, genuine.time_us, amount, scenario)
 
 
@@ -576,9 +558,7 @@ def _account_takeovers(
     """Bursts of large payments at unfamiliar, mostly e-commerce merchants on mature accounts."""
     scenario = SCENARIOS.index("account_takeover")
     n_events = _event_count(spec.account_takeover_rate, spec, np.mean(_ATO_BURST))
-    eligible = np.flatnonzero(
-        users.created_us <= clock.start_us - _ATO_MIN_ACCOUNT_AGE_DAYS * US_PER_DAY
-    )
+    eligible = np.flatnonzero(users.created_us <= clock.start_us - _ATO_MIN_ACCOUNT_AGE_DAYS * US_PER_DAY)
     victims = rng.choice(eligible, n_events)
     # fraudsters work around the clock, so the takeover time ignores the diurnal cycle
     t0 = clock.start_us + rng.integers(0, (spec.days - 1) * US_PER_DAY, n_events)
@@ -586,9 +566,7 @@ def _account_takeovers(
     offsets, burst = _burst_offsets(rng, sizes, np.full(n_events, _ATO_GAP_MINUTES * US_PER_MINUTE))
     user = victims[burst].astype(np.int32)
 
-    by_channel = _GroupSampler(
-        np.where(merchants.core, merchants.channel, 2), merchants.popularity, 3
-    )
+    by_channel = _GroupSampler(np.where(merchants.core, merchants.channel, 2), merchants.popularity, 3)
     channel = (rng.random(len(user)) < _ATO_ECOMMERCE_SHARE).astype(np.int8)
     merchant = by_channel.sample(rng, channel)
     # redraw any favourite merchant: the fraudster does not know the victim's habits
@@ -626,27 +604,17 @@ def _card_testing(
 
     n_tiny = rng.integers(_CT_TINY_BURST[0], _CT_TINY_BURST[1] + 1, n_events)
     n_large = rng.integers(_CT_LARGE_BURST[0], _CT_LARGE_BURST[1] + 1, n_events)
-    tiny_offsets, tiny_burst = _burst_offsets(
-        rng, n_tiny, _CT_TINY_SPAN_MINUTES * US_PER_MINUTE / n_tiny
-    )
-    large_offsets, large_burst = _burst_offsets(
-        rng, n_large, np.full(n_events, _CT_LARGE_GAP_MINUTES * US_PER_MINUTE)
-    )
+    tiny_offsets, tiny_burst = _burst_offsets(rng, n_tiny, _CT_TINY_SPAN_MINUTES * US_PER_MINUTE / n_tiny)
+    large_offsets, large_burst = _burst_offsets(rng, n_large, np.full(n_events, _CT_LARGE_GAP_MINUTES * US_PER_MINUTE))
     last_tiny = np.zeros(n_events, dtype=np.int64)
     np.maximum.at(last_tiny, tiny_burst, tiny_offsets)
-    large_start = last_tiny + (
-        rng.exponential(_CT_LARGE_GAP_MINUTES, n_events) * US_PER_MINUTE
-    ).astype(np.int64)
+    large_start = last_tiny + (rng.exponential(_CT_LARGE_GAP_MINUTES, n_events) * US_PER_MINUTE).astype(np.int64)
 
-    ecommerce = _GroupSampler(
-        np.where(merchants.core & (merchants.channel == 1), 0, 1), merchants.popularity, 2
-    )
+    ecommerce = _GroupSampler(np.where(merchants.core & (merchants.channel == 1), 0, 1), merchants.popularity, 2)
     test_site = ecommerce.sample(rng, np.zeros(n_events, dtype=np.int8))
     large_merchant = ecommerce.sample(rng, np.zeros(len(large_burst), dtype=np.int8))
     tiny_amount = np.round(rng.uniform(*_CT_TINY_AMOUNT, len(tiny_burst)), 2)
-    large_amount = np.round(
-        rng.lognormal(np.log(_CT_LARGE_AMOUNT_MEDIAN), 0.5, len(large_burst)), 2
-    )
+    large_amount = np.round(rng.lognormal(np.log(_CT_LARGE_AMOUNT_MEDIAN), 0.5, len(large_burst)), 2)
 
     user = np.concatenate([victims[tiny_burst], victims[large_burst]]).astype(np.int32)
     return _Transactions(
@@ -678,9 +646,9 @@ def _compromised_merchants(
     keys = 3 * np.log(merchants.popularity[core]) - np.log(-np.log(rng.random(len(core))))
     candidates = core[np.argsort(-keys, kind="stable")[:_CM_MAX_CANDIDATES]]
     length_days = rng.integers(_CM_WINDOW_DAYS[0], _CM_WINDOW_DAYS[1] + 1, len(candidates))
-    window_start = clock.start_us + (
-        rng.random(len(candidates)) * (spec.days - length_days) * US_PER_DAY
-    ).astype(np.int64)
+    window_start = clock.start_us + (rng.random(len(candidates)) * (spec.days - length_days) * US_PER_DAY).astype(
+        np.int64
+    )
     window_end = window_start + length_days * US_PER_DAY
 
     position = np.full(len(merchants.region), -1, dtype=np.int64)
@@ -747,9 +715,7 @@ def _reporting_delays(spec: WorldSpec, n: int, rng: np.random.Generator) -> np.n
 def _chargebacks(spec: WorldSpec, tx: _Transactions, rng: np.random.Generator) -> pd.DataFrame:
     """Most frauds and a few genuine transactions (friendly fraud) get one chargeback each."""
     is_fraud = tx.scenario >= 0
-    charged = rng.random(len(is_fraud)) < np.where(
-        is_fraud, spec.chargeback_share, spec.friendly_fraud_rate
-    )
+    charged = rng.random(len(is_fraud)) < np.where(is_fraud, spec.chargeback_share, spec.friendly_fraud_rate)
     idx = np.flatnonzero(charged)
     reported_us = tx.time_us[idx] + _reporting_delays(spec, len(idx), rng)
     order = np.lexsort((idx, reported_us))
@@ -819,9 +785,7 @@ def describe_world(world: World) -> dict[str, Any]:
     event_us = tx["event_time"].to_numpy().astype("datetime64[us]").astype(np.int64)
 
     row = cb["transaction_id"].to_numpy() - 1
-    delay_days = (
-        cb["reported_at"].to_numpy().astype("datetime64[us]").astype(np.int64) - event_us[row]
-    ) / US_PER_DAY
+    delay_days = (cb["reported_at"].to_numpy().astype("datetime64[us]").astype(np.int64) - event_us[row]) / US_PER_DAY
     by_scenario = truth["scenario"].value_counts()
 
     created = users.set_index("user_id")["created_at"].reindex(tx["user_id"]).to_numpy()
@@ -847,7 +811,5 @@ def describe_world(world: World) -> dict[str, Any]:
         "delay_days_p95": round(float(np.quantile(delay_days, 0.95)), 2),
         "delay_share_over_90_days": round(float(np.mean(delay_days > 90)), 4),
         "users_created_in_period_share": round(float(np.mean(created_at >= period_start)), 4),
-        "new_account_share_by_month": {
-            str(m): round(float(v), 4) for m, v in zip(months, young_share, strict=True)
-        },
+        "new_account_share_by_month": {str(m): round(float(v), 4) for m, v in zip(months, young_share, strict=True)},
     }

@@ -27,10 +27,12 @@ class LabelConfig(dg.Config):
 
 def _curve_markdown(curve, every_days: int = 7) -> str:
     weekly = curve[curve["age_days"] % every_days == 0]
-    return markdown_table([
-        {"age (days)": int(r.age_days), "estimated share reported": r.completeness, "naive share": r.naive_share}
-        for r in weekly.itertuples()
-    ])
+    return markdown_table(
+        [
+            {"age (days)": int(r.age_days), "estimated share reported": r.completeness, "naive share": r.naive_share}
+            for r in weekly.itertuples()
+        ]
+    )
 
 
 @dg.asset(group_name="labels", deps=["transactions", "chargebacks"], kinds={"duckdb"}, pool=DUCKDB_POOL)
@@ -46,7 +48,9 @@ def label_delay_profile(
         low, high = horizon_interval(observations["delay_days"], observations["truncation_days"], config.coverage)
         completeness = profile.curve[["age_days", "completeness"]]
         replace_tables(
-            con, {"label_completeness": "SELECT * FROM completeness_frame"}, sources={"completeness_frame": completeness}
+            con,
+            {"label_completeness": "SELECT * FROM completeness_frame"},
+            sources={"completeness_frame": completeness},
         )
     naive_horizon = int(np.argmax(profile.curve["naive_share"].to_numpy() >= config.coverage))
     context.add_output_metadata(
@@ -59,9 +63,11 @@ def label_delay_profile(
             "max_observable_days": profile.max_observable_days,
             "median_delay_days": int(np.argmax(profile.curve["completeness"].to_numpy() >= 0.5)),
             "maturation_curve": dg.MetadataValue.md(_curve_markdown(profile.curve)),
-            "maturation_plot": dg.MetadataValue.md(markdown_image(
-                maturation_curve_png(profile.curve, profile.horizon_days, config.coverage), "label maturation curve"
-            )),
+            "maturation_plot": dg.MetadataValue.md(
+                markdown_image(
+                    maturation_curve_png(profile.curve, profile.horizon_days, config.coverage), "label maturation curve"
+                )
+            ),
         }
     )
     return {

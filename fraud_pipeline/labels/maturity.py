@@ -54,9 +54,7 @@ class DelayProfile:
         return completeness[np.minimum(index, len(completeness) - 1)]
 
 
-def estimate_delay_profile(
-    delay_days: np.ndarray, truncation_days: np.ndarray, coverage: float = 0.95
-) -> DelayProfile:
+def estimate_delay_profile(delay_days: np.ndarray, truncation_days: np.ndarray, coverage: float = 0.95) -> DelayProfile:
     """Estimates the reporting-delay CDF from right-truncated observations and derives the horizon.
 
     Args:

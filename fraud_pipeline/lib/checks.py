@@ -15,7 +15,10 @@ def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
     """One ERROR check result for a contract: fails when any rule has a violating row."""
     failing = [r for r in results if not r.passed]
     rows = [{"rule": r.rule.name, "violations": r.n_violations, "requirement": r.rule.description} for r in results]
-    metadata: dict = {"rules": dg.MetadataValue.md(markdown_table(rows)), "violations": sum(r.n_violations for r in results)}
+    metadata: dict = {
+        "rules": dg.MetadataValue.md(markdown_table(rows)),
+        "violations": sum(r.n_violations for r in results),
+    }
     for r in failing:
         metadata[f"sample_{r.rule.name}"] = dg.MetadataValue.json(r.sample)
     return dg.AssetCheckResult(
@@ -32,7 +35,10 @@ def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
         passed=gate.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=gate.reason,
-        metadata={"reason": gate.reason, "details": dg.MetadataValue.json(json.loads(json.dumps(gate.details, default=str)))},
+        metadata={
+            "reason": gate.reason,
+            "details": dg.MetadataValue.json(json.loads(json.dumps(gate.details, default=str))),
+        },
     )
 
 
@@ -43,16 +49,18 @@ def contract_check_result(outcome) -> dg.AssetCheckResult:
         "expectations": len(outcome.rows),
         "failed_expectations": len(failures),
         "failures": dg.MetadataValue.md(markdown_table(failures, ["rule", "feature", "observed", "low", "high"])),
-        "missing_rates": dg.MetadataValue.md(markdown_table(
-            [r for r in outcome.rows if r["rule"] == "missing_rate"], ["feature", "observed", "low", "high", "success"]
-        )),
+        "missing_rates": dg.MetadataValue.md(
+            markdown_table(
+                [r for r in outcome.rows if r["rule"] == "missing_rate"],
+                ["feature", "observed", "low", "high", "success"],
+            )
+        ),
     }
     for column, rows in outcome.samples.items():
         metadata[f"sample_{column}"] = dg.MetadataValue.json(rows)
-    description = (
-        "; ".join(f"{r['feature']} {r['rule']}: observed {r['observed']:g}" for r in failures[:5] if r["observed"] is not None)
-        or ("every feature meets its missingness contract" if outcome.success else "the table is empty")
-    )
+    description = "; ".join(
+        f"{r['feature']} {r['rule']}: observed {r['observed']:g}" for r in failures[:5] if r["observed"] is not None
+    ) or ("every feature meets its missingness contract" if outcome.success else "the table is empty")
     return dg.AssetCheckResult(
         passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
     )

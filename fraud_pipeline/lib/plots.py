@@ -116,14 +116,24 @@ def precision_recall_png(is_fraud: Sequence[bool], scores: Sequence[float], thre
     recall, precision = tp[last] / n_frauds, tp[last] / n[last]
     figure = _figure()
     ax = figure.add_subplot()
-    ax.step(np.concatenate([[0.0], recall]), np.concatenate([[precision[0] if len(precision) else 1.0], precision]),
-            where="post", color=_COLOURS[0], label="model")
+    ax.step(
+        np.concatenate([[0.0], recall]),
+        np.concatenate([[precision[0] if len(precision) else 1.0], precision]),
+        where="post",
+        color=_COLOURS[0],
+        label="model",
+    )
     ax.axhline(labels.mean() if len(labels) else 0.0, color="grey", linestyle=":", label="fraud rate")
     if threshold is not None and len(values):
         alert = values >= threshold
         tp_at = int((alert & labels).sum())
-        ax.plot([tp_at / n_frauds], [tp_at / max(int(alert.sum()), 1)], "o", color=_COLOURS[3],
-                label=f"threshold {threshold:.3f}")
+        ax.plot(
+            [tp_at / n_frauds],
+            [tp_at / max(int(alert.sum()), 1)],
+            "o",
+            color=_COLOURS[3],
+            label=f"threshold {threshold:.3f}",
+        )
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
@@ -134,7 +144,9 @@ def precision_recall_png(is_fraud: Sequence[bool], scores: Sequence[float], thre
     return _png(figure)
 
 
-def cohort_bars_png(cohorts: Sequence[dict], metrics: Sequence[str] = ("recall", "precision", "average_precision")) -> bytes:
+def cohort_bars_png(
+    cohorts: Sequence[dict], metrics: Sequence[str] = ("recall", "precision", "average_precision")
+) -> bytes:
     """Grouped bars of per-cohort metrics, one panel per cohort (account age, channel, region ...).
 
     Args:
@@ -151,7 +163,9 @@ def cohort_bars_png(cohorts: Sequence[dict], metrics: Sequence[str] = ("recall",
         x = np.arange(len(rows))
         for i, metric in enumerate(metrics):
             values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
-            ax.bar(x + (i - (len(metrics) - 1) / 2) * width, values, width, color=_COLOURS[i % len(_COLOURS)], label=metric)
+            ax.bar(
+                x + (i - (len(metrics) - 1) / 2) * width, values, width, color=_COLOURS[i % len(_COLOURS)], label=metric
+            )
         ax.set_xticks(x, [str(v) for v in rows["value"]], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel(str(name), fontsize=9)
@@ -170,7 +184,9 @@ def drift_bars_png(features: Sequence[dict], value: str = "psi", top: int = 15) 
         value: The statistic's key (``psi`` by default).
         top: Most features drawn.
     """
-    rows = [r for r in features if r.get(value) is not None and not (isinstance(r[value], float) and math.isnan(r[value]))]
+    rows = [
+        r for r in features if r.get(value) is not None and not (isinstance(r[value], float) and math.isnan(r[value]))
+    ]
     rows = sorted(rows, key=lambda r: (-float(r[value]), str(r["feature"])))[:top]
     figure = _figure((FIGURE_SIZE[0], 1.2 + 0.25 * max(len(rows), 1)))
     ax = figure.add_subplot()

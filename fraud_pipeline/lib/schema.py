@@ -14,8 +14,14 @@ SQL_TYPES = {"id": "BIGINT", "timestamp": "TIMESTAMP", "amount": "DOUBLE", "text
 RAW_COLUMNS: dict[str, dict[str, str]] = {
     "users": {"user_id": "id", "created_at": "timestamp", "region": "text"},
     "transactions": {
-        "transaction_id": "id", "user_id": "id", "merchant_id": "id", "event_time": "timestamp", "amount": "amount",
-        "channel": "text", "country": "text", "mcc": "text",
+        "transaction_id": "id",
+        "user_id": "id",
+        "merchant_id": "id",
+        "event_time": "timestamp",
+        "amount": "amount",
+        "channel": "text",
+        "country": "text",
+        "mcc": "text",
     },
     "chargebacks": {"transaction_id": "id", "reported_at": "timestamp", "reason": "text"},
 }

@@ -52,8 +52,9 @@ def in_row_groups(table, groups_per_batch: int = 8):
     import pyarrow as pa
 
     combined = table.combine_chunks()
-    return pa.Table.from_batches(combined.to_batches(max_chunksize=groups_per_batch * ROW_GROUP_ROWS),
-                                 schema=combined.schema)
+    return pa.Table.from_batches(
+        combined.to_batches(max_chunksize=groups_per_batch * ROW_GROUP_ROWS), schema=combined.schema
+    )
 
 
 def table_count(con, table: str) -> int:
@@ -89,5 +90,6 @@ def fetch_frame(con, sql: str, params: dict | None = None):
 
 def hash_sample(con, sql: str, params: dict, max_rows: int):
     """Rows of a query as pandas, at most ``max_rows`` of them, chosen by a hash of transaction_id (same rows every run)."""
-    return fetch_frame(con, f"SELECT * FROM ({sql}) ORDER BY hash(transaction_id), transaction_id LIMIT {int(max_rows)}",
-                       params)
+    return fetch_frame(
+        con, f"SELECT * FROM ({sql}) ORDER BY hash(transaction_id), transaction_id LIMIT {int(max_rows)}", params
+    )

@@ -1,6 +1,5 @@
 """Monitoring: the population's drift beside its cohort mix, and the champion's realised performance."""
 
-
 import math
 from datetime import timedelta
 
@@ -41,15 +40,28 @@ from fraud_pipeline.training.windows import TrainingWindows
 DRIFT_COLUMNS = ["feature", "kind", "psi", "ks", "null_share_reference", "null_share_current", "verdict"]
 
 
-MIX_COLUMNS = ["cohort", "value", "share_reference", "share_current", "share_ratio", "mix_psi",
-               "fraud_share_reference", "test_recall", "test_savings_vs_approve_all_pct"]
+MIX_COLUMNS = [
+    "cohort",
+    "value",
+    "share_reference",
+    "share_current",
+    "share_ratio",
+    "mix_psi",
+    "fraud_share_reference",
+    "test_recall",
+    "test_savings_vs_approve_all_pct",
+]
 
 
 class DriftConfig(dg.Config):
     """Which traffic is compared and when a cohort-mix shift is worth a warning."""
 
-    recent_days: int = Field(default=30, description="The current sample: transactions in the last this many days before as_of.")
-    max_rows: int = Field(default=200_000, description="Largest sample per side (a fixed hash of transaction_id chooses it).")
+    recent_days: int = Field(
+        default=30, description="The current sample: transactions in the last this many days before as_of."
+    )
+    max_rows: int = Field(
+        default=200_000, description="Largest sample per side (a fixed hash of transaction_id chooses it)."
+    )
     n_bins: int = Field(default=10, description="Quantile bins of numeric features (plus a NULL bin).")
     max_share_ratio: float = Field(
         default=1.5, description="Warn when a cohort's share of traffic changes by more than this factor either way."
@@ -58,7 +70,9 @@ class DriftConfig(dg.Config):
     max_mix_psi: float = Field(default=0.1, description="Warn when a cohort split's mix PSI exceeds this.")
 
 
-@dg.asset(group_name="monitoring", deps=["training_set", "transaction_features"], pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
+@dg.asset(
+    group_name="monitoring", deps=["training_set", "transaction_features"], pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY
+)
 def population_drift(
     context: dg.AssetExecutionContext,
     config: DriftConfig,
@@ -71,30 +85,43 @@ def population_drift(
     with duckdb.get_connection() as con:
         reference = hash_sample(con, "SELECT * FROM training_set WHERE split = 'train'", {}, config.max_rows)
         current = hash_sample(
-            con, "SELECT * FROM transaction_features WHERE event_time >= CAST($start AS TIMESTAMP) AND event_time < CAST($as_of AS TIMESTAMP)",
-            {"start": as_of - timedelta(days=config.recent_days), "as_of": as_of}, config.max_rows,
+            con,
+            "SELECT * FROM transaction_features WHERE event_time >= CAST($start AS TIMESTAMP) AND event_time < CAST($as_of AS TIMESTAMP)",
+            {"start": as_of - timedelta(days=config.recent_days), "as_of": as_of},
+            config.max_rows,
         )
     features = feature_drift(reference, current, FEATURE_NAMES, CATEGORICAL_FEATURES, DEFAULT_COHORTS, config.n_bins)
     performance = {(r["cohort"], r["value"]): r for r in model_evaluation.cohorts}
     mix = [
-        {**row,
-         "test_recall": performance.get((row["cohort"], row["value"]), {}).get("recall", math.nan),
-         "test_savings_vs_approve_all_pct": performance.get((row["cohort"], row["value"]), {}).get("savings_vs_approve_all_pct", math.nan)}
+        {
+            **row,
+            "test_recall": performance.get((row["cohort"], row["value"]), {}).get("recall", math.nan),
+            "test_savings_vs_approve_all_pct": performance.get((row["cohort"], row["value"]), {}).get(
+                "savings_vs_approve_all_pct", math.nan
+            ),
+        }
         for row in cohort_mix(reference, current, DEFAULT_COHORTS)
     ]
     projection = projected_mix_effect(model_evaluation.cohorts, mix)
-    thresholds = {"max_share_ratio": config.max_share_ratio, "min_share": config.min_share, "max_mix_psi": config.max_mix_psi}
+    thresholds = {
+        "max_share_ratio": config.max_share_ratio,
+        "min_share": config.min_share,
+        "max_mix_psi": config.max_mix_psi,
+    }
     behaviour = [r["psi"] for r in features if r["kind"] == "behaviour" and r["psi"] == r["psi"]]
-    context.add_output_metadata({
-        "features": dg.MetadataValue.md(markdown_table(features, DRIFT_COLUMNS)),
-        "cohort_mix": dg.MetadataValue.md(markdown_table(mix, MIX_COLUMNS)),
-        "projected_mix_effect": dg.MetadataValue.md(markdown_table(projection)),
-        "max_behaviour_feature_psi": dg.MetadataValue.float(max(behaviour) if behaviour else math.nan),
-        "max_cohort_share_ratio": dg.MetadataValue.float(
-            max((r["share_ratio"] for r in mix if math.isfinite(r["share_ratio"])), default=math.nan)),
-        "reference_rows": len(reference),
-        "current_rows": len(current),
-    })
+    context.add_output_metadata(
+        {
+            "features": dg.MetadataValue.md(markdown_table(features, DRIFT_COLUMNS)),
+            "cohort_mix": dg.MetadataValue.md(markdown_table(mix, MIX_COLUMNS)),
+            "projected_mix_effect": dg.MetadataValue.md(markdown_table(projection)),
+            "max_behaviour_feature_psi": dg.MetadataValue.float(max(behaviour) if behaviour else math.nan),
+            "max_cohort_share_ratio": dg.MetadataValue.float(
+                max((r["share_ratio"] for r in mix if math.isfinite(r["share_ratio"])), default=math.nan)
+            ),
+            "reference_rows": len(reference),
+            "current_rows": len(current),
+        }
+    )
     return {
         "features": plain_rows(features),
         "cohort_mix": plain_rows(mix),
@@ -108,10 +135,13 @@ def population_drift(
 class MonitoringConfig(dg.Config):
     """How the champion is watched as its labels mature."""
 
-    window_days: int = Field(default=21, description="Score the newest this many days of labels matured since the deploy.")
+    window_days: int = Field(
+        default=21, description="Score the newest this many days of labels matured since the deploy."
+    )
     min_frauds: int = Field(default=20, description="Fewer matured frauds than this are reported but not judged.")
     max_savings_drop: float = Field(
-        default=0.10, description="Warn when realised savings vs approve-all fall more than this many share points below the promise."
+        default=0.10,
+        description="Warn when realised savings vs approve-all fall more than this many share points below the promise.",
     )
     max_ap_drop: float = Field(
         default=0.30, description="Warn when realised average precision falls more than this share below the promise."
@@ -127,8 +157,11 @@ def champion_monitoring(
     registry: ModelRegistry,
 ) -> dict:
     """The current champion scored on the newest labels matured since its deploy, next to what its evaluation promised."""
-    thresholds = {"min_frauds": config.min_frauds, "max_savings_drop": config.max_savings_drop,
-                  "max_ap_drop": config.max_ap_drop}
+    thresholds = {
+        "min_frauds": config.min_frauds,
+        "max_savings_drop": config.max_savings_drop,
+        "max_ap_drop": config.max_ap_drop,
+    }
     store = registry.store()
     pointer = store.champion()
     if pointer is None:
@@ -138,8 +171,13 @@ def champion_monitoring(
     deployed = TrainingWindows.from_dict(bundle["windows"])
     now = training_windows
     window = matured_window(deployed.label_cutoff, now.label_cutoff, config.window_days)
-    base = {"champion": pointer["version"], "deployed_as_of": pointer["as_of"], "thresholds": thresholds,
-            "deployed_label_cutoff": deployed.label_cutoff.isoformat(), "label_cutoff": now.label_cutoff.isoformat()}
+    base = {
+        "champion": pointer["version"],
+        "deployed_as_of": pointer["as_of"],
+        "thresholds": thresholds,
+        "deployed_label_cutoff": deployed.label_cutoff.isoformat(),
+        "label_cutoff": now.label_cutoff.isoformat(),
+    }
     if window is None:
         context.add_output_metadata({"status": "nothing matured since the deploy", "champion": pointer["version"]})
         return {**base, "status": "nothing_matured"}
@@ -158,39 +196,61 @@ def champion_monitoring(
     promised = bundle["evaluation"]
     cost_model = CostModel(**bundle["cost_model"])
     frame["score"] = score(TrainedModel.from_dict(bundle), frame)
-    realised = evaluate_decisions(frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"],
-                                  int(promised.get("review_capacity_k", 50)))
+    realised = evaluate_decisions(
+        frame,
+        bundle["threshold"],
+        cost_model,
+        promised["rule_amount_threshold"],
+        int(promised.get("review_capacity_k", 50)),
+    )
     realised_cohorts = pd.concat(
-        [cohort_table(frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"], spec) for spec in DEFAULT_COHORTS],
+        [
+            cohort_table(frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"], spec)
+            for spec in DEFAULT_COHORTS
+        ],
         ignore_index=True,
     ).to_dict(orient="records")
     comparison = compare(promised, realised)
     decomposition = decompose(promised["cohorts"], realised_cohorts, promised, realised)
     promised_by_cohort = {(r["cohort"], r["value"]): r for r in promised["cohorts"]}
     cohort_view = [
-        {"cohort": r["cohort"], "value": r["value"], "n_frauds": r["n_frauds"], "realised_recall": r["recall"],
-         "promised_recall": promised_by_cohort.get((r["cohort"], r["value"]), {}).get("recall", math.nan),
-         "realised_average_precision": r["average_precision"],
-         "promised_average_precision": promised_by_cohort.get((r["cohort"], r["value"]), {}).get("average_precision", math.nan)}
+        {
+            "cohort": r["cohort"],
+            "value": r["value"],
+            "n_frauds": r["n_frauds"],
+            "realised_recall": r["recall"],
+            "promised_recall": promised_by_cohort.get((r["cohort"], r["value"]), {}).get("recall", math.nan),
+            "realised_average_precision": r["average_precision"],
+            "promised_average_precision": promised_by_cohort.get((r["cohort"], r["value"]), {}).get(
+                "average_precision", math.nan
+            ),
+        }
         for r in realised_cohorts
     ]
     realised_flat = with_cost_per_transaction(realised)
-    metadata = {f"realised_{m}": dg.MetadataValue.float(float(realised_flat[m])) for m in ("cost_per_transaction",
-                "savings_vs_approve_all_pct", "average_precision", "recall")}
+    metadata = {
+        f"realised_{m}": dg.MetadataValue.float(float(realised_flat[m]))
+        for m in ("cost_per_transaction", "savings_vs_approve_all_pct", "average_precision", "recall")
+    }
     metadata.update({f"promised_{r['metric']}": dg.MetadataValue.float(r["promised"]) for r in comparison})
-    metadata.update({
-        f"realised_recall_{r['cohort']}_{r['value']}": dg.MetadataValue.float(float(r["realised_recall"]))
-        for r in cohort_view if r["cohort"] == DEFAULT_COHORTS[0].name
-    })
-    metadata.update({
-        "status": "scored",
-        "champion": pointer["version"],
-        "window": f"{window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d}",
-        "matured_frauds": int(realised["n_frauds"]),
-        "realised_vs_promised": dg.MetadataValue.md(markdown_table(comparison)),
-        "cohorts": dg.MetadataValue.md(markdown_table(cohort_view)),
-        "decomposition_promised_to_realised": dg.MetadataValue.md(markdown_table(decomposition)),
-    })
+    metadata.update(
+        {
+            f"realised_recall_{r['cohort']}_{r['value']}": dg.MetadataValue.float(float(r["realised_recall"]))
+            for r in cohort_view
+            if r["cohort"] == DEFAULT_COHORTS[0].name
+        }
+    )
+    metadata.update(
+        {
+            "status": "scored",
+            "champion": pointer["version"],
+            "window": f"{window[0]:%Y-%m-%d}..{window[1]:%Y-%m-%d}",
+            "matured_frauds": int(realised["n_frauds"]),
+            "realised_vs_promised": dg.MetadataValue.md(markdown_table(comparison)),
+            "cohorts": dg.MetadataValue.md(markdown_table(cohort_view)),
+            "decomposition_promised_to_realised": dg.MetadataValue.md(markdown_table(decomposition)),
+        }
+    )
     context.add_output_metadata(metadata)
     return {
         **base,

@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 COMPARED = ("cost_per_transaction", "savings_vs_approve_all_pct", "average_precision", "recall", "precision")
 
 
-def matured_window(deployed_cutoff: datetime, current_cutoff: datetime, window_days: int) -> tuple[datetime, datetime] | None:
+def matured_window(
+    deployed_cutoff: datetime, current_cutoff: datetime, window_days: int
+) -> tuple[datetime, datetime] | None:
     """The newest window of labels that were immature when the champion was deployed and are mature now.
 
     Args:
@@ -42,13 +44,19 @@ def compare(promised: dict, realised: dict) -> list[dict]:
     """Promised against realised value of each compared metric, with the gap (realised - promised)."""
     promised, realised = with_cost_per_transaction(promised), with_cost_per_transaction(realised)
     return [
-        {"metric": m, "promised": float(promised[m]), "realised": float(realised[m]),
-         "gap": float(realised[m]) - float(promised[m])}
+        {
+            "metric": m,
+            "promised": float(promised[m]),
+            "realised": float(realised[m]),
+            "gap": float(realised[m]) - float(promised[m]),
+        }
         for m in COMPARED
     ]
 
 
-def shortfalls(comparison: list[dict], n_frauds: int, min_frauds: int, max_savings_drop: float, max_ap_drop: float) -> list[str]:
+def shortfalls(
+    comparison: list[dict], n_frauds: int, min_frauds: int, max_savings_drop: float, max_ap_drop: float
+) -> list[str]:
     """Where the realised performance falls below the promise by more than the margins.
 
     Args:
@@ -67,10 +75,14 @@ def shortfalls(comparison: list[dict], n_frauds: int, min_frauds: int, max_savin
     found = []
     savings = rows["savings_vs_approve_all_pct"]
     if not savings["realised"] >= savings["promised"] - max_savings_drop:
-        found.append(f"savings vs approve-all {savings['realised']:.1%} realised vs {savings['promised']:.1%} promised "
-                     f"(more than {max_savings_drop:.0%} points below)")
+        found.append(
+            f"savings vs approve-all {savings['realised']:.1%} realised vs {savings['promised']:.1%} promised "
+            f"(more than {max_savings_drop:.0%} points below)"
+        )
     ap = rows["average_precision"]
     if not ap["realised"] >= ap["promised"] * (1.0 - max_ap_drop):
-        found.append(f"average precision {ap['realised']:.3f} realised vs {ap['promised']:.3f} promised "
-                     f"(more than {max_ap_drop:.0%} below)")
+        found.append(
+            f"average precision {ap['realised']:.3f} realised vs {ap['promised']:.3f} promised "
+            f"(more than {max_ap_drop:.0%} below)"
+        )
     return found

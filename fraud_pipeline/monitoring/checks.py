@@ -1,6 +1,5 @@
 """Checks on the population and on the champion: cohort-mix shift, realised against promised."""
 
-
 import dagster as dg
 
 from fraud_pipeline.lib.markdown import markdown_table
@@ -20,10 +19,14 @@ def cohort_mix_shift(population_drift: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description=("cohort mix shifted: " + "; ".join(findings)) if findings else "no cohort's share moved beyond the thresholds",
-        metadata={"findings": dg.MetadataValue.json(findings),
-                  "quiet_behaviour_features": len(quiet),
-                  "thresholds": dg.MetadataValue.json(population_drift["thresholds"])},
+        description=("cohort mix shifted: " + "; ".join(findings))
+        if findings
+        else "no cohort's share moved beyond the thresholds",
+        metadata={
+            "findings": dg.MetadataValue.json(findings),
+            "quiet_behaviour_features": len(quiet),
+            "thresholds": dg.MetadataValue.json(population_drift["thresholds"]),
+        },
     )
 
 
@@ -33,18 +36,27 @@ def champion_realised_vs_promised(champion_monitoring: dict) -> dg.AssetCheckRes
     status = champion_monitoring["status"]
     if status != "scored":
         reason = "no champion yet" if status == "no_champion" else "no labels have matured since the champion's deploy"
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description=f"nothing to judge: {reason}",
-                                   metadata={"status": status})
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"nothing to judge: {reason}",
+            metadata={"status": status},
+        )
     thresholds = champion_monitoring["thresholds"]
     found = shortfalls(champion_monitoring["comparison"], champion_monitoring["n_frauds"], **thresholds)
     judged = champion_monitoring["n_frauds"] >= thresholds["min_frauds"]
-    description = ("; ".join(found) if found else
-                   ("the champion keeps its promise on " if judged else "too few matured frauds to judge on ")
-                   + f"{champion_monitoring['n_frauds']} frauds in {champion_monitoring['window'][0][:10]}..{champion_monitoring['window'][1][:10]}")
+    description = (
+        "; ".join(found)
+        if found
+        else ("the champion keeps its promise on " if judged else "too few matured frauds to judge on ")
+        + f"{champion_monitoring['n_frauds']} frauds in {champion_monitoring['window'][0][:10]}..{champion_monitoring['window'][1][:10]}"
+    )
     return dg.AssetCheckResult(
         passed=not found,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
-        metadata={"comparison": dg.MetadataValue.md(markdown_table(champion_monitoring["comparison"])),
-                  "findings": dg.MetadataValue.json(found)},
+        metadata={
+            "comparison": dg.MetadataValue.md(markdown_table(champion_monitoring["comparison"])),
+            "findings": dg.MetadataValue.json(found),
+        },
     )

@@ -138,16 +138,18 @@ def feature_drift(
         is_categorical = name in categorical
         value = psi(reference[name], current[name], categorical=is_categorical, n_bins=n_bins)
         statistic, pvalue = (math.nan, math.nan) if is_categorical else ks(reference[name], current[name])
-        rows.append({
-            "feature": name,
-            "kind": _feature_kind(name, cohort_columns),
-            "psi": value,
-            "ks": statistic,
-            "ks_pvalue": pvalue,
-            "null_share_reference": float(reference[name].isna().mean()) if len(reference) else math.nan,
-            "null_share_current": float(current[name].isna().mean()) if len(current) else math.nan,
-            "verdict": _verdict(value),
-        })
+        rows.append(
+            {
+                "feature": name,
+                "kind": _feature_kind(name, cohort_columns),
+                "psi": value,
+                "ks": statistic,
+                "ks_pvalue": pvalue,
+                "null_share_reference": float(reference[name].isna().mean()) if len(reference) else math.nan,
+                "null_share_current": float(current[name].isna().mean()) if len(current) else math.nan,
+                "verdict": _verdict(value),
+            }
+        )
     return rows
 
 
@@ -169,16 +171,21 @@ def cohort_mix(reference: pd.DataFrame, current: pd.DataFrame, cohorts: tuple[Co
     rows = []
     for spec in cohorts:
         ref_labels, cur_labels = assign_cohort(reference, spec), assign_cohort(current, spec)
-        values = sorted(set(ref_labels.unique()) | set(cur_labels.unique()),
-                        key=lambda v: (spec.bin_labels().index(v) if v in spec.bin_labels() else len(spec.bin_labels()), v))
+        values = sorted(
+            set(ref_labels.unique()) | set(cur_labels.unique()),
+            key=lambda v: (spec.bin_labels().index(v) if v in spec.bin_labels() else len(spec.bin_labels()), v),
+        )
         ref_counts = ref_labels.value_counts().reindex(values, fill_value=0)
         cur_counts = cur_labels.value_counts().reindex(values, fill_value=0)
         ref_share, cur_share = _shares(ref_labels, values), _shares(cur_labels, values)
         terms = (np.maximum(cur_share, EPSILON) - np.maximum(ref_share, EPSILON)) * np.log(
-            np.maximum(cur_share, EPSILON) / np.maximum(ref_share, EPSILON))
+            np.maximum(cur_share, EPSILON) / np.maximum(ref_share, EPSILON)
+        )
         frauds = None
         if "is_fraud" in reference and reference["is_fraud"].any():
-            frauds = ref_labels[reference["is_fraud"].astype(bool).to_numpy()].value_counts().reindex(values, fill_value=0)
+            frauds = (
+                ref_labels[reference["is_fraud"].astype(bool).to_numpy()].value_counts().reindex(values, fill_value=0)
+            )
             frauds = frauds / frauds.sum()
         for i, value in enumerate(values):
             row = {

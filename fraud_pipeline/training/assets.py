@@ -41,14 +41,17 @@ class ModelConfig(dg.Config):
     lambda_l2: float = Field(default=ModelParams.lambda_l2, description="L2 regularisation.")
     max_rounds: int = Field(default=ModelParams.max_rounds, description="Most boosting rounds.")
     early_stopping_rounds: int = Field(
-        default=ModelParams.early_stopping_rounds, description="Stop when validation AP has not improved for this many rounds."
+        default=ModelParams.early_stopping_rounds,
+        description="Stop when validation AP has not improved for this many rounds.",
     )
-    num_threads: int = Field(default=ModelParams.num_threads, description="LightGBM threads (fixed for reproducibility).")
+    num_threads: int = Field(
+        default=ModelParams.num_threads, description="LightGBM threads (fixed for reproducibility)."
+    )
     seed: int = Field(default=ModelParams.seed, description="LightGBM seed (and the seed of the genuine-row sample).")
     max_genuine_rows: int = Field(
         default=ModelParams.max_genuine_rows,
         description="Genuine rows a model learns from at most: above this a fixed hash sample is kept and weighted up "
-                    "(every fraud is kept; thresholds use every validation row). 0 keeps all.",
+        "(every fraud is kept; thresholds use every validation row). 0 keeps all.",
     )
 
     def params(self) -> ModelParams:
@@ -77,8 +80,10 @@ class TrainingProgress:
         elapsed = self.clock() - self.started
         eta = elapsed / done * (self.max_rounds - done)
         scores = ", ".join(f"{data} {metric} {value:.4f}" for data, metric, value, *_ in env.evaluation_result_list)
-        self.log(f"{self.name}: round {done} of at most {self.max_rounds}, {elapsed:.1f} s elapsed, "
-                 f"ETA {eta:.1f} s if it runs to the end (early stopping may end it sooner); {scores}")
+        self.log(
+            f"{self.name}: round {done} of at most {self.max_rounds}, {elapsed:.1f} s elapsed, "
+            f"ETA {eta:.1f} s if it runs to the end (early stopping may end it sooner); {scores}"
+        )
 
 
 @dg.asset(group_name="training", deps=["transactions"], pool=DUCKDB_POOL)
@@ -103,10 +108,12 @@ def training_windows(
         warmup_days=config.warmup_days,
         min_train_days=config.min_train_days,
     )
-    table = markdown_table([
-        {"window": name, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
-        for name, (start, end) in windows.splits().items()
-    ])
+    table = markdown_table(
+        [
+            {"window": name, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}"}
+            for name, (start, end) in windows.splits().items()
+        ]
+    )
     context.add_output_metadata({"windows": dg.MetadataValue.md(table), **windows.to_metadata()})
     return windows
 
@@ -140,20 +147,30 @@ def fraud_model(
     with duckdb.get_connection() as con:
         train = load_split(con, "train")
         validation = load_split(con, "validation")
-    context.log.info(f"training on {len(train):,} rows, early stopping on {len(validation):,} validation rows, "
-                     f"at most {config.max_rounds} rounds")
+    context.log.info(
+        f"training on {len(train):,} rows, early stopping on {len(validation):,} validation rows, "
+        f"at most {config.max_rounds} rounds"
+    )
     started = time.perf_counter()
     candidate, cost_choice = train_candidate(
-        train, validation, config.params(), costs.cost_model(),
+        train,
+        validation,
+        config.params(),
+        costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
     )
     candidate = candidate.with_run(config.model_dump(), training_windows)
     rate = candidate.main.model.genuine_sample_rate
-    learnt_from = "every training row" if rate == 1 else f"every fraud and {rate:.1%} of genuine rows, weighted by {1 / rate:.2f}"
-    context.log.info(f"trained {candidate.version} in {time.perf_counter() - started:.1f} s "
-                     f"(best iteration {candidate.main.model.best_iteration}; learnt from {learnt_from})")
+    learnt_from = (
+        "every training row" if rate == 1 else f"every fraud and {rate:.1%} of genuine rows, weighted by {1 / rate:.2f}"
+    )
+    context.log.info(
+        f"trained {candidate.version} in {time.perf_counter() - started:.1f} s "
+        f"(best iteration {candidate.main.model.best_iteration}; learnt from {learnt_from})"
+    )
     cost_plot = cost_curve_png(
-        cost_choice.curve, candidate.threshold,
+        cost_choice.curve,
+        candidate.threshold,
         approve_all_cost(validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), costs.cost_model()),
     )
     top = sorted(candidate.main.model.feature_importance.items(), key=lambda kv: -kv[1])[:10]

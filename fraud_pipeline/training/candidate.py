@@ -28,8 +28,12 @@ class ThresholdedModel:
 
     def as_dict(self) -> dict:
         """The model's plain values with its threshold (the shape the bundle and the scorer read)."""
-        return {**self.model.as_dict(), "threshold": self.threshold, "validation_cost": self.validation_cost,
-                "validation_alerts": self.validation_alerts}
+        return {
+            **self.model.as_dict(),
+            "threshold": self.threshold,
+            "validation_cost": self.validation_cost,
+            "validation_alerts": self.validation_alerts,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,10 @@ def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostMo
 
 
 def train_candidate(
-    train: pd.DataFrame, validation: pd.DataFrame, params: ModelParams, cost_model: CostModel,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    params: ModelParams,
+    cost_model: CostModel,
     progress: Callable[[str], list] | None = None,
 ) -> tuple[Candidate, ThresholdChoice]:
     """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
@@ -105,12 +112,20 @@ def train_candidate(
         The candidate (both models with their thresholds), and the main model's threshold choice on
         validation with its cost curve.
     """
-    callbacks = (lambda name: progress(name) if progress else [])  # noqa: E731
-    main = train_model(train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model"))
+    callbacks = lambda name: progress(name) if progress else []  # noqa: E731
+    main = train_model(
+        train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model")
+    )
     main_choice = _threshold(main, validation, cost_model)
     with_history = lambda frame: frame[frame["n_prior_tx_30d"] > 0]  # noqa: E731
-    fallback = train_model(with_history(train), with_history(validation), FALLBACK_FEATURES, CATEGORICAL_FEATURES, params,
-                           callbacks=callbacks("fallback model"))
+    fallback = train_model(
+        with_history(train),
+        with_history(validation),
+        FALLBACK_FEATURES,
+        CATEGORICAL_FEATURES,
+        params,
+        callbacks=callbacks("fallback model"),
+    )
     fallback_choice = _threshold(fallback, with_history(validation), cost_model)
     thresholded = lambda model, choice: ThresholdedModel(  # noqa: E731
         model, float(choice.threshold), float(choice.expected_cost), int(choice.n_alerts)

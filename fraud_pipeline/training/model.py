@@ -188,12 +188,16 @@ def train_model(
     learn = genuine_sample(train, params.max_genuine_rows, params.seed, label)
     stop = genuine_sample(validation, params.max_genuine_rows, params.seed, label)
     train_set = lgb.Dataset(
-        to_model_matrix(learn.frame, features, categories), label=learn.frame[label].astype(int),
-        weight=learn.weights if learn.rate < 1 else None, free_raw_data=True,
+        to_model_matrix(learn.frame, features, categories),
+        label=learn.frame[label].astype(int),
+        weight=learn.weights if learn.rate < 1 else None,
+        free_raw_data=True,
     )
     valid_set = lgb.Dataset(
-        to_model_matrix(stop.frame, features, categories), label=stop.frame[label].astype(int),
-        weight=stop.weights if stop.rate < 1 else None, reference=train_set,
+        to_model_matrix(stop.frame, features, categories),
+        label=stop.frame[label].astype(int),
+        weight=stop.weights if stop.rate < 1 else None,
+        reference=train_set,
     )
     booster = lgb.train(
         params.lightgbm(),

@@ -42,8 +42,11 @@ class TrainingWindows:
     def to_metadata(self) -> dict:
         """The boundaries, cutoff and horizon for the Dagster UI."""
         return {
-            **{f"{name}_{end}": f"{moment:%Y-%m-%d}" for name, window in self.splits().items()
-               for end, moment in zip(("start", "end"), window)},
+            **{
+                f"{name}_{end}": f"{moment:%Y-%m-%d}"
+                for name, window in self.splits().items()
+                for end, moment in zip(("start", "end"), window)
+            },
             "label_cutoff": self.label_cutoff.isoformat(),
             "horizon_days": self.horizon_days,
         }
@@ -155,8 +158,15 @@ def rolling_windows(
         shift = timedelta(days=i * test_days)
         try:
             planned = plan_windows(
-                as_of - shift, horizon_days, first_event_time, last_event_time - shift,
-                train_days, validation_days, test_days, warmup_days, min_train_days,
+                as_of - shift,
+                horizon_days,
+                first_event_time,
+                last_event_time - shift,
+                train_days,
+                validation_days,
+                test_days,
+                warmup_days,
+                min_train_days,
             )
         except ValueError:
             if not folds:

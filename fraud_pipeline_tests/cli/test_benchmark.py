@@ -68,18 +68,30 @@ def test_a_wrong_in_memory_engine_value_is_caught(tmp_path, monkeypatch):
 def test_reference_catches_a_wrong_value_and_a_filled_null(tmp_path):
     wrong = benchmark.run_reference(tiny_database(tmp_path / "a.duckdb", "n_prior_tx_7d = n_prior_tx_7d + 1"))
     assert wrong["feature_mismatches"] == {"n_prior_tx_7d": 1}
-    filled = benchmark.run_reference(tiny_database(
-        tmp_path / "b.duckdb", "sum_amount_1h = coalesce(sum_amount_1h, 0) + 0.001"))
+    filled = benchmark.run_reference(
+        tiny_database(tmp_path / "b.duckdb", "sum_amount_1h = coalesce(sum_amount_1h, 0) + 0.001")
+    )
     assert filled["feature_mismatches"] == {"sum_amount_1h": 1}
 
 
 def test_unknown_steps_are_counted_as_other_and_the_table_prints():
     stages, unknown = benchmark.bucket_steps({"transaction_features": 2.0, "raw_tables": 1.0, "some_new_step": 5.0})
     assert stages["features"] == 2.0 and stages[benchmark.OTHER] == 5.0 and unknown == {"some_new_step": 5.0}
-    run = {"n_transactions": 1_000, "success": True, "end_to_end_seconds": 9.0, "stages": stages,
-           "other_steps": unknown, "sql_feature_seconds": 2.0, "engine_feature_seconds": 1.0,
-           "engine_compute_seconds": 0.5, "pandas_feature_seconds": 3.0, "peak_rss_gib": 1.0,
-           "peak_rss_gib_pandas": 2.0, "feature_mismatches": {}, "engine_in_memory_mismatches": {}}
+    run = {
+        "n_transactions": 1_000,
+        "success": True,
+        "end_to_end_seconds": 9.0,
+        "stages": stages,
+        "other_steps": unknown,
+        "sql_feature_seconds": 2.0,
+        "engine_feature_seconds": 1.0,
+        "engine_compute_seconds": 0.5,
+        "pandas_feature_seconds": 3.0,
+        "peak_rss_gib": 1.0,
+        "peak_rss_gib_pandas": 2.0,
+        "feature_mismatches": {},
+        "engine_in_memory_mismatches": {},
+    }
     table = benchmark.format_table([run, {**run, "end_to_end_seconds": 11.0}], demo_seconds=[30.0])
     assert "| other | 5.0 |" in table and "some_new_step 5.0 s" in table
     assert "| **end to end (whole job)** | 10.0 (0.00 M/s) |" in table

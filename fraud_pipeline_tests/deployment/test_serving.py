@@ -94,18 +94,22 @@ def test_peak_hours_are_the_busiest():
 
 
 def _report(identified, full, outage):
-    return {"identified_share": identified, "n_affected": 100, "mean_score_affected_frauds_full_history": full,
-            "mean_score_affected_frauds_outage": outage}
+    return {
+        "identified_share": identified,
+        "n_affected": 100,
+        "mean_score_affected_frauds_full_history": full,
+        "mean_score_affected_frauds_outage": outage,
+    }
 
 
 @pytest.mark.parametrize(
     "identified, full, outage, misread",
     [
-        (1.0, 0.10, 0.005, False),   # recognised: the policy handles it, whatever the scores
-        (0.0, 0.10, 0.005, True),    # taken for a new user and read as safe (the seed failure)
-        (0.0, 0.01, 0.05, True),     # taken for a new user and read as risky (its mirror)
-        (0.0, 0.10, 0.09, False),    # not recognised, but the decision barely moves
-        (0.0, 0.10, 0.14, True),     # not recognised, and 40% up: active customers start to look risky
+        (1.0, 0.10, 0.005, False),  # recognised: the policy handles it, whatever the scores
+        (0.0, 0.10, 0.005, True),  # taken for a new user and read as safe (the seed failure)
+        (0.0, 0.01, 0.05, True),  # taken for a new user and read as risky (its mirror)
+        (0.0, 0.10, 0.09, False),  # not recognised, but the decision barely moves
+        (0.0, 0.10, 0.14, True),  # not recognised, and 40% up: active customers start to look risky
     ],
 )
 def test_misreading_verdicts(identified, full, outage, misread):

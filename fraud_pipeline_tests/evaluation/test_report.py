@@ -52,5 +52,5 @@ def test_gates_show_blocked_when_any_gate_fails_and_pass_otherwise():
 def test_missing_values_stay_empty_never_zero():
     assert format_value(None) == "" and format_value(math.nan) == ""
     assert format_value(0.0) == "0" and format_value(12345.6) == "12,346" and format_value(True) == "yes"
-    assert "<td class=\"num\"></td>" in html_table([{"x": None}])
+    assert '<td class="num"></td>' in html_table([{"x": None}])
     assert "no rows" in html_table([])

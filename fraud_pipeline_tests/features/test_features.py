@@ -20,27 +20,33 @@ def make_history(seed: int, n: int = 2_000, users: int = 30, merchants: int = 15
     rng = np.random.default_rng(seed)
     start = np.datetime64("2025-01-01T00:00:00", "us")
     offsets = rng.integers(0, days * 24 * 60, n) * MINUTE_US
-    tx = pd.DataFrame({
-        "transaction_id": np.arange(1, n + 1),
-        "user_id": rng.integers(1, users + 1, n),
-        "merchant_id": rng.integers(1, merchants + 1, n),
-        "event_time": start + offsets.astype("timedelta64[us]"),
-        "amount": np.round(rng.lognormal(3, 1, n), 2),
-        "channel": rng.choice(["card_present", "ecommerce"], n),
-        "mcc": rng.choice(["5411", "5812"], n),
-        "country": "R1",
-    })
+    tx = pd.DataFrame(
+        {
+            "transaction_id": np.arange(1, n + 1),
+            "user_id": rng.integers(1, users + 1, n),
+            "merchant_id": rng.integers(1, merchants + 1, n),
+            "event_time": start + offsets.astype("timedelta64[us]"),
+            "amount": np.round(rng.lognormal(3, 1, n), 2),
+            "channel": rng.choice(["card_present", "ecommerce"], n),
+            "mcc": rng.choice(["5411", "5812"], n),
+            "country": "R1",
+        }
+    )
     picked = rng.choice(n, n // 40, replace=False)
     delays = rng.integers(0, 20 * 24 * 60, picked.size) * MINUTE_US
-    cb = pd.DataFrame({
-        "transaction_id": tx["transaction_id"].to_numpy()[picked],
-        "reported_at": tx["event_time"].to_numpy()[picked] + delays.astype("timedelta64[us]"),
-    })
+    cb = pd.DataFrame(
+        {
+            "transaction_id": tx["transaction_id"].to_numpy()[picked],
+            "reported_at": tx["event_time"].to_numpy()[picked] + delays.astype("timedelta64[us]"),
+        }
+    )
     # one user is unknown to the users table: account age must be NULL, not 0
-    users_frame = pd.DataFrame({
-        "user_id": np.arange(1, users),
-        "created_at": start - rng.integers(1, 400, users - 1).astype("timedelta64[D]"),
-    })
+    users_frame = pd.DataFrame(
+        {
+            "user_id": np.arange(1, users),
+            "created_at": start - rng.integers(1, 400, users - 1).astype("timedelta64[D]"),
+        }
+    )
     return tx, cb, users_frame
 
 
@@ -67,7 +73,9 @@ def assert_equals_oracle(tx, cb, users, frame):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_features_equal_naive_recomputation(seed, engine):
     tx, cb, users = make_history(seed)
-    assert_equals_oracle(tx, cb, users, build(tx, cb, users, None if engine == "engine" else transaction_features_sql()))
+    assert_equals_oracle(
+        tx, cb, users, build(tx, cb, users, None if engine == "engine" else transaction_features_sql())
+    )
 
 
 def test_engine_handles_ids_that_are_not_small_and_amounts_finer_than_cents():
@@ -82,10 +90,17 @@ def test_engine_handles_ids_that_are_not_small_and_amounts_finer_than_cents():
 def test_engine_refuses_rows_out_of_time_order():
     with pytest.raises(ValueError, match="time order"):
         feature_engine.history_features(
-            np.array([1, 1]), np.array([1, 1]), np.array([5, 4]), np.array([1.0, 2.0]),
-            np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.int64),
-            windows={"1h": 3_600 * 10**6}, chargeback_windows={"30d": 30 * 86_400 * 10**6},
-            merchant_window=("30d", 30 * 86_400 * 10**6), familiarity_window=("30d", 30 * 86_400 * 10**6),
+            np.array([1, 1]),
+            np.array([1, 1]),
+            np.array([5, 4]),
+            np.array([1.0, 2.0]),
+            np.array([], dtype=np.int64),
+            np.array([], dtype=np.int64),
+            np.array([], dtype=np.int64),
+            windows={"1h": 3_600 * 10**6},
+            chargeback_windows={"30d": 30 * 86_400 * 10**6},
+            merchant_window=("30d", 30 * 86_400 * 10**6),
+            familiarity_window=("30d", 30 * 86_400 * 10**6),
         )
 
 
@@ -98,6 +113,7 @@ def test_engine_on_no_rows_gives_every_column_empty():
 
 def test_oracle_catches_an_engine_window_that_includes_the_present(monkeypatch):
     tx, cb, users = make_history(4)
+
     def inclusive(self, width):  # rows at the same microsecond, the row itself included, count as earlier
         found = np.empty(len(self.keys), dtype=np.int64)
         for lo, hi in self.chunks:
@@ -105,7 +121,9 @@ def test_oracle_catches_an_engine_window_that_includes_the_present(monkeypatch):
         return found
 
     monkeypatch.setattr(feature_engine.KeyedStream, "window_start", inclusive)
-    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users)[["transaction_id", *FEATURE_NAMES]])
+    mismatches = compare_features(
+        recompute_features(tx, cb, users), build(tx, cb, users)[["transaction_id", *FEATURE_NAMES]]
+    )
     assert {"n_prior_tx_1h", "sum_amount_30d", "n_merchant_tx_30d", "n_prior_user_merchant_tx_30d"} <= set(
         mismatches["feature"]
     )
@@ -124,12 +142,15 @@ def test_oracle_catches_a_sql_window_that_includes_the_present():
 def test_oracle_catches_chargebacks_counted_at_transaction_time():
     tx, cb, users = make_history(5)
     leaky = transaction_features_sql().replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")
-    mismatches = compare_features(recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]])
+    mismatches = compare_features(
+        recompute_features(tx, cb, users), build(tx, cb, users, leaky)[["transaction_id", *FEATURE_NAMES]]
+    )
     assert "n_prior_chargebacks_30d" in set(mismatches["feature"])
     # the engine's version of the same leak: each chargeback dated at its transaction
     dated_at_transaction = cb.assign(reported_at=cb.merge(tx, on="transaction_id")["event_time"].to_numpy())
-    mismatches = compare_features(recompute_features(tx, cb, users),
-                                  build(tx, dated_at_transaction, users)[["transaction_id", *FEATURE_NAMES]])
+    mismatches = compare_features(
+        recompute_features(tx, cb, users), build(tx, dated_at_transaction, users)[["transaction_id", *FEATURE_NAMES]]
+    )
     assert {"n_prior_chargebacks_30d", "n_merchant_chargebacks_30d"} <= set(mismatches["feature"])
 
 
@@ -167,12 +188,20 @@ def test_time_since_previous_skips_transactions_at_the_same_microsecond():
     tx, cb, users = make_history(8, n=6)
     tx["user_id"] = 1
     start = pd.Timestamp("2025-01-05")
-    tx["event_time"] = [start, start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=5),
-                        start + pd.Timedelta(minutes=5), start + pd.Timedelta(minutes=7), start + pd.Timedelta(minutes=7)]
+    tx["event_time"] = [
+        start,
+        start + pd.Timedelta(minutes=5),
+        start + pd.Timedelta(minutes=5),
+        start + pd.Timedelta(minutes=5),
+        start + pd.Timedelta(minutes=7),
+        start + pd.Timedelta(minutes=7),
+    ]
     frame = build(tx, cb.iloc[0:0], users).sort_values("transaction_id")
     assert frame["seconds_since_prev_tx"].tolist()[1:] == [300.0, 300.0, 300.0, 120.0, 120.0]
     assert frame["n_prior_tx_30d"].tolist() == [0, 1, 1, 1, 4, 4]
-    mismatches = compare_features(recompute_features(tx, cb.iloc[0:0], users), frame[["transaction_id", *FEATURE_NAMES]])
+    mismatches = compare_features(
+        recompute_features(tx, cb.iloc[0:0], users), frame[["transaction_id", *FEATURE_NAMES]]
+    )
     assert mismatches.empty, mismatches.to_string()
 
 
@@ -219,8 +248,9 @@ def test_engine_in_chunks_of_keys_gives_the_same_values(monkeypatch):
     """Keys whose composite (key, time) integers would overflow are searched a few keys at a time."""
     tx, cb, users = make_history(10)
     monkeypatch.setattr(feature_engine, "_KEY_LIMIT", 2**44)  # two keys per chunk for this 40-day history
-    stream = feature_engine.KeyedStream(tx["user_id"].to_numpy(), np.sort(tx["event_time"].to_numpy().astype(np.int64)),
-                                        30 * 86_400 * 10**6)
+    stream = feature_engine.KeyedStream(
+        tx["user_id"].to_numpy(), np.sort(tx["event_time"].to_numpy().astype(np.int64)), 30 * 86_400 * 10**6
+    )
     assert len(stream.chunks) > 10
     assert_equals_oracle(tx, cb, users, build(tx, cb, users))
 
@@ -235,8 +265,11 @@ def test_storing_reports_the_rows_and_null_shares_the_stored_table_has():
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
             con.unregister("frame")
         stored = store_transaction_features(con)
-        shares = con.execute("SELECT " + ", ".join(
-            f"avg(CASE WHEN {f.name} IS NULL THEN 1.0 ELSE 0.0 END)" for f in FEATURES) + " FROM transaction_features").fetchall()[0]
+        shares = con.execute(
+            "SELECT "
+            + ", ".join(f"avg(CASE WHEN {f.name} IS NULL THEN 1.0 ELSE 0.0 END)" for f in FEATURES)
+            + " FROM transaction_features"
+        ).fetchall()[0]
         rows = con.execute("SELECT count(*) FROM transaction_features").fetchall()[0][0]
     assert stored["rows"] == rows == len(tx)
     assert stored["null_share"] == pytest.approx(dict(zip([f.name for f in FEATURES], shares)), abs=1e-12)

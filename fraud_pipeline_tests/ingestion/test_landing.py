@@ -58,8 +58,16 @@ ROW_CASES = {
     "unparseable timestamp": ("4,12,100,2025-02-30T10:00:00Z,5.00", "event_time", "unparseable timestamp"),
     "not a timestamp": ("4,12,100,yesterday,5.00", "event_time", "unparseable timestamp (yesterday)"),
     "timestamp before 2000": ("4,12,100,1970-01-01T00:00:00Z,5.00", "event_time", "out of range (before 2000-01-01)"),
-    "timestamp after its day": ("4,12,100,2025-03-02T00:00:00Z,5.00", "event_time", "out of range (after the end of its day folder)"),
-    "offset moves it past its day": ("4,12,100,2025-03-01T23:30:00-01:00,5.00", "event_time", "out of range (after the end"),
+    "timestamp after its day": (
+        "4,12,100,2025-03-02T00:00:00Z,5.00",
+        "event_time",
+        "out of range (after the end of its day folder)",
+    ),
+    "offset moves it past its day": (
+        "4,12,100,2025-03-01T23:30:00-01:00,5.00",
+        "event_time",
+        "out of range (after the end",
+    ),
     "mixed timezones": ("4,12,100,2025-03-01 10:00:00,5.00", "event_time", "mixed timezones"),
     "amount text": ("4,12,100,2025-03-01T10:00:00Z,ten", "amount", "not a number (ten)"),
     "negative amount": ("4,12,100,2025-03-01T10:00:00Z,-5", "amount", "negative (-5)"),
@@ -82,7 +90,11 @@ def test_each_bad_row_is_quarantined_with_file_row_column_and_reason(tmp_path, c
     ((stage, file, row, bad_column, text),) = quarantine(con)
     assert (stage, file, row, bad_column) == ("file", "transactions.csv", 2, column)
     assert reason in text, text
-    assert con.execute("SELECT list(row_number ORDER BY row_number) FROM landing_transactions").fetchone()[0] == [1, 3, 4]
+    assert con.execute("SELECT list(row_number ORDER BY row_number) FROM landing_transactions").fetchone()[0] == [
+        1,
+        3,
+        4,
+    ]
 
 
 def test_a_row_with_an_extra_field_refuses_the_file_naming_its_line(tmp_path, con):
@@ -96,8 +108,11 @@ def test_every_problem_of_a_row_is_named_and_the_raw_values_kept(tmp_path, con):
         'SELECT stage, day, row_number, "column", reason, raw FROM quarantine'
     ).fetchone()
     assert (stage, day, row, column) == ("file", DAY, 4, "transaction_id")
-    for expected in ("transaction_id: not an integer id (x)", "event_time: unparseable timestamp (never)",
-                     "amount: negative (-1)"):
+    for expected in (
+        "transaction_id: not an integer id (x)",
+        "event_time: unparseable timestamp (never)",
+        "amount: negative (-1)",
+    ):
         assert expected in reason
     assert '"event_time":"never"' in raw
 
@@ -150,8 +165,12 @@ def test_a_whole_file_problem_refuses_the_day_and_leaves_the_previous_tables_int
     before = con.execute("SELECT * FROM landing_transactions ORDER BY transaction_id").fetchall()
     manifest = con.execute("SELECT * FROM landing_files").fetchall()
     with pytest.raises(FileRejected, match=message):
-        land(con, tmp_path / "after", transactions_csv=content,
-             chargebacks_csv=csv_text("transaction_id,reported_at", ["1,2025-03-01T12:00:00Z"]))
+        land(
+            con,
+            tmp_path / "after",
+            transactions_csv=content,
+            chargebacks_csv=csv_text("transaction_id,reported_at", ["1,2025-03-01T12:00:00Z"]),
+        )
     assert con.execute("SELECT * FROM landing_transactions ORDER BY transaction_id").fetchall() == before
     assert con.execute("SELECT * FROM landing_files").fetchall() == manifest
     assert con.execute("SELECT count(*) FROM landing_chargebacks").fetchone()[0] == 0
@@ -163,13 +182,18 @@ def test_a_header_only_file_is_a_day_without_rows(tmp_path, con):
 
 
 def test_optional_columns_missing_from_a_file_are_null_and_extra_columns_are_ignored(tmp_path, con):
-    report = land(con, tmp_path, transactions_csv=csv_text(TX_HEADER + ",Channel,note", [r + ",pos,hi" for r in GOOD_TX]))
+    report = land(
+        con, tmp_path, transactions_csv=csv_text(TX_HEADER + ",Channel,note", [r + ",pos,hi" for r in GOOD_TX])
+    )
     assert report.files[0].ignored_columns == ["note"]
-    rows = con.execute("SELECT DISTINCT channel, country, mcc, device_id, currency FROM landing_transactions").fetchall()
+    rows = con.execute(
+        "SELECT DISTINCT channel, country, mcc, device_id, currency FROM landing_transactions"
+    ).fetchall()
     assert rows == [("pos", None, None, None, None)]
 
 
 # --- cross-file problems: quarantined when the raw tables are built at as_of ---
+
 
 def tx_file(*rows: str) -> str:
     return csv_text(TX_HEADER, list(rows))
@@ -190,12 +214,17 @@ def assert_accounted(accounting: dict) -> None:
 
 def test_an_identical_duplicate_keeps_the_first_copy_and_a_conflicting_one_holds_back_every_copy(tmp_path, con):
     land(con, tmp_path, transactions_csv=tx_file(*GOOD_TX))
-    land(con, tmp_path, day=date(2025, 3, 2), transactions_csv=tx_file(GOOD_TX[0], "3,11,100,2025-03-01T10:00:00Z,9.00"))
+    land(
+        con, tmp_path, day=date(2025, 3, 2), transactions_csv=tx_file(GOOD_TX[0], "3,11,100,2025-03-01T10:00:00Z,9.00")
+    )
     accounting = build(con)
     assert_accounted(accounting)
     assert con.execute("SELECT list(transaction_id ORDER BY transaction_id) FROM transactions").fetchone()[0] == [1, 2]
     reasons = [r[4] for r in quarantine(con)]
-    assert any(r.startswith("duplicate transaction_id 1 (identical copy of 2025-03-01/transactions.csv row 1)") for r in reasons)
+    assert any(
+        r.startswith("duplicate transaction_id 1 (identical copy of 2025-03-01/transactions.csv row 1)")
+        for r in reasons
+    )
     assert sum(r.startswith("conflicting duplicate transaction_id 3") for r in reasons) == 2
     assert accounting["transactions"].quarantined_across_files == 3
 
@@ -207,18 +236,38 @@ def test_a_duplicate_within_one_file_is_caught_too(tmp_path, con):
 
 
 CHARGEBACK_CASES = {
-    "chargeback before its transaction": ("2,2025-03-01T06:00:00Z,fraud", "reported_at", "chargeback before its transaction"),
-    "chargeback for an unknown transaction": ("99,2025-03-01T12:00:00Z,fraud", "transaction_id", "unknown transaction_id"),
-    "duplicate chargeback": ("1,2025-03-01T13:00:00Z,fraud", "transaction_id", "duplicate chargeback for transaction_id 1"),
-    "chargeback for a quarantined transaction": ("4,2025-03-01T12:00:00Z,fraud", "transaction_id", "quarantined transaction"),
+    "chargeback before its transaction": (
+        "2,2025-03-01T06:00:00Z,fraud",
+        "reported_at",
+        "chargeback before its transaction",
+    ),
+    "chargeback for an unknown transaction": (
+        "99,2025-03-01T12:00:00Z,fraud",
+        "transaction_id",
+        "unknown transaction_id",
+    ),
+    "duplicate chargeback": (
+        "1,2025-03-01T13:00:00Z,fraud",
+        "transaction_id",
+        "duplicate chargeback for transaction_id 1",
+    ),
+    "chargeback for a quarantined transaction": (
+        "4,2025-03-01T12:00:00Z,fraud",
+        "transaction_id",
+        "quarantined transaction",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CHARGEBACK_CASES))
 def test_each_bad_chargeback_is_quarantined_with_its_reason(tmp_path, con, case):
     row, column, reason = CHARGEBACK_CASES[case]
-    land(con, tmp_path, transactions_csv=tx_file(*GOOD_TX, "4,12,100,2025-03-01T10:00:00Z,-1"),
-         chargebacks_csv=cb_file("1,2025-03-01T12:00:00Z,fraud", row))
+    land(
+        con,
+        tmp_path,
+        transactions_csv=tx_file(*GOOD_TX, "4,12,100,2025-03-01T10:00:00Z,-1"),
+        chargebacks_csv=cb_file("1,2025-03-01T12:00:00Z,fraud", row),
+    )
     accounting = build(con)
     assert_accounted(accounting)
     assert (accounting["chargebacks"].rows_in, accounting["chargebacks"].rows_loaded) == (2, 1)
@@ -234,7 +283,9 @@ def test_a_late_chargeback_in_a_later_folder_updates_the_labels_through_as_of(tm
     build_known_tables(con, datetime(2025, 4, 20))
     assert con.execute("SELECT count(*) FROM chargebacks").fetchone()[0] == 0
     build_known_tables(con, datetime(2025, 4, 21))
-    assert con.execute("SELECT transaction_id, reported_at FROM chargebacks").fetchall() == [(2, datetime(2025, 4, 20, 9))]
+    assert con.execute("SELECT transaction_id, reported_at FROM chargebacks").fetchall() == [
+        (2, datetime(2025, 4, 20, 9))
+    ]
 
 
 def test_a_chargeback_whose_transaction_arrives_in_a_later_folder_is_held_back_until_then(tmp_path, con):
@@ -248,11 +299,17 @@ def test_a_chargeback_whose_transaction_arrives_in_a_later_folder_is_held_back_u
 
 def test_landing_the_same_files_again_changes_nothing_and_says_so(tmp_path, con):
     first = land(con, tmp_path, transactions_csv=tx_file(*GOOD_TX, "4,12,100,2025-03-01T10:00:00Z,-1"))
-    snapshot = [con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in ("landing_transactions", "quarantine", "landing_files")]
+    snapshot = [
+        con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+        for t in ("landing_transactions", "quarantine", "landing_files")
+    ]
     again = land_day(con, DAY, tmp_path / DAY.isoformat())
     assert not first.unchanged and again.unchanged
     assert (again.rows_in, again.rows_loaded, again.rows_quarantined) == (4, 3, 1)
-    assert [con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in ("landing_transactions", "quarantine", "landing_files")] == snapshot
+    assert [
+        con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+        for t in ("landing_transactions", "quarantine", "landing_files")
+    ] == snapshot
 
 
 def test_a_changed_file_replaces_its_day_and_only_its_day(tmp_path, con):
@@ -260,16 +317,24 @@ def test_a_changed_file_replaces_its_day_and_only_its_day(tmp_path, con):
     land(con, tmp_path, day=date(2025, 3, 2), transactions_csv=tx_file("5,12,100,2025-03-02T10:00:00Z,5.00"))
     report = land(con, tmp_path, transactions_csv=tx_file(GOOD_TX[0]))
     assert not report.unchanged
-    assert con.execute("SELECT list(transaction_id ORDER BY transaction_id) FROM landing_transactions").fetchone()[0] == [1, 5]
+    assert con.execute("SELECT list(transaction_id ORDER BY transaction_id) FROM landing_transactions").fetchone()[
+        0
+    ] == [1, 5]
 
 
 def test_without_a_users_file_account_age_starts_at_the_first_transaction_seen(tmp_path, con):
-    land(con, tmp_path, transactions_csv=tx_file(*GOOD_TX),
-         users_csv=csv_text("user_id,created_at", ["10,2024-12-01T00:00:00Z"]))
+    land(
+        con,
+        tmp_path,
+        transactions_csv=tx_file(*GOOD_TX),
+        users_csv=csv_text("user_id,created_at", ["10,2024-12-01T00:00:00Z"]),
+    )
     accounting = build(con)
     assert accounting["users"].derived_rows == 1
     assert con.execute("SELECT user_id, created_at, region FROM users ORDER BY user_id").fetchall() == [
-        (10, datetime(2024, 12, 1), None), (11, datetime(2025, 3, 1, 10), None)]
+        (10, datetime(2024, 12, 1), None),
+        (11, datetime(2025, 3, 1, 10), None),
+    ]
 
 
 def test_the_quarantine_verdict_fails_above_the_limit_and_passes_within_it(tmp_path, con):
@@ -283,8 +348,12 @@ def test_the_quarantine_verdict_fails_above_the_limit_and_passes_within_it(tmp_p
 def test_rows_lost_between_landing_and_the_tables_fail_the_verdict(tmp_path, con):
     land(con, tmp_path, transactions_csv=tx_file(*GOOD_TX))
     accounting = build_known_tables(con, AS_OF)
-    broken = [a if a.kind != "transactions" else type(a)(a.kind, a.files, a.rows_in + 1, a.rows_loaded,
-              a.quarantined_in_file, a.quarantined_across_files) for a in accounting]
+    broken = [
+        a
+        if a.kind != "transactions"
+        else type(a)(a.kind, a.files, a.rows_in + 1, a.rows_loaded, a.quarantined_in_file, a.quarantined_across_files)
+        for a in accounting
+    ]
     verdict = judge_quarantine(broken, 1.0)
     assert not verdict.passed and "1 rows neither loaded nor quarantined" in verdict.reason
 
@@ -297,13 +366,18 @@ def test_parquet_input_with_timezone_aware_and_naive_timestamps(tmp_path, con):
         f"TIMESTAMPTZ '2025-03-01 10:00:00+02:00' AS event_time, 5.5 AS amount, 'pos' AS channel) "
         f"TO '{folder / 'transactions.parquet'}' (FORMAT parquet)"
     )
-    con.execute(f"COPY (SELECT 1 AS transaction_id, TIMESTAMP '2025-03-01 12:00:00' AS reported_at) "
-                f"TO '{folder / 'chargebacks.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT 1 AS transaction_id, TIMESTAMP '2025-03-01 12:00:00' AS reported_at) "
+        f"TO '{folder / 'chargebacks.parquet'}' (FORMAT parquet)"
+    )
     with pytest.raises(FileRejected, match="chargebacks.parquet: naive timestamps"):
         land_day(con, DAY, folder, "reject")
     land_day(con, DAY, folder, "utc")
     assert con.execute("SELECT event_time, amount, channel FROM landing_transactions").fetchone() == (
-        datetime(2025, 3, 1, 8), 5.5, "pos")
+        datetime(2025, 3, 1, 8),
+        5.5,
+        "pos",
+    )
     assert con.execute("SELECT reported_at FROM landing_chargebacks").fetchone() == (datetime(2025, 3, 1, 12),)
 
 
@@ -331,8 +405,16 @@ def test_a_simulated_world_exported_as_files_gives_the_same_raw_tables_as_the_si
     accounting = build_known_tables(con, as_of)
     assert all(a.rows_quarantined == 0 and a.unaccounted == 0 for a in accounting)
     con.execute("CREATE SCHEMA sim")
-    replace_tables(con, {f"sim.{name}": sql for name, sql in KNOWN_AT_AS_OF.items()}, params={"as_of": as_of},
-                   sources={"sim_users": world.users, "sim_transactions": world.transactions, "sim_chargebacks": world.chargebacks})
+    replace_tables(
+        con,
+        {f"sim.{name}": sql for name, sql in KNOWN_AT_AS_OF.items()},
+        params={"as_of": as_of},
+        sources={
+            "sim_users": world.users,
+            "sim_transactions": world.transactions,
+            "sim_chargebacks": world.chargebacks,
+        },
+    )
     for table in ("users", "transactions", "chargebacks"):
         assert con.execute(f"DESCRIBE {table}").fetchall() == con.execute(f"DESCRIBE sim.{table}").fetchall()
         assert con.execute(f"SELECT * FROM {table}").fetchall() == con.execute(f"SELECT * FROM sim.{table}").fetchall()

@@ -35,9 +35,7 @@ def labelled(world: World) -> pd.DataFrame:
     """Transactions with their truth and the account age (days) at transaction time."""
     tx = world.transactions.merge(world.truth, on="transaction_id", validate="one_to_one")
     created = world.users.set_index("user_id")["created_at"].reindex(tx["user_id"]).to_numpy()
-    return tx.assign(
-        account_age_days=(tx["event_time"].to_numpy() - created) / np.timedelta64(1, "D")
-    )
+    return tx.assign(account_age_days=(tx["event_time"].to_numpy() - created) / np.timedelta64(1, "D"))
 
 
 def _is_str(series: pd.Series) -> bool:
@@ -58,9 +56,7 @@ def test_same_spec_gives_identical_frames() -> None:
 def test_different_seed_gives_different_world() -> None:
     first = simulate_world(WorldSpec(n_transactions=20_000, seed=3))
     second = simulate_world(WorldSpec(n_transactions=20_000, seed=4))
-    assert (
-        not first.transactions["amount"].head(1000).equals(second.transactions["amount"].head(1000))
-    )
+    assert not first.transactions["amount"].head(1000).equals(second.transactions["amount"].head(1000))
     assert not first.users["created_at"].equals(second.users["created_at"])
 
 
@@ -155,9 +151,7 @@ def test_frames_load_into_duckdb_as_varchar(world: World) -> None:
     con = duckdb.connect()
     tx = world.transactions  # noqa: F841 - read by DuckDB's replacement scan
     con.execute("CREATE TABLE t AS SELECT * FROM tx")
-    types = dict(
-        con.execute("SELECT column_name, data_type FROM information_schema.columns").fetchall()
-    )
+    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns").fetchall())
     assert types["channel"] == types["country"] == types["mcc"] == "VARCHAR"
     assert types["event_time"] == "TIMESTAMP"
     truth = world.truth  # noqa: F841
@@ -259,9 +253,7 @@ def test_compromised_merchants_have_sizeable_fraud_share(labelled: pd.DataFrame)
     assert 1 <= len(windows) <= 10
     for merchant_id, (lo, hi) in windows.iterrows():
         assert hi - lo <= pd.Timedelta(days=21)
-        during = labelled[
-            (labelled["merchant_id"] == merchant_id) & labelled["event_time"].between(lo, hi)
-        ]
+        during = labelled[(labelled["merchant_id"] == merchant_id) & labelled["event_time"].between(lo, hi)]
         assert 0.15 <= during["is_fraud"].mean() <= 0.5
 
 
@@ -276,9 +268,7 @@ def test_new_account_fraud_concentrates_in_young_accounts(labelled: pd.DataFrame
 def fraudster_world() -> tuple[WorldSpec, pd.DataFrame, set[int], set[int]]:
     """Many fraudsters so that per-user comparisons are stable: the spec, the labelled
     transactions, the fraudsters and the genuine in-period signups."""
-    spec = WorldSpec(
-        n_transactions=40_000, seed=5, fraudster_share=0.3, campaign_fraudster_share=0.3
-    )
+    spec = WorldSpec(n_transactions=40_000, seed=5, fraudster_share=0.3, campaign_fraudster_share=0.3)
     w = simulate_world(spec)
     tx = w.transactions.merge(w.truth, on="transaction_id")
     fraudsters = set(tx.loc[tx["scenario"] == "new_account_fraud", "user_id"])

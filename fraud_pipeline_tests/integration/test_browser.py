@@ -27,9 +27,18 @@ from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next(
-    (path for path in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"),
-                       "/usr/bin/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium")
-     if path and os.path.exists(path)),
+    (
+        path
+        for path in (
+            shutil.which("chromium"),
+            shutil.which("chromium-browser"),
+            shutil.which("google-chrome"),
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/snap/bin/chromium",
+        )
+        if path and os.path.exists(path)
+    ),
     None,
 )
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
@@ -60,7 +69,8 @@ class DagsterUI:
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
-            f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -75,7 +85,11 @@ class DagsterUI:
     def launch(self, run_config: dict, tags: dict) -> str:
         location, repository = self.location()
         params = {
-            "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": "fraud_pipeline_job"},
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": repository,
+                "jobName": "fraud_pipeline_job",
+            },
             "runConfigData": run_config,
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
@@ -99,12 +113,21 @@ def dagster_ui(tmp_path_factory):
     home, data_dir = tmp_path_factory.mktemp("dagster_home"), tmp_path_factory.mktemp("data")
     shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     port, log = _free_port(), home / "dagster_dev.log"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "FRAUD_PIPELINE_DATA_DIR": str(data_dir),
-           "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "FRAUD_PIPELINE_DATA_DIR": str(data_dir),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
     with open(log, "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     ui = DagsterUI(f"http://127.0.0.1:{port}", data_dir, log)
     try:
@@ -115,7 +138,9 @@ def dagster_ui(tmp_path_factory):
                     break
             except OSError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, f"dagster dev did not start:\n{log.read_text()[-3000:]}"
+            assert server.poll() is None and time.monotonic() < deadline, (
+                f"dagster dev did not start:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(1)
         yield ui
     finally:
@@ -134,7 +159,9 @@ def dagster_ui(tmp_path_factory):
 
 def nightly_run_config(day: datetime) -> dict:
     """The nightly schedule's run config for a tick, with the small test world."""
-    request = nightly_retrain(dg.build_schedule_context(scheduled_execution_time=day.replace(hour=2, tzinfo=timezone.utc)))
+    request = nightly_retrain(
+        dg.build_schedule_context(scheduled_execution_time=day.replace(hour=2, tzinfo=timezone.utc))
+    )
     config = request.run_config
     config["resources"]["world"] = {"config": {"n_transactions": SMALL_WORLD}}
     return config
@@ -142,13 +169,26 @@ def nightly_run_config(day: datetime) -> dict:
 
 def visible_text(ui: DagsterUI, path: str, screenshots: Path, name: str, height: int = 1000) -> str:
     """The page's text after its scripts ran, and a screenshot of it."""
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size=1400,{height}",
-             f"--user-data-dir={screenshots / 'profile'}", "--virtual-time-budget=20000"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--window-size=1400,{height}",
+        f"--user-data-dir={screenshots / 'profile'}",
+        "--virtual-time-budget=20000",
+    ]
     url = f"{ui.url}/{path}"
-    subprocess.run([*flags, f"--screenshot={screenshots / (name + '.png')}", url],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, f"--screenshot={screenshots / (name + '.png')}", url], capture_output=True, timeout=120, check=True
+    )
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, timeout=120, check=True, text=True).stdout
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
@@ -170,8 +210,16 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
         assert night - timedelta(days=1) <= newest < night
         assert one("SELECT count(*) FROM transaction_features")[0] == n_transactions
         assert one("SELECT count(*) FROM transaction_labels")[0] == n_transactions
-        assert one("SELECT count(*) FROM training_set WHERE transaction_id NOT IN (SELECT transaction_id FROM transaction_features)")[0] == 0
-        assert one("SELECT count(*) FROM evaluation_scores")[0] == one("SELECT count(*) FROM training_set WHERE split = 'test'")[0]
+        assert (
+            one(
+                "SELECT count(*) FROM training_set WHERE transaction_id NOT IN (SELECT transaction_id FROM transaction_features)"
+            )[0]
+            == 0
+        )
+        assert (
+            one("SELECT count(*) FROM evaluation_scores")[0]
+            == one("SELECT count(*) FROM training_set WHERE split = 'test'")[0]
+        )
     champion = json.loads((dagster_ui.data_dir / "registry" / "champion.json").read_text())
     assert (dagster_ui.data_dir / "registry" / "models" / champion["version"] / "report.html").exists()
 
@@ -188,12 +236,24 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
     for asset in ("training_windows", "training_set", "fraud_model"):
         assert asset in training, training[:2000]
     catalog = visible_text(dagster_ui, "assets", screenshots, "asset_catalog", height=2000)
-    for asset in ("label_delay_profile", "transaction_features", "model_evaluation", "evaluation_report", "deployed_model"):
+    for asset in (
+        "label_delay_profile",
+        "transaction_features",
+        "model_evaluation",
+        "evaluation_report",
+        "deployed_model",
+    ):
         assert asset in catalog, catalog[:2000]
     assert "Materialized" in catalog
-    check = visible_text(dagster_ui, "assets/model_evaluation?view=checks&checkDetail=cost_beats_baselines",
-                         screenshots, "check_cost_beats_baselines")
+    check = visible_text(
+        dagster_ui,
+        "assets/model_evaluation?view=checks&checkDetail=cost_beats_baselines",
+        screenshots,
+        "check_cost_beats_baselines",
+    )
     assert re.search(r"cost_beats_baselines\s+Succeeded", check), check[:2000]
     assert "This is a blocking asset check" in check and "Passed" in check
-    assert all((screenshots / f"{name}.png").stat().st_size > 10_000
-               for name in ("asset_graph", "training_group", "asset_catalog", "check_cost_beats_baselines"))
+    assert all(
+        (screenshots / f"{name}.png").stat().st_size > 10_000
+        for name in ("asset_graph", "training_group", "asset_catalog", "check_cost_beats_baselines")
+    )

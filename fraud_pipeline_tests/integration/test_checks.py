@@ -35,8 +35,16 @@ from fraud_pipeline.training.checks import (
 )
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
-UPSTREAM = {"users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels",
-            "transaction_features", "training_windows", "training_set"}
+UPSTREAM = {
+    "users",
+    "transactions",
+    "chargebacks",
+    "label_delay_profile",
+    "transaction_labels",
+    "transaction_features",
+    "training_windows",
+    "training_set",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +79,15 @@ def assert_fails(result: dg.AssetCheckResult):
 
 def test_checks_are_in_the_definitions():
     names = {spec.name for check in ALL_CHECKS for spec in check.check_specs}
-    assert {"transaction_contract", "chargeback_contract", "features_match_oracle", "windows_valid",
-            "mature_labels_only", "min_frauds_per_window", "cost_beats_baselines"} <= names
+    assert {
+        "transaction_contract",
+        "chargeback_contract",
+        "features_match_oracle",
+        "windows_valid",
+        "mature_labels_only",
+        "min_frauds_per_window",
+        "cost_beats_baselines",
+    } <= names
 
 
 def test_contracts_pass_on_the_clean_world(db):
@@ -141,7 +156,10 @@ def test_window_check_both_ways(built):
 def test_maturity_check_both_ways(db, built):
     resource = DuckDBResource(database=str(db))
     assert mature_labels_only(training_windows=built[1], duckdb=resource).passed
-    run_sql(db, "UPDATE transaction_labels SET is_mature = false WHERE transaction_id = (SELECT max(transaction_id) FROM training_set WHERE split = 'test')")
+    run_sql(
+        db,
+        "UPDATE transaction_labels SET is_mature = false WHERE transaction_id = (SELECT max(transaction_id) FROM training_set WHERE split = 'test')",
+    )
     result = mature_labels_only(training_windows=built[1], duckdb=resource)
     assert_fails(result)
     assert "test" in result.description
@@ -157,8 +175,9 @@ def test_min_frauds_check_both_ways(db, built):
 @pytest.mark.parametrize("cost, passed", [(500.0, True), (990.0, False)])
 def test_cost_check_both_ways(cost, passed):
     headline = {f.name: 0 for f in fields(ModelEvaluation) if f.default is MISSING and f.default_factory is MISSING}
-    evaluation = ModelEvaluation(**{**headline, "model_version": "m", "total_cost": cost, "approve_all_cost": 2000.0,
-                                    "rule_cost": 1000.0})
+    evaluation = ModelEvaluation(
+        **{**headline, "model_version": "m", "total_cost": cost, "approve_all_cost": 2000.0, "rule_cost": 1000.0}
+    )
     result = cost_beats_baselines(model_evaluation=evaluation, gates=DeployGates(cost_margin=0.05))
     assert result.passed is passed
     assert result.severity == dg.AssetCheckSeverity.ERROR
@@ -171,7 +190,10 @@ def test_future_check_passes_on_the_sql_features(db):
 
 
 def test_future_check_fails_on_a_tampered_feature(db):
-    run_sql(db, "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 WHERE transaction_id % 97 = 0")
+    run_sql(
+        db,
+        "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 WHERE transaction_id % 97 = 0",
+    )
     assert_fails(features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db))))
 
 
@@ -184,8 +206,11 @@ def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db,
         sql = transaction_features_sql(transactions, chargebacks, users)
         return con.sql(sql.replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")).to_arrow_table()
 
-    run_sql(db, "CREATE OR REPLACE TABLE transaction_features AS " + transaction_features_sql().replace(
-        "epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts"))
+    run_sql(
+        db,
+        "CREATE OR REPLACE TABLE transaction_features AS "
+        + transaction_features_sql().replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts"),
+    )
     monkeypatch.setattr(leakage, "transaction_features_table", leaky)
     result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
     assert_fails(result)
@@ -195,7 +220,10 @@ def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db,
 def test_completeness_check_both_ways(db, built):
     resource = DuckDBResource(database=str(db))
     assert labels_complete_enough(training_windows=built[1], duckdb=resource, gates=DeployGates()).passed
-    run_sql(db, "UPDATE transaction_labels SET expected_completeness = 0.5 WHERE transaction_id = (SELECT max(transaction_id) FROM training_set)")
+    run_sql(
+        db,
+        "UPDATE transaction_labels SET expected_completeness = 0.5 WHERE transaction_id = (SELECT max(transaction_id) FROM training_set)",
+    )
     result = labels_complete_enough(training_windows=built[1], duckdb=resource, gates=DeployGates())
     assert_fails(result)
     assert "too recent" in result.description
@@ -212,11 +240,16 @@ def test_missingness_contracts_pass_on_clean_tables(db):
 @pytest.mark.parametrize(
     "corruption, rule",
     [
-        ("UPDATE transaction_features SET mean_amount_30d = 0 WHERE mean_amount_30d IS NULL", "no_sentinel_for_absence"),
+        (
+            "UPDATE transaction_features SET mean_amount_30d = 0 WHERE mean_amount_30d IS NULL",
+            "no_sentinel_for_absence",
+        ),
         ("UPDATE transaction_features SET n_prior_tx_7d = NULL WHERE transaction_id % 10 = 0", "not_null"),
         ("UPDATE transaction_features SET account_age_days = -1 WHERE transaction_id % 10 = 0", "value_range"),
-        ("UPDATE transaction_features SET sum_amount_7d = NULL WHERE n_prior_tx_7d > 0 AND transaction_id % 10 = 0",
-         "partner_explains_null"),
+        (
+            "UPDATE transaction_features SET sum_amount_7d = NULL WHERE n_prior_tx_7d > 0 AND transaction_id % 10 = 0",
+            "partner_explains_null",
+        ),
         ("UPDATE transaction_features SET seconds_since_prev_tx = NULL", "missing_rate"),
     ],
 )

@@ -24,8 +24,14 @@ def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
     assert f"{windows.as_of:%Y-%m-%d}" == "2025-07-01"
     assert windows.test_end <= windows.label_cutoff
     text = out.getvalue()
-    for expected in ("as_of 2025-07-01", "savings vs approve-all", "account_age", "cost_beats_baselines", "PASS",
-                     "champion is now"):
+    for expected in (
+        "as_of 2025-07-01",
+        "savings vs approve-all",
+        "account_age",
+        "cost_beats_baselines",
+        "PASS",
+        "champion is now",
+    ):
         assert expected in text, text
     # a WARN check may flag (the simulated world's cohort mix shifts by design); no ERROR check may fail
     assert not re.search(r"FAIL(?! \(WARN\))", text), text
@@ -63,8 +69,12 @@ def test_a_command_line_run_whose_process_is_gone_is_marked_failed_and_no_longer
             here = socket.gethostname()
 
             def started(pid, host=here):
-                return create_run_for_test(instance, job_name="fraud_pipeline_job", status=dg.DagsterRunStatus.STARTED,
-                                           tags={PID_TAG: str(pid), HOST_TAG: host})
+                return create_run_for_test(
+                    instance,
+                    job_name="fraud_pipeline_job",
+                    status=dg.DagsterRunStatus.STARTED,
+                    tags={PID_TAG: str(pid), HOST_TAG: host},
+                )
 
             dead_run, live_run, elsewhere = started(gone.pid), started(alive.pid), started(gone.pid, "another-host")
             slots = instance.event_log_storage

@@ -7,13 +7,30 @@ import dagster as dg
 from fraud_pipeline.definitions import defs, nightly_retrain
 
 ASSETS = {
-    "users", "transactions", "chargebacks", "label_delay_profile", "transaction_labels", "transaction_features",
-    "training_windows", "training_set", "fraud_model", "model_evaluation", "deployed_model",
+    "users",
+    "transactions",
+    "chargebacks",
+    "label_delay_profile",
+    "transaction_labels",
+    "transaction_features",
+    "training_windows",
+    "training_set",
+    "fraud_model",
+    "model_evaluation",
+    "deployed_model",
 }
 BLOCKING_CHECKS = {
-    "transaction_contract", "chargeback_contract", "features_match_oracle", "features_ignore_the_future",
-    "windows_valid", "mature_labels_only", "min_frauds_per_window", "labels_complete_enough", "cost_beats_baselines",
-    "quarantine_within_limit", "cohort_floors",
+    "transaction_contract",
+    "chargeback_contract",
+    "features_match_oracle",
+    "features_ignore_the_future",
+    "windows_valid",
+    "mature_labels_only",
+    "min_frauds_per_window",
+    "labels_complete_enough",
+    "cost_beats_baselines",
+    "quarantine_within_limit",
+    "cohort_floors",
 }
 
 
@@ -23,7 +40,15 @@ def test_definitions_load_with_every_asset_grouped_and_described():
     assert ASSETS <= keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"ingestion", "labels", "features", "training", "evaluation", "monitoring", "deployment"}
+        assert node.group_name in {
+            "ingestion",
+            "labels",
+            "features",
+            "training",
+            "evaluation",
+            "monitoring",
+            "deployment",
+        }
         assert node.description, f"{key} has no description for the UI"
 
 
@@ -107,6 +132,14 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
 
     for spec in defs.resolve_all_asset_specs():
         label = spec.key.to_user_string()
-        assert spec.group_name in {"ingestion", "labels", "features", "training", "evaluation", "monitoring", "deployment"}, label
+        assert spec.group_name in {
+            "ingestion",
+            "labels",
+            "features",
+            "training",
+            "evaluation",
+            "monitoring",
+            "deployment",
+        }, label
         assert spec.owners and spec.owners[0].startswith("team:"), label
         assert spec.description, label

@@ -27,14 +27,20 @@ def history(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nights")
     resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
     with dg.DagsterInstance.ephemeral() as instance:
-        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance,
-                               selection=fraud_pipeline_job.selection)
+        first = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance, selection=fraud_pipeline_job.selection
+        )
         yield instance, resources, first
 
 
 def materialize(instance, resources, selection, **overrides):
-    return dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources={**resources, **overrides}, instance=instance,
-                          selection=selection, raise_on_error=False)
+    return dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources={**resources, **overrides},
+        instance=instance,
+        selection=selection,
+        raise_on_error=False,
+    )
 
 
 def champion(resources):
@@ -51,8 +57,9 @@ def test_deploy_alone_after_a_clean_run_is_allowed(history):
 def test_deploy_alone_is_refused_after_its_gate_failed_in_another_run(history):
     instance, resources, first = history
     before = champion(resources)
-    strict = materialize(instance, resources, dg.AssetSelection.assets("model_evaluation"),
-                         gates=DeployGates(cost_margin=0.99))
+    strict = materialize(
+        instance, resources, dg.AssetSelection.assets("model_evaluation"), gates=DeployGates(cost_margin=0.99)
+    )
     assert not strict.success
     alone = materialize(instance, resources, ["deployed_model"])
     assert not alone.success
@@ -77,11 +84,23 @@ def test_deploy_alone_is_refused_when_a_check_passed_only_for_an_older_materiali
 @pytest.mark.parametrize(
     "asset, corruption, check",
     [
-        ("transaction_features", "UPDATE transaction_features SET n_prior_tx_30d = n_prior_tx_30d + 1", "features_match_oracle"),
-        ("transaction_features", "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 "
-         "WHERE transaction_id % 50 = 0", "features_ignore_the_future"),
-        ("training_set", "UPDATE transaction_labels SET is_mature = false WHERE transaction_id IN "
-         "(SELECT transaction_id FROM training_set WHERE split = 'test' LIMIT 3)", "mature_labels_only"),
+        (
+            "transaction_features",
+            "UPDATE transaction_features SET n_prior_tx_30d = n_prior_tx_30d + 1",
+            "features_match_oracle",
+        ),
+        (
+            "transaction_features",
+            "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 "
+            "WHERE transaction_id % 50 = 0",
+            "features_ignore_the_future",
+        ),
+        (
+            "training_set",
+            "UPDATE transaction_labels SET is_mature = false WHERE transaction_id IN "
+            "(SELECT transaction_id FROM training_set WHERE split = 'test' LIMIT 3)",
+            "mature_labels_only",
+        ),
         ("transactions", "UPDATE transactions SET amount = -1 WHERE transaction_id = 7", "transaction_contract"),
     ],
 )
@@ -89,7 +108,10 @@ def test_a_fault_found_by_a_check_stops_the_deploy(history, asset, corruption, c
     instance, resources, _ = history
     before = champion(resources)
     with resources["duckdb"].get_connection() as con:
-        backup = {t: con.execute(f"SELECT * FROM {t}").df() for t in ("transactions", "transaction_features", "transaction_labels")}
+        backup = {
+            t: con.execute(f"SELECT * FROM {t}").df()
+            for t in ("transactions", "transaction_features", "transaction_labels")
+        }
         con.execute(corruption)
     try:
         checks = materialize(instance, resources, dg.AssetSelection.checks_for_assets(asset))
@@ -113,7 +135,9 @@ def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
     before = champion(resources)
     candidate = first.output_for_node("fraud_model")
     # the same booster under another version: a trailing newline changes the content hash, not the model
-    main = replace(candidate.main, model=replace(candidate.main.model, model_text=candidate.main.model.model_text + "\n"))
+    main = replace(
+        candidate.main, model=replace(candidate.main.model, model_text=candidate.main.model.model_text + "\n")
+    )
     challenger = replace(candidate, main=main)
     evaluation = replace(first.output_for_node("model_evaluation"), model_version=challenger.version)
     out = deployed_model(
@@ -163,10 +187,15 @@ def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
     later = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-20"))
     assert f"{later.output_for_node('training_windows').as_of:%Y-%m-%d}" == "2025-07-20"
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
-        newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[0]
+        newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[
+            0
+        ]
     assert newer > 0, "the later night saw chargebacks the first did not"
     again = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-01"))
-    assert again.output_for_node("fraud_model").main.model.model_text == first.output_for_node("fraud_model").main.model.model_text
+    assert (
+        again.output_for_node("fraud_model").main.model.model_text
+        == first.output_for_node("fraud_model").main.model.model_text
+    )
     for name, frame in _tables(resources).items():
         pd.testing.assert_frame_equal(frame, night[name], check_exact=True, obj=name)
 
@@ -192,9 +221,12 @@ def test_scoring_a_file_gives_the_same_decisions_as_the_batch_path(history, tmp_
     store = ModelRegistryStore(resources["registry"].root)
     monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(store.root.parent))
     with resources["duckdb"].get_connection() as con:
-        sample = con.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM transactions WHERE transaction_id % 97 = 0 "
-                             "ORDER BY transaction_id").df()
-        stored = con.execute("SELECT * FROM transaction_features WHERE transaction_id % 97 = 0 ORDER BY transaction_id").df()
+        sample = con.execute(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM transactions WHERE transaction_id % 97 = 0 ORDER BY transaction_id"
+        ).df()
+        stored = con.execute(
+            "SELECT * FROM transaction_features WHERE transaction_id % 97 = 0 ORDER BY transaction_id"
+        ).df()
     sample.loc[0, "amount"] = None
     sample.loc[1, "merchant_id"] = None
     path = tmp_path / "new.csv"

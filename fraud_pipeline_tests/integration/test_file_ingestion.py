@@ -48,7 +48,9 @@ def test_landing_a_day_shows_the_row_accounting_and_again_is_a_visible_no_op(mak
     assert again.get_asset_materialization_events()[0].materialization.metadata["unchanged_days"].value == [DAYS[0]]
 
 
-def test_a_refused_file_fails_the_partition_and_leaves_the_landed_tables_intact(make_resources, tmp_path, example_folder):
+def test_a_refused_file_fails_the_partition_and_leaves_the_landed_tables_intact(
+    make_resources, tmp_path, example_folder
+):
     resources = make_resources(tmp_path / "warehouse", source=DataSource(folder=str(example_folder)))
     assert land(resources, DAYS[0]).success
     with resources["duckdb"].get_connection() as con:
@@ -58,7 +60,9 @@ def test_a_refused_file_fails_the_partition_and_leaves_the_landed_tables_intact(
     failed = land(resources, DAYS[0])
     assert not failed.success
     failure = next(e for e in failed.all_events if e.is_step_failure)
-    assert "transactions.csv: missing required column(s) merchant_id, event_time, amount" in str(failure.event_specific_data.error)
+    assert "transactions.csv: missing required column(s) merchant_id, event_time, amount" in str(
+        failure.event_specific_data.error
+    )
     with resources["duckdb"].get_connection() as con:
         assert con.execute("SELECT * FROM landing_transactions ORDER BY ALL").fetchall() == before
 
@@ -71,8 +75,11 @@ def test_files_mode_builds_contract_clean_tables_and_the_quarantine_check_fails_
     make_resources, tmp_path, example_folder
 ):
     def resources(limit):
-        return make_resources(tmp_path / "warehouse", clock=RunClock(as_of="2025-03-03"), source=DataSource(
-            mode="files", folder=str(example_folder), max_quarantine_share=limit))
+        return make_resources(
+            tmp_path / "warehouse",
+            clock=RunClock(as_of="2025-03-03"),
+            source=DataSource(mode="files", folder=str(example_folder), max_quarantine_share=limit),
+        )
 
     for day in DAYS:
         assert land(resources(0.01), day).success
@@ -85,8 +92,12 @@ def test_files_mode_builds_contract_clean_tables_and_the_quarantine_check_fails_
     tx = next(e for e in strict.get_asset_materialization_events() if e.asset_key.path == ["transactions"])
     metadata = tx.materialization.metadata
     assert (metadata["rows_in"].value, metadata["rows_loaded"].value, metadata["rows_quarantined"].value) == (13, 4, 9)
-    lenient = checks_by_name(raw_run(resources(0.9), quarantine_within_limit, transaction_contract, chargeback_contract))
-    assert all(lenient[name].passed for name in ("quarantine_within_limit", "transaction_contract", "chargeback_contract"))
+    lenient = checks_by_name(
+        raw_run(resources(0.9), quarantine_within_limit, transaction_contract, chargeback_contract)
+    )
+    assert all(
+        lenient[name].passed for name in ("quarantine_within_limit", "transaction_contract", "chargeback_contract")
+    )
 
 
 def test_simulated_mode_accounts_every_row_and_passes_the_quarantine_check(make_resources, tmp_path):

@@ -27,12 +27,16 @@ def test_plots_and_the_report_are_one_click_away_after_a_run(tmp_path, make_reso
     job = defs.resolve_job_def("fraud_pipeline_job")
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
-            run_config=run_config("2025-07-01", SMALL_WORLD, None), instance=instance, raise_on_error=False,
+            run_config=run_config("2025-07-01", SMALL_WORLD, None),
+            instance=instance,
+            raise_on_error=False,
             resources=make_resources(tmp_path),
         )
     assert result.success
-    meta = {node: result.asset_materializations_for_node(node)[0].metadata
-            for node in ("label_delay_profile", "fraud_model", "evaluation_report")}
+    meta = {
+        node: result.asset_materializations_for_node(node)[0].metadata
+        for node in ("label_delay_profile", "fraud_model", "evaluation_report")
+    }
     _png_of(meta["label_delay_profile"], "maturation_plot")
     _png_of(meta["fraud_model"], "cost_vs_threshold")
     _png_of(meta["evaluation_report"], "precision_recall_curve")
@@ -56,11 +60,19 @@ def _tiny_data(seed=0):
 
 def _train(callbacks):
     x, y = _tiny_data()
-    params = {"objective": "binary", "metric": "average_precision", "verbosity": -1, "seed": 7, "num_threads": 1,
-              "deterministic": True, "force_row_wise": True}
+    params = {
+        "objective": "binary",
+        "metric": "average_precision",
+        "verbosity": -1,
+        "seed": 7,
+        "num_threads": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+    }
     train, valid = lgb.Dataset(x[:1500], y[:1500]), lgb.Dataset(x[1500:], y[1500:])
-    return lgb.train(params, train, num_boost_round=120, valid_sets=[valid], valid_names=["validation"],
-                     callbacks=callbacks).model_to_string()
+    return lgb.train(
+        params, train, num_boost_round=120, valid_sets=[valid], valid_names=["validation"], callbacks=callbacks
+    ).model_to_string()
 
 
 def test_training_progress_logs_counts_and_eta_without_changing_the_model():

@@ -17,8 +17,13 @@ TABLES = ("users", "transactions", "chargebacks", "transaction_labels", "transac
 
 
 def materialize_all(resources, instance=None):
-    return dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
-                          selection=fraud_pipeline_job.selection, raise_on_error=False)
+    return dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources=resources,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        selection=fraud_pipeline_job.selection,
+        raise_on_error=False,
+    )
 
 
 def check_results(result):
@@ -49,10 +54,20 @@ def test_clean_world_deploys_a_champion(clean_run):
     # The simulated world's user base does change (campaign, new region): that warning is the point.
     assert not checks["cohort_mix_shift"].passed and checks["cohort_mix_shift"].severity == dg.AssetCheckSeverity.WARN
     others = {k: e for k, e in checks.items() if k != "cohort_mix_shift"}
-    assert others and all(e.passed for e in others.values()), {k: e.description for k, e in others.items() if not e.passed}
-    expected = {"transaction_contract", "chargeback_contract", "windows_valid", "mature_labels_only",
-                "min_frauds_per_window", "cost_beats_baselines", "cohort_floors", "backtest_spread",
-                "champion_realised_vs_promised"}
+    assert others and all(e.passed for e in others.values()), {
+        k: e.description for k, e in others.items() if not e.passed
+    }
+    expected = {
+        "transaction_contract",
+        "chargeback_contract",
+        "windows_valid",
+        "mature_labels_only",
+        "min_frauds_per_window",
+        "cost_beats_baselines",
+        "cohort_floors",
+        "backtest_spread",
+        "champion_realised_vs_promised",
+    }
     assert expected <= set(checks)
     champion = ModelRegistryStore(resources["registry"].root).champion()
     deployed = result.output_for_node("deployed_model")
@@ -66,7 +81,10 @@ def test_every_run_reports_cohorts_decomposition_drift_and_folds(clean_run):
     _, result = clean_run
     evaluation = result.output_for_node("model_evaluation")
     assert {"calibration_ratio", "recall_low", "recall_high"} <= set(evaluation.cohorts[0])
-    assert {r["metric"] for r in evaluation.decomposition_validation_to_test} == {"cost_per_transaction", "average_precision"}
+    assert {r["metric"] for r in evaluation.decomposition_validation_to_test} == {
+        "cost_per_transaction",
+        "average_precision",
+    }
     drift = result.output_for_node("population_drift")
     assert {r["feature"] for r in drift["features"]} >= {"amount", "account_age_days"}
     assert {r["cohort"] for r in drift["cohort_mix"]} == {"account_age", "channel", "region"}
@@ -157,8 +175,10 @@ def test_deploy_alone_refuses_a_candidate_below_a_cohort_floor(clean_run):
     store = ModelRegistryStore(resources["registry"].root)
     before = store.champion()
     evaluation = result.output_for_node("model_evaluation")
-    cohorts = [{**row, "recall": 0.0, "recall_low": 0.0, "recall_high": 0.0} if row["value"] == ">30d" else row
-               for row in evaluation.cohorts]
+    cohorts = [
+        {**row, "recall": 0.0, "recall_low": 0.0, "recall_high": 0.0} if row["value"] == ">30d" else row
+        for row in evaluation.cohorts
+    ]
     with pytest.raises(dg.Failure, match="cohort_floors"):
         deploy_directly(resources, result, replace(evaluation, cohorts=cohorts))
     assert store.champion() == before

@@ -50,7 +50,9 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
     warning = cohort_mix_shift(drift)
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
     assert "account_age=<7d" in warning.description
-    cohorts = {r["value"]: r for r in result.output_for_node("model_evaluation").cohorts if r["cohort"] == "account_age"}
+    cohorts = {
+        r["value"]: r for r in result.output_for_node("model_evaluation").cohorts if r["cohort"] == "account_age"
+    }
     # cash-outs let the model catch some young-account fraud, but it ranks far worse there
     mature = cohorts[">30d"]
     assert cohorts["<7d"]["recall"] < 0.5 * mature["recall"]
@@ -88,8 +90,13 @@ def _evaluation_with_scores(result, scored_test, transform):
     evaluation = result.output_for_node("model_evaluation")
     test, scores = scored_test
     test = test.assign(score=transform(test, scores))
-    cohorts = _cohort_rows(test, result.output_for_node("fraud_model").threshold, CostModel(),
-                           evaluation.rule_amount_threshold, EvaluationConfig())
+    cohorts = _cohort_rows(
+        test,
+        result.output_for_node("fraud_model").threshold,
+        CostModel(),
+        evaluation.rule_amount_threshold,
+        EvaluationConfig(),
+    )
     return replace(evaluation, cohorts=cohorts)
 
 
@@ -98,17 +105,22 @@ def test_cohort_floors_pass_on_the_clean_default_world(default_world, scored_tes
     clean = cohort_floors(result.output_for_node("model_evaluation"))
     assert clean.passed, clean.description
     unchanged = _evaluation_with_scores(result, scored_test, lambda frame, scores: scores)
-    pd.testing.assert_frame_equal(pd.DataFrame(unchanged.cohorts),
-                                  pd.DataFrame(result.output_for_node("model_evaluation").cohorts), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(unchanged.cohorts),
+        pd.DataFrame(result.output_for_node("model_evaluation").cohorts),
+        check_dtype=False,
+    )
 
 
 def _inside_new_accounts(transform):
     """A score transform applied only to accounts younger than 30 days."""
+
     def apply(frame, scores):
         new = (frame["account_age_days"] < 30).to_numpy()
         changed = scores.copy()
         changed[new] = transform(scores[new])
         return changed
+
     return apply
 
 
@@ -118,7 +130,7 @@ def test_cohort_floors_fail_when_the_model_is_wrong_inside_new_accounts(default_
     _, result = default_world
     transform = {
         "reversed": lambda scores: scores.max() + scores.min() - scores,  # the riskiest ranked safest
-        "called_safe": lambda scores: np.zeros_like(scores),              # "new user = safe"
+        "called_safe": lambda scores: np.zeros_like(scores),  # "new user = safe"
     }[degradation]
     check = cohort_floors(_evaluation_with_scores(result, scored_test, _inside_new_accounts(transform)))
     assert not check.passed
@@ -132,18 +144,30 @@ def two_nights(tmp_path_factory):
     folder = tmp_path_factory.mktemp("two_nights")
     # This is about monitoring, not the gate: on this small world's earlier night the candidate only
     # matches the baselines, so the deploy is asked to beat them at all rather than by 5%.
-    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD),
-                 "gates": DeployGates(cost_margin=0.0)}
+    resources = {
+        **default_resources(folder),
+        "world": SimulatedWorld(n_transactions=SMALL_WORLD),
+        "gates": DeployGates(cost_margin=0.0),
+    }
     # On this small world's earlier night one region's frauds are all missed; the floors are tested above.
     no_recall_floor = {"ops": {"model_evaluation": {"config": {"cohort_min_recall": 0.0}}}}
     with dg.DagsterInstance.ephemeral() as instance:
-        first = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, run_config=no_recall_floor,
-                               resources={**resources, "clock": RunClock(as_of="2025-06-10")},
-                               selection=dg.AssetSelection.assets("deployed_model").upstream() - LANDING)
+        first = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            instance=instance,
+            run_config=no_recall_floor,
+            resources={**resources, "clock": RunClock(as_of="2025-06-10")},
+            selection=dg.AssetSelection.assets("deployed_model").upstream() - LANDING,
+        )
         # Three weeks of a 60k world hold about 15 matured frauds: judge them anyway.
         small_window = {"ops": {"champion_monitoring": {"config": {"min_frauds": 10}}}}
-        later = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, resources=resources, run_config=small_window,
-                               selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING)
+        later = dg.materialize(
+            [*ALL_ASSETS, *ALL_CHECKS],
+            instance=instance,
+            resources=resources,
+            run_config=small_window,
+            selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING,
+        )
         yield resources, first, later
 
 
@@ -165,15 +189,21 @@ def test_champion_is_scored_on_labels_matured_since_its_deploy(two_nights):
     kept = champion_realised_vs_promised(watched)
     assert kept.passed and "keeps its promise" in kept.description, kept.description
     metadata = later.asset_materializations_for_node("champion_monitoring")[0].metadata
-    assert {"realised_average_precision", "promised_average_precision", "realised_cost_per_transaction"} <= set(metadata)
+    assert {"realised_average_precision", "promised_average_precision", "realised_cost_per_transaction"} <= set(
+        metadata
+    )
 
 
 def test_champion_monitoring_warns_when_realised_falls_below_the_promise(two_nights):
     resources, _, later = two_nights
     watched = later.output_for_node("champion_monitoring")
     # The deploy-time evaluation promised 30 points more savings than the matured labels now show.
-    inflated = [{**row, "promised": row["realised"] + 0.3, "gap": -0.3} if row["metric"] == "savings_vs_approve_all_pct"
-                else row for row in watched["comparison"]]
+    inflated = [
+        {**row, "promised": row["realised"] + 0.3, "gap": -0.3}
+        if row["metric"] == "savings_vs_approve_all_pct"
+        else row
+        for row in watched["comparison"]
+    ]
     check = champion_realised_vs_promised({**watched, "comparison": inflated})
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "savings vs approve-all" in check.description
@@ -182,6 +212,9 @@ def test_champion_monitoring_warns_when_realised_falls_below_the_promise(two_nig
 def test_nothing_matured_since_the_deploy_is_explicit(two_nights):
     resources, first, _ = two_nights
     store = ModelRegistryStore(resources["registry"].root)
-    again = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources={**resources, "clock": RunClock(as_of=store.champion()["as_of"])},
-                           selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING)
+    again = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        resources={**resources, "clock": RunClock(as_of=store.champion()["as_of"])},
+        selection=dg.AssetSelection.assets("champion_monitoring").upstream().without_checks() - LANDING,
+    )
     assert again.output_for_node("champion_monitoring")["status"] == "nothing_matured"

@@ -23,15 +23,24 @@ def _folder(root: Path, name: str) -> dict:
     home.mkdir(parents=True)
     data.mkdir()
     shutil.copy(PROJECT_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    return {**os.environ, "DAGSTER_HOME": str(home), "FRAUD_PIPELINE_DATA_DIR": str(data),
-            "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "False"}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "FRAUD_PIPELINE_DATA_DIR": str(data),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
 
 
 def _run_cli(env: dict, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "fraud_pipeline", "run", "--n-transactions", str(SMALL_WORLD)],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -52,7 +61,9 @@ def _wait_for_step(env: dict, step: str, process: subprocess.Popen, timeout: flo
         while time.monotonic() < deadline:
             assert process.poll() is None, "the run ended before it could be killed"
             for run in instance.get_runs():
-                if any(e.step_key == step for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)):
+                if any(
+                    e.step_key == step for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+                ):
                     return run.run_id
             time.sleep(0.05)
     raise AssertionError(f"step {step} did not start in {timeout} s")
@@ -61,8 +72,12 @@ def _wait_for_step(env: dict, step: str, process: subprocess.Popen, timeout: flo
 def _tables(data_dir: Path) -> dict[str, tuple[int, str]]:
     """Every table's row count and a digest of its sorted rows."""
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        names = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1"
+            ).fetchall()
+        ]
         return {
             name: con.execute(
                 f"SELECT count(*), md5(coalesce(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR)), '')) FROM {name} t"

@@ -63,10 +63,13 @@ def test_bad_observations_are_refused(delays, truncation, message):
 
 def test_as_of_labels_see_only_chargebacks_reported_before_as_of():
     con = duckdb.connect()
-    tx = pd.DataFrame({  # noqa: F841 - read by name in the SQL below (DuckDB's replacement scan)
-        "transaction_id": [1, 2, 3],
-        "event_time": pd.to_datetime(["2025-01-01", "2025-03-01", "2025-03-20"]),
-    })
+    # the frames are read by name in the SQL below (DuckDB's replacement scan)
+    tx = pd.DataFrame(  # noqa: F841
+        {
+            "transaction_id": [1, 2, 3],
+            "event_time": pd.to_datetime(["2025-01-01", "2025-03-01", "2025-03-20"]),
+        }
+    )
     cb = pd.DataFrame({"transaction_id": [1, 2], "reported_at": pd.to_datetime(["2025-01-20", "2025-04-15"])})  # noqa: F841
     completeness = pd.DataFrame({"age_days": np.arange(0, 40), "completeness": np.linspace(0, 1, 40)})
     con.execute("CREATE TABLE transactions AS SELECT * FROM tx")

@@ -181,8 +181,10 @@ def test_choose_threshold_refuses_bad_input(scores, is_fraud, amount):
 def test_rule_baseline_chooses_the_amount_on_validation_and_costs_it_on_test():
     # Validation: alerting the two large frauds (6) beats alerting 50 too (19) and nothing (1540).
     rule = rule_baseline(
-        np.array([10.0, 50.0, 500.0, 1000.0]), np.array([0, 0, 1, 1]),
-        np.array([20.0, 300.0, 600.0, 100.0]), np.array([0, 0, 1, 1]),
+        np.array([10.0, 50.0, 500.0, 1000.0]),
+        np.array([0, 0, 1, 1]),
+        np.array([20.0, 300.0, 600.0, 100.0]),
+        np.array([0, 0, 1, 1]),
         COSTS,
     )
     assert 50.0 < rule["amount_threshold"] <= 500.0

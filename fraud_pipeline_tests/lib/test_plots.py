@@ -25,7 +25,10 @@ def _scores(n=5000, seed=0):
 COHORTS = [
     {"cohort": "account_age", "value": v, "recall": 0.4, "precision": 0.3, "average_precision": float("nan")}
     for v in ("< 7 d", "7-30 d", "> 30 d")
-] + [{"cohort": "channel", "value": v, "recall": 0.2, "precision": 0.5, "average_precision": 0.25} for v in ("pos", "web")]
+] + [
+    {"cohort": "channel", "value": v, "recall": 0.2, "precision": 0.5, "average_precision": 0.25}
+    for v in ("pos", "web")
+]
 
 FIGURES = {
     "maturation": lambda: plots.maturation_curve_png(_curve(), 60, 0.95),
@@ -34,7 +37,9 @@ FIGURES = {
     ),
     "precision_recall": lambda: plots.precision_recall_png(*_scores(), threshold=0.6),
     "cohorts": lambda: plots.cohort_bars_png(COHORTS),
-    "drift": lambda: plots.drift_bars_png([{"feature": f"f{i}", "psi": i / 20} for i in range(25)] + [{"feature": "x", "psi": None}]),
+    "drift": lambda: plots.drift_bars_png(
+        [{"feature": f"f{i}", "psi": i / 20} for i in range(25)] + [{"feature": "x", "psi": None}]
+    ),
 }
 
 

@@ -57,25 +57,36 @@ def test_psi_of_categories_includes_new_values():
 
 
 def test_feature_drift_labels_cohort_keys_behaviour_and_outcome_features():
-    frame = pd.DataFrame({"account_age_days": [1.0, 40.0], "n_prior_tx_30d": [0, 3], "amount": [1.0, 2.0],
-                          "merchant_chargeback_rate_30d": [None, 0.1]})
+    frame = pd.DataFrame(
+        {
+            "account_age_days": [1.0, 40.0],
+            "n_prior_tx_30d": [0, 3],
+            "amount": [1.0, 2.0],
+            "merchant_chargeback_rate_30d": [None, 0.1],
+        }
+    )
     rows = feature_drift(frame, frame, tuple(frame.columns), (), DEFAULT_COHORTS)
     assert {r["feature"]: r["kind"] for r in rows} == {
-        "account_age_days": "cohort key", "n_prior_tx_30d": "behaviour", "amount": "behaviour",
-        "merchant_chargeback_rate_30d": "lagged outcome"}
+        "account_age_days": "cohort key",
+        "n_prior_tx_30d": "behaviour",
+        "amount": "behaviour",
+        "merchant_chargeback_rate_30d": "lagged outcome",
+    }
     assert all(r["verdict"] == "quiet" for r in rows)
 
 
 def _population(n_new: int, n_old: int, rng) -> pd.DataFrame:
     """Same behaviour for everyone; only the share of new accounts differs."""
     n = n_new + n_old
-    return pd.DataFrame({
-        "amount": rng.lognormal(3, 0.7, n),
-        "account_age_days": np.r_[rng.uniform(0, 7, n_new), rng.uniform(30, 900, n_old)],
-        "channel": rng.choice(["card_present", "ecommerce"], n),
-        "country": rng.choice(["R1", "R2"], n),
-        "is_fraud": rng.random(n) < 0.01,
-    })
+    return pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 0.7, n),
+            "account_age_days": np.r_[rng.uniform(0, 7, n_new), rng.uniform(30, 900, n_old)],
+            "channel": rng.choice(["card_present", "ecommerce"], n),
+            "country": rng.choice(["R1", "R2"], n),
+            "is_fraud": rng.random(n) < 0.01,
+        }
+    )
 
 
 def test_a_tripled_small_cohort_is_loud_in_the_mix_and_quiet_in_the_features():
@@ -133,7 +144,11 @@ def test_bootstrap_intervals_are_undefined_without_frauds():
 
 def test_calibration_compares_mean_score_with_the_observed_rate():
     frame = pd.DataFrame({"is_fraud": [True, False, False, False], "score": [0.1, 0.1, 0.1, 0.1], "amount": 1.0})
-    assert calibration(frame) == {"mean_score": 0.1, "observed_fraud_rate": 0.25, "calibration_ratio": pytest.approx(0.4)}
+    assert calibration(frame) == {
+        "mean_score": 0.1,
+        "observed_fraud_rate": 0.25,
+        "calibration_ratio": pytest.approx(0.4),
+    }
     assert math.isnan(calibration(frame.assign(is_fraud=False))["calibration_ratio"])
 
 
@@ -146,7 +161,11 @@ def test_cohort_details_give_intervals_only_to_small_cohorts():
 
 def test_shift_share_splits_the_change_exactly():
     old = [{"value": "new", "w": 10, "m": 5.0}, {"value": "old", "w": 90, "m": 1.0}]
-    new = [{"value": "new", "w": 30, "m": 6.0}, {"value": "old", "w": 70, "m": 1.0}, {"value": "R_new", "w": 0, "m": 9.0}]
+    new = [
+        {"value": "new", "w": 30, "m": 6.0},
+        {"value": "old", "w": 70, "m": 1.0},
+        {"value": "R_new", "w": 0, "m": 9.0},
+    ]
     split = shift_share(old, new, "m", "w")
     assert split["old"] == pytest.approx(1.4) and split["new"] == pytest.approx(2.5)
     assert split["mix"] == pytest.approx((0.3 - 0.1) * 5 + (0.7 - 0.9) * 1)
@@ -156,14 +175,31 @@ def test_shift_share_splits_the_change_exactly():
 
 def test_decompose_attributes_a_growing_bad_cohort_to_the_mix():
     def rows(n_new, n_old):
-        return [{"cohort": "account_age", "value": "<7d", "n_transactions": n_new, "n_frauds": n_new // 10,
-                 "total_cost": 10.0 * n_new, "average_precision": 0.1},
-                {"cohort": "account_age", "value": ">30d", "n_transactions": n_old, "n_frauds": n_old // 100,
-                 "total_cost": 1.0 * n_old, "average_precision": 0.5}]
+        return [
+            {
+                "cohort": "account_age",
+                "value": "<7d",
+                "n_transactions": n_new,
+                "n_frauds": n_new // 10,
+                "total_cost": 10.0 * n_new,
+                "average_precision": 0.1,
+            },
+            {
+                "cohort": "account_age",
+                "value": ">30d",
+                "n_transactions": n_old,
+                "n_frauds": n_old // 100,
+                "total_cost": 1.0 * n_old,
+                "average_precision": 0.5,
+            },
+        ]
 
     def headline(cohorts, ap):
-        return {"total_cost": sum(r["total_cost"] for r in cohorts), "n_transactions": sum(r["n_transactions"] for r in cohorts),
-                "average_precision": ap}
+        return {
+            "total_cost": sum(r["total_cost"] for r in cohorts),
+            "n_transactions": sum(r["n_transactions"] for r in cohorts),
+            "average_precision": ap,
+        }
 
     before, after = rows(100, 9_900), rows(500, 9_500)
     cost, ap = decompose(before, after, headline(before, 0.45), headline(after, 0.40))
@@ -175,8 +211,14 @@ def test_decompose_attributes_a_growing_bad_cohort_to_the_mix():
 
 
 def _cohort_row(value, n_frauds, **metrics):
-    base = {"cohort": "account_age", "value": value, "n_frauds": n_frauds, "savings_vs_approve_all_pct": 0.3,
-            "recall": 0.5, "calibration_ratio": 0.8}
+    base = {
+        "cohort": "account_age",
+        "value": value,
+        "n_frauds": n_frauds,
+        "savings_vs_approve_all_pct": 0.3,
+        "recall": 0.5,
+        "calibration_ratio": 0.8,
+    }
     return {**base, **metrics}
 
 
@@ -185,7 +227,9 @@ def test_cohort_floors_pass_on_healthy_cohorts_and_skip_small_ones():
     assert gate.passed and "account_age=<7d (3 frauds)" in gate.reason
 
 
-@pytest.mark.parametrize("metric, value", [("savings_vs_approve_all_pct", -0.4), ("recall", 0.0), ("calibration_ratio", 0.01)])
+@pytest.mark.parametrize(
+    "metric, value", [("savings_vs_approve_all_pct", -0.4), ("recall", 0.0), ("calibration_ratio", 0.01)]
+)
 def test_cohort_floors_fail_on_each_floor(metric, value):
     gate = cohort_floor_gate([_cohort_row(">30d", 200), _cohort_row("7-30d", 40, **{metric: value})], CohortFloors())
     assert not gate.passed and f"account_age=7-30d {metric}" in gate.reason
@@ -199,8 +243,16 @@ def test_cohort_floors_judge_small_cohorts_on_the_upper_end_of_their_interval():
 
 
 def test_rolling_windows_step_back_by_the_test_length_and_stop_when_history_runs_out():
-    folds = rolling_windows(datetime(2025, 7, 1), 68, datetime(2025, 1, 1), datetime(2025, 6, 30, 23), n_folds=5,
-                            train_days=49, validation_days=14, test_days=14)
+    folds = rolling_windows(
+        datetime(2025, 7, 1),
+        68,
+        datetime(2025, 1, 1),
+        datetime(2025, 6, 30, 23),
+        n_folds=5,
+        train_days=49,
+        validation_days=14,
+        test_days=14,
+    )
     assert len(folds) == 3
     for newer, older in zip(folds, folds[1:]):
         assert older.test_end == newer.test_start
@@ -212,29 +264,52 @@ def test_rolling_windows_step_back_by_the_test_length_and_stop_when_history_runs
 
 
 def test_spread_and_its_findings():
-    folds = [{"fold": i, "test_start": "a", "test_end": "b", "savings_vs_approve_all_pct": s, "average_precision": ap}
-             for i, (s, ap) in enumerate([(0.3, 0.4), (0.35, 0.42), (0.25, 0.38)])]
+    folds = [
+        {"fold": i, "test_start": "a", "test_end": "b", "savings_vs_approve_all_pct": s, "average_precision": ap}
+        for i, (s, ap) in enumerate([(0.3, 0.4), (0.35, 0.42), (0.25, 0.38)])
+    ]
     summary = spread(folds, ("savings_vs_approve_all_pct", "average_precision"))
     assert summary["average_precision"]["mean"] == pytest.approx(0.4)
     assert summary["average_precision"]["std"] == pytest.approx(0.02)
     assert spread_findings(folds, summary, {"savings_vs_approve_all_pct": 0.3, "average_precision": 0.39}, 2.0) == []
-    assert "average_precision" in spread_findings(folds, summary, {"savings_vs_approve_all_pct": 0.3, "average_precision": 0.2}, 2.0)[0]
-    one_noisy = [*folds, {"fold": 3, "test_start": "c", "test_end": "d", "savings_vs_approve_all_pct": -0.02, "average_precision": 0.4}]
-    assert spread_findings(one_noisy, spread(one_noisy, ("savings_vs_approve_all_pct", "average_precision")), {}, 2.0) == []
+    assert (
+        "average_precision"
+        in spread_findings(folds, summary, {"savings_vs_approve_all_pct": 0.3, "average_precision": 0.2}, 2.0)[0]
+    )
+    one_noisy = [
+        *folds,
+        {"fold": 3, "test_start": "c", "test_end": "d", "savings_vs_approve_all_pct": -0.02, "average_precision": 0.4},
+    ]
+    assert (
+        spread_findings(one_noisy, spread(one_noisy, ("savings_vs_approve_all_pct", "average_precision")), {}, 2.0)
+        == []
+    )
     losing = [{**f, "savings_vs_approve_all_pct": -0.1} for f in folds]
-    assert "on average" in spread_findings(losing, spread(losing, ("savings_vs_approve_all_pct", "average_precision")), {}, 2.0)[0]
+    assert (
+        "on average"
+        in spread_findings(losing, spread(losing, ("savings_vs_approve_all_pct", "average_precision")), {}, 2.0)[0]
+    )
 
 
 def test_matured_window_is_none_until_labels_mature_after_the_deploy():
     cutoff = datetime(2025, 4, 3)
     assert matured_window(cutoff, cutoff, 21) is None
     assert matured_window(cutoff, cutoff + timedelta(days=5), 21) == (cutoff, cutoff + timedelta(days=5))
-    assert matured_window(cutoff, cutoff + timedelta(days=40), 21) == (cutoff + timedelta(days=19), cutoff + timedelta(days=40))
+    assert matured_window(cutoff, cutoff + timedelta(days=40), 21) == (
+        cutoff + timedelta(days=19),
+        cutoff + timedelta(days=40),
+    )
 
 
 def _metrics(savings, ap):
-    return {"total_cost": 100.0, "n_transactions": 1_000, "savings_vs_approve_all_pct": savings,
-            "average_precision": ap, "recall": 0.4, "precision": 0.3}
+    return {
+        "total_cost": 100.0,
+        "n_transactions": 1_000,
+        "savings_vs_approve_all_pct": savings,
+        "average_precision": ap,
+        "recall": 0.4,
+        "precision": 0.3,
+    }
 
 
 def test_shortfalls_fire_only_beyond_the_margins_and_with_enough_frauds():
@@ -246,11 +321,15 @@ def test_shortfalls_fire_only_beyond_the_margins_and_with_enough_frauds():
 
 
 def test_projected_mix_effect_prices_the_current_mix_at_test_costs():
-    test = [{"cohort": "account_age", "value": "<7d", "n_transactions": 10, "total_cost": 50.0},
-            {"cohort": "account_age", "value": ">30d", "n_transactions": 90, "total_cost": 90.0}]
-    mix = [{"cohort": "account_age", "value": "<7d", "n_current": 30},
-           {"cohort": "account_age", "value": ">30d", "n_current": 60},
-           {"cohort": "account_age", "value": "unknown", "n_current": 10}]
+    test = [
+        {"cohort": "account_age", "value": "<7d", "n_transactions": 10, "total_cost": 50.0},
+        {"cohort": "account_age", "value": ">30d", "n_transactions": 90, "total_cost": 90.0},
+    ]
+    mix = [
+        {"cohort": "account_age", "value": "<7d", "n_current": 30},
+        {"cohort": "account_age", "value": ">30d", "n_current": 60},
+        {"cohort": "account_age", "value": "unknown", "n_current": 10},
+    ]
     (row,) = projected_mix_effect(test, mix)
     assert row["test_cost_per_transaction"] == pytest.approx(1.4)
     assert row["projected_cost_per_transaction"] == pytest.approx((30 * 5 + 60 * 1) / 90)

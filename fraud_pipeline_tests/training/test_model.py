@@ -29,7 +29,12 @@ def rows(n=40_000, fraud_rate=0.01, seed=0):
             data[f.name] = rng.random(n) * 10
     data["hour_of_day"] = rng.integers(0, 24, n)
     data["amount"] = rng.lognormal(3.5, 1.0, n)
-    logit = np.log(fraud_rate / (1 - fraud_rate)) - 1.2 + 1.0 * (data["n_prior_tx_1h"] >= 3) + 0.6 * (np.log(data["amount"]) > 4)
+    logit = (
+        np.log(fraud_rate / (1 - fraud_rate))
+        - 1.2
+        + 1.0 * (data["n_prior_tx_1h"] >= 3)
+        + 0.6 * (np.log(data["amount"]) > 4)
+    )
     data["is_fraud"] = rng.random(n) < 1 / (1 + np.exp(-logit))
     return pd.DataFrame(data)
 
@@ -72,8 +77,12 @@ def test_a_sampled_model_keeps_the_populations_score_scale_and_ranks_as_well():
     """The weights are what keep the scale: without them the scores would be inflated by about 1 / rate."""
     train, validation, test = rows(seed=1), rows(seed=2), rows(seed=3)
     params = ModelParams(max_rounds=60, min_data_in_leaf=20)
-    full = train_model(train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 0}))
-    sampled = train_model(train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 4_000}))
+    full = train_model(
+        train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 0})
+    )
+    sampled = train_model(
+        train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 4_000})
+    )
     assert full.genuine_sample_rate == 1.0
     assert 0.09 < sampled.genuine_sample_rate < 0.11
     fraud_rate = test["is_fraud"].mean()
@@ -84,7 +93,9 @@ def test_a_sampled_model_keeps_the_populations_score_scale_and_ranks_as_well():
 
     assert roc_auc_score(test["is_fraud"], sampled_scores) > roc_auc_score(test["is_fraud"], full_scores) - 0.03
     # deterministic: the same rows, params and seed give the same model file
-    again = train_model(train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 4_000}))
+    again = train_model(
+        train, validation, NAMES, CATEGORICAL, params.__class__(**{**params.__dict__, "max_genuine_rows": 4_000})
+    )
     assert again.model_text == sampled.model_text
 
 
@@ -102,6 +113,8 @@ def test_uniform_sample_keeps_one_rate_for_frauds_and_genuine_rows():
     frame = rows(n=60_000, fraud_rate=0.05)
     sample = uniform_sample(frame, 15_000, seed=0)
     assert abs(len(sample) - 15_000) < 600
-    assert abs(sample["is_fraud"].mean() - frame["is_fraud"].mean()) < 0.01  # the fraud share is estimated, not inflated
+    assert (
+        abs(sample["is_fraud"].mean() - frame["is_fraud"].mean()) < 0.01
+    )  # the fraud share is estimated, not inflated
     assert sample["transaction_id"].tolist() == uniform_sample(frame, 15_000, seed=0)["transaction_id"].tolist()
     assert uniform_sample(frame, 0, seed=0) is frame and uniform_sample(frame, 100_000, seed=0) is frame

@@ -93,9 +93,7 @@ def test_fraud_count_gate_both_ways():
     assert not gate.passed and "validation" in gate.reason
 
 
-@pytest.mark.parametrize(
-    "cost, passed", [(800.0, True), (949.0, True), (951.0, False), (1200.0, False)]
-)
+@pytest.mark.parametrize("cost, passed", [(800.0, True), (949.0, True), (951.0, False), (1200.0, False)])
 def test_cost_gate_requires_the_margin_against_both_baselines(cost, passed):
     evaluation = SimpleNamespace(total_cost=cost, approve_all_cost=2000.0, rule_cost=1000.0)
     assert cost_gate(evaluation, margin=0.05).passed is passed
