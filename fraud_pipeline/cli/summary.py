@@ -21,7 +21,7 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
     windows = _output(result, "training_windows")
     if windows:
         write(
-            f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {windows.horizon_days} days, "
+            f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {windows.horizon_days:g} days, "
             f"labels mature until {windows.label_cutoff:%Y-%m-%d}"
         )
         for split, (start, end) in windows.splits().items():
@@ -96,9 +96,15 @@ def _population_lines(result: dg.ExecuteInProcessResult, write) -> None:
     backtest = _output(result, "backtest")
     if backtest:
         savings, ap = backtest["spread"]["savings_vs_approve_all_pct"], backtest["spread"]["average_precision"]
+        design = backtest.get("design")
+        of_design = (
+            f" of {design['windows_label']} ({'the run' if design['same_as_run'] else 'not the run'}'s design)"
+            if design
+            else ""
+        )
         write(
-            f"backtest: {len(backtest['folds'])} folds, savings {savings['mean']:.1%} +/- {savings['std']:.1%}, "
-            f"AP {ap['mean']:.3f} +/- {ap['std']:.3f}"
+            f"backtest: {len(backtest['folds'])} folds{of_design}, savings {savings['mean']:.1%} +/- "
+            f"{savings['std']:.1%}, AP {ap['mean']:.3f} +/- {ap['std']:.3f}"
         )
     monitoring = _output(result, "champion_monitoring")
     if monitoring and monitoring["status"] == "scored":

@@ -10,7 +10,7 @@ def render_model_card(bundle: dict) -> str:
     lines = [
         f"# Fraud model {bundle['version']}",
         "",
-        f"- as_of: {windows['as_of']} (labels mature until {windows['label_cutoff']}, horizon {windows['horizon_days']} days)",
+        f"- as_of: {windows['as_of']} (labels mature until {windows['label_cutoff']}, horizon {windows['horizon_days']:g} days)",
         f"- train: {windows['train_start']} .. {windows['train_end']}",
         f"- validation: {windows['validation_start']} .. {windows['validation_end']}",
         f"- test: {windows['test_start']} .. {windows['test_end']}",

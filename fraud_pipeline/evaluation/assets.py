@@ -1,6 +1,6 @@
 """Evaluation: the candidate's cost and cohorts on the test window, its outage replay, its backtest and its report."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import dagster as dg
 import pandas as pd
@@ -15,7 +15,12 @@ from fraud_pipeline.deployment.serving import (
     replay_outage,
 )
 from fraud_pipeline.evaluation.backtest import (
+    DESIGN_SETTINGS,
+    design_statement,
+    fold_design,
     fold_row,
+    folds_judging_the_candidate,
+    naming_both_designs,
     run_fold,
     spread,
     spread_findings,
@@ -268,9 +273,11 @@ FOLD_COLUMNS = [
     "fold",
     "test_start",
     "test_end",
+    "candidates_windows",
     "n_transactions",
     "n_frauds",
     "threshold",
+    "total_cost",
     "savings_vs_approve_all_pct",
     "average_precision",
     "recall",
@@ -280,18 +287,41 @@ FOLD_COLUMNS = [
 
 
 class BacktestConfig(dg.Config):
-    """Prequential folds: windows shifted back by the test length, each retrained."""
+    """Prequential folds: the run's windows shifted back by the test length, each retrained.
+
+    Every design setting left unset (None) is the run's own: the window lengths of training_windows,
+    the review capacity of model_evaluation, the genuine-row cap of fraud_model. A value set here
+    overrides it, and the backtest's ``design`` metadata and every finding of backtest_spread say so.
+    """
 
     n_folds: int = Field(default=3, description="Most folds (fewer when the warmed-up history runs out).")
-    train_days: int = Field(default=49, description="Training days per fold.")
-    validation_days: int = Field(default=14, description="Validation days per fold (early stopping, threshold).")
-    test_days: int = Field(default=14, description="Test days per fold, and the shift between folds.")
-    warmup_days: int = Field(default=30, description="Days after the first transaction before training may start.")
-    min_train_days: int = Field(default=21, description="Fewest training days for a fold to count.")
+    train_days: int | None = Field(default=None, description="Training days per fold; unset: the run's.")
+    validation_days: int | None = Field(
+        default=None, description="Validation days per fold (early stopping, threshold); unset: the run's."
+    )
+    test_days: int | None = Field(
+        default=None, description="Test days per fold, and the shift between folds; unset: the run's."
+    )
+    warmup_days: int | None = Field(
+        default=None, description="Days after the first transaction before training may start; unset: the run's."
+    )
+    min_train_days: int | None = Field(
+        default=None, description="Fewest training days for a fold to count; unset: the run's."
+    )
+    daily_review_capacity: int | None = Field(
+        default=None, description="k of user precision@k; unset: the evaluation's daily_review_capacity."
+    )
+    max_genuine_rows: int | None = Field(
+        default=None, description="Genuine rows a fold's model learns from at most; unset: the candidate's."
+    )
     spread_n_std: float = Field(
         default=2.0,
-        description="Warn when the candidate's test savings or AP is more than this many fold std below the fold mean.",
+        description="Warn when the candidate's test savings or AP is more than this many std below the mean of "
+        "the folds on other windows than its own.",
     )
+
+
+DESIGN_COLUMNS = ["setting", "value", "source", "run"]
 
 
 @dg.asset(
@@ -306,24 +336,23 @@ def backtest(
     duckdb: DuckDBResource,
     costs: CostSettings,
 ) -> dict:
-    """Rolling out-of-time folds, each retrained with the candidate's settings, so the test metrics come with a spread."""
+    """Rolling out-of-time folds of the run's design, each retrained with the candidate's settings, so the test
+    metrics come with a spread. Fold 0 is the candidate's own windows when the design is the run's."""
     current = training_windows
-    cost_model = costs.cost_model()
     params = ModelParams(**fraud_model.params)
+    run = {
+        **(asdict(current.design) if current.design else {}),
+        "daily_review_capacity": model_evaluation.review_capacity_k,
+        "max_genuine_rows": params.max_genuine_rows,
+    }
+    design, sources = fold_design(run, {name: getattr(config, name) for name in DESIGN_SETTINGS})
+    params = replace(params, max_genuine_rows=design.max_genuine_rows)
+    cost_model = costs.cost_model()  # the run's costs resource, as fraud_model and model_evaluation use
     folds, cohort_rows = [], []
     with duckdb.get_connection() as con:
         first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
         plans = rolling_windows(
-            current.as_of,
-            current.horizon_days,
-            first,
-            last,
-            config.n_folds,
-            config.train_days,
-            config.validation_days,
-            config.test_days,
-            config.warmup_days,
-            config.min_train_days,
+            current.as_of, current.horizon_days, first, last, config.n_folds, **asdict(design.windows)
         )
         for index, windows in enumerate(plans):
             sql, params_sql = training_set_sql(windows)
@@ -342,16 +371,40 @@ def backtest(
                 params,
                 cost_model,
                 model_evaluation.rule_amount_threshold,
-                model_evaluation.review_capacity_k,
+                design.daily_review_capacity,
                 DEFAULT_COHORTS[0],
             )
             del splits
-            folds.append(fold_row(index, windows, headline))
+            folds.append(fold_row(index, windows, headline, current))
             cohort_rows += [{"fold": index, **row} for row in cohorts]
     summary = spread(folds)
-    findings = spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std)
+    statement = design_statement(
+        design,
+        sources,
+        run,
+        n_folds_requested=config.n_folds,
+        n_folds=len(folds),
+        horizon_days=current.horizon_days,
+        cost_model=cost_model,
+        rule_amount_threshold=model_evaluation.rule_amount_threshold,
+    )
+    findings = naming_both_designs(
+        spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std, config.n_folds), statement
+    )
     context.add_output_metadata(
         {
+            "design": dg.MetadataValue.md(
+                markdown_table([{"setting": k, **v} for k, v in statement["settings"].items()], DESIGN_COLUMNS)
+            ),
+            "design_label": f"{len(folds)} of {config.n_folds} folds of {statement['label']}, shift "
+            f"{statement['shift_days']} d: "
+            + (
+                "the run's design"
+                if statement["same_as_run"]
+                else f"not the run's ({', '.join(statement['differs_from_run'])} set by the backtest config)"
+            ),
+            "design_details": dg.MetadataValue.json(statement),
+            "same_as_run": statement["same_as_run"],
             "folds": dg.MetadataValue.md(markdown_table(folds, FOLD_COLUMNS)),
             "spread": dg.MetadataValue.md(markdown_table([{"metric": k, **v} for k, v in summary.items()])),
             "fold_cohorts": dg.MetadataValue.md(
@@ -373,6 +426,8 @@ def backtest(
         "cohorts": plain_rows(cohort_rows),
         "findings": findings,
         "spread_n_std": config.spread_n_std,
+        "design": statement,
+        "candidate_judged_against": folds_judging_the_candidate(folds),
     }
 
 

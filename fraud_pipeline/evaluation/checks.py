@@ -44,12 +44,29 @@ def unavailable_history_not_misread(outage_replay: dict) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="backtest")
 def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
-    """Warns when the folds lose money on average or the candidate's test metrics sit far below their spread."""
-    findings = backtest["findings"]
+    """Warns when fewer than two folds fit, the folds lose money on average, or the candidate's test metrics sit far
+    below the folds on other windows than its own."""
+    findings, folds = backtest["findings"], backtest["folds"]
+    design = backtest.get("design", {})
+    judged = backtest.get("candidate_judged_against", len(folds))
+    of_design = (
+        f" of {design['windows_label']}" + ("" if design.get("same_as_run") else " (not the run's design)")
+        if design
+        else ""
+    )
+    if judged >= 2:
+        against = f"the candidate is within the spread of the {judged} folds on other windows"
+    else:
+        besides = "1 fold" if judged == 1 else f"{judged} folds"
+        against = f"the candidate is not judged against a spread: {besides} besides its own windows"
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(findings)
-        or f"{len(backtest['folds'])} folds save money on average and the candidate is within their spread",
-        metadata={"findings": dg.MetadataValue.json(findings)},
+        description="; ".join(findings) or f"{len(folds)} folds{of_design} save money on average; {against}",
+        metadata={
+            "findings": dg.MetadataValue.json(findings),
+            "n_folds": len(folds),
+            "candidate_judged_against": judged,
+            "design": dg.MetadataValue.json(design),
+        },
     )

@@ -1,7 +1,6 @@
 """Labels: how long chargebacks take to arrive, and each transaction's label as known at as_of."""
 
 import dagster as dg
-import numpy as np
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -9,6 +8,7 @@ from fraud_pipeline.labels.maturity import (
     delay_observations_sql,
     estimate_delay_profile,
     horizon_interval,
+    naive_delay_quantile,
     transaction_labels_sql,
 )
 from fraud_pipeline.lib.markdown import markdown_table
@@ -46,22 +46,24 @@ def label_delay_profile(
         observations = con.execute(sql, params).fetchnumpy()
         profile = estimate_delay_profile(observations["delay_days"], observations["truncation_days"], config.coverage)
         low, high = horizon_interval(observations["delay_days"], observations["truncation_days"], config.coverage)
-        completeness = profile.curve[["age_days", "completeness"]]
+        # the exact steps (delay_days, completeness): transaction_labels joins each age to the last step below it
         replace_tables(
             con,
             {"label_completeness": "SELECT * FROM completeness_frame"},
-            sources={"completeness_frame": completeness},
+            sources={"completeness_frame": profile.steps},
         )
-    naive_horizon = int(np.argmax(profile.curve["naive_share"].to_numpy() >= config.coverage))
+    # both by the horizon's rule, in its unit: the smallest delay whose naive or estimated share reaches the share
+    naive_horizon = naive_delay_quantile(observations["delay_days"], config.coverage, profile.horizon_unit)
     context.add_output_metadata(
         {
             "horizon_days": profile.horizon_days,
-            "horizon_days_90pct_interval": f"{low}..{high}",
+            "horizon_unit": profile.horizon_unit,
+            "horizon_days_90pct_interval": f"{low:g}..{high:g}",
             "naive_horizon_days": naive_horizon,
             "coverage": config.coverage,
             "n_chargebacks": profile.n_chargebacks,
             "max_observable_days": profile.max_observable_days,
-            "median_delay_days": int(np.argmax(profile.curve["completeness"].to_numpy() >= 0.5)),
+            "median_delay_days": profile.delay_quantile(0.5),
             "maturation_curve": dg.MetadataValue.md(_curve_markdown(profile.curve)),
             "maturation_plot": dg.MetadataValue.md(
                 markdown_image(
@@ -72,6 +74,7 @@ def label_delay_profile(
     )
     return {
         "horizon_days": profile.horizon_days,
+        "horizon_unit": profile.horizon_unit,
         "coverage": profile.coverage,
         "n_chargebacks": profile.n_chargebacks,
         "max_observable_days": profile.max_observable_days,

@@ -19,8 +19,39 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-#: Transactions and chargebacks are compared in whole days for the delay profile.
-SECONDS_PER_DAY = 86_400.0
+US_PER_DAY = 86_400_000_000
+#: The units a horizon is stated in, as fractions of a day (see :func:`horizon_unit`).
+UNIT_DAYS = {"days": 1.0, "hours": 1.0 / 24.0}
+
+
+def horizon_unit(delay_days: np.ndarray) -> str:
+    """The horizon's unit, chosen from the data: ``days`` when every delay is a whole number of days, else ``hours``.
+
+    Sources that date events and reports by day (or report at the same time of day) give whole-day
+    delays; the covering delay is then a whole number of days and the horizon is exactly it.
+    Timestamped data give delays of any length; the horizon is then the covering delay rounded *up*
+    to the next whole hour: at most an hour later than exact, never covering less than the share.
+    """
+    us = np.rint(np.asarray(delay_days, dtype=float) * US_PER_DAY).astype(np.int64)
+    return "days" if bool((us % US_PER_DAY == 0).all()) else "hours"
+
+
+def in_unit(days: float, unit: str) -> float:
+    """``days`` rounded up to a whole number of ``unit`` (unchanged when it already is one)."""
+    per_unit = UNIT_DAYS[unit]
+    # the rint drops float noise below a millionth of the unit, so 7.000000000001 days stays 7 days
+    return float(np.ceil(np.rint(days / per_unit * 1e6) / 1e6) * per_unit)
+
+
+def covering_delay(values: np.ndarray, cdf: np.ndarray, share: float) -> float:
+    """The smallest of ``values`` whose CDF reaches ``share`` (a quantile of a step CDF is one of its steps)."""
+    return float(values[np.flatnonzero(cdf >= share - 1e-12)[0]])
+
+
+def naive_delay_quantile(delay_days: np.ndarray, share: float, unit: str) -> float:
+    """The naive (truncation-biased) counterpart of the horizon: the smallest observed delay whose share reaches ``share``."""
+    values, counts = np.unique(np.asarray(delay_days, dtype=float), return_counts=True)
+    return in_unit(covering_delay(values, np.cumsum(counts) / counts.sum(), share), unit)
 
 
 @dataclass(frozen=True)
@@ -28,30 +59,85 @@ class DelayProfile:
     """The estimated chargeback reporting-delay distribution and the maturity horizon derived from it.
 
     Attributes:
-        horizon_days: Smallest whole number of days after which at least ``coverage`` of the
-            chargebacks that will be reported (within the observable span) have been reported.
+        horizon_days: The smallest delay d with estimated P(delay <= d) >= ``coverage``, in days: an
+            observed delay, exact when ``horizon_unit`` is ``days``, rounded up to the next whole hour
+            when it is ``hours``. A label is mature when its transaction is strictly older than this,
+            so a chargeback arriving exactly at the horizon was reported before as_of.
+        horizon_unit: ``days`` or ``hours`` (:func:`horizon_unit`).
         coverage: The share of chargebacks the horizon must cover.
-        curve: One row per whole number of days of age ``a`` (0 .. span + 1) with ``completeness`` =
-            estimated P(delay < a days), the share of eventual chargebacks already reported for a
-            transaction that old, beside the naive (truncation-biased) empirical share.
+        steps: The estimated CDF at each distinct observed delay: ``delay_days`` and ``completeness``
+            = P(delay <= delay_days). A transaction of age a is ``completeness`` of the row with the
+            largest delay_days < a complete (0 when there is none): P(delay < a).
+        curve: For plots and tables, one row per whole day of age ``a`` (0 .. span + 1):
+            ``completeness`` = P(delay < a), the naive (truncation-biased) share of observed delays
+            below a, and ``n_reported``, the observed delays in [a - 1, a).
         n_chargebacks: Number of chargebacks the estimate is based on.
-        max_observable_days: Age of the oldest transaction; delays longer than this cannot be seen,
-            so the estimate is conditional on delay <= this span.
+        max_observable_days: Age of the oldest transaction, in whole days (floored); delays longer
+            than that cannot be seen, so the estimate is conditional on shorter delays.
     """
 
-    horizon_days: int
+    horizon_days: float
+    horizon_unit: str
     coverage: float
+    steps: pd.DataFrame
     curve: pd.DataFrame
     n_chargebacks: int
     max_observable_days: int
 
     def completeness_at(self, age_days: np.ndarray) -> np.ndarray:
-        """Estimated share of eventual chargebacks already reported for transactions of a given age."""
-        completeness = self.curve["completeness"].to_numpy()
-        index = np.floor(np.asarray(age_days, dtype=float)).astype(np.int64)
-        if (index < 0).any():
+        """Estimated share of eventual chargebacks reported strictly before as_of for transactions of a given age."""
+        age = np.asarray(age_days, dtype=float)
+        if (age < 0).any():
             raise ValueError("a transaction is younger than zero days: it lies after as_of")
-        return completeness[np.minimum(index, len(completeness) - 1)]
+        cdf = np.concatenate([[0.0], self.steps["completeness"].to_numpy()])
+        return cdf[np.searchsorted(self.steps["delay_days"].to_numpy(), age, side="left")]
+
+    def delay_quantile(self, share: float) -> float:
+        """The smallest delay covering ``share`` of the chargebacks, in days, in the horizon's unit."""
+        steps = self.steps
+        return in_unit(
+            covering_delay(steps["delay_days"].to_numpy(), steps["completeness"].to_numpy(), share), self.horizon_unit
+        )
+
+
+def _distinct_delays(delays: np.ndarray, truncation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct delays x_j, each chargeback's j, and for each the first j with x_j >= its truncation time."""
+    values, delay_index = np.unique(delays, return_inverse=True)
+    return values, delay_index, np.searchsorted(values, truncation, side="left")
+
+
+def _lynden_bell(
+    delay_index: np.ndarray, truncation_index: np.ndarray, n_values: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """F(x_j) = P(delay <= x_j) at every distinct delay, from right-truncated data, without binning.
+
+    A chargeback is seen only when its delay is shorter than its truncation time (reported strictly
+    before as_of). The reverse hazard at x_j is n_j / R_j, with R_j = #{i : delay_i <= x_j < truncation_i}
+    the chargebacks that would have been seen had their delay been x_j; F(x_j) = prod_{l > j} (1 - n_l / R_l).
+    ``weights`` counts each chargeback that many times (a bootstrap resample).
+    """
+    n_at = np.bincount(delay_index, weights=weights, minlength=n_values).astype(float)
+    delay_le = np.cumsum(n_at)
+    # truncation_i <= x_j exactly when j >= truncation_index_i
+    truncation_le = np.cumsum(np.bincount(truncation_index, weights=weights, minlength=n_values + 1))[:n_values]
+    at_risk = delay_le - truncation_le
+    reverse_hazard = np.divide(n_at, at_risk, out=np.zeros(n_values), where=at_risk > 0)
+    return np.concatenate([np.cumprod((1.0 - reverse_hazard)[::-1])[::-1][1:], [1.0]])
+
+
+def _observations(delay_days: np.ndarray, truncation_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The delays and truncation times as floats, refused when they cannot be right-truncated observations."""
+    delays = np.asarray(delay_days, dtype=float)
+    truncation = np.asarray(truncation_days, dtype=float)
+    if delays.shape != truncation.shape:
+        raise ValueError("delay_days and truncation_days must have the same length")
+    if delays.size == 0:
+        raise ValueError("no chargebacks were reported before as_of: the reporting delay cannot be measured")
+    if (delays < 0).any():
+        raise ValueError("a chargeback is reported before its transaction; run the chargeback contract first")
+    if (delays >= truncation).any():
+        raise ValueError("a chargeback is reported at or after as_of; filter chargebacks by as_of first")
+    return delays, truncation
 
 
 def estimate_delay_profile(delay_days: np.ndarray, truncation_days: np.ndarray, coverage: float = 0.95) -> DelayProfile:
@@ -60,56 +146,40 @@ def estimate_delay_profile(delay_days: np.ndarray, truncation_days: np.ndarray, 
     Args:
         delay_days: For each reported chargeback, reported_at minus the transaction's event_time, in days.
         truncation_days: For the same chargebacks, as_of minus the transaction's event_time, in days
-            (the longest delay that could have been observed for that transaction).
+            (a chargeback is seen only when its delay is shorter).
         coverage: Share of chargebacks the maturity horizon must cover, in (0, 1].
 
     Returns:
-        The delay profile with the maturity horizon in whole days.
+        The delay profile with the maturity horizon in days, whole days or hours (:func:`horizon_unit`).
 
     Raises:
         ValueError: If there are no chargebacks, the inputs disagree in length, a delay is negative or
-            exceeds its truncation time, or coverage is outside (0, 1].
+            not shorter than its truncation time, or coverage is outside (0, 1].
     """
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
-    delays = np.floor(np.asarray(delay_days, dtype=float)).astype(np.int64)
-    truncation = np.floor(np.asarray(truncation_days, dtype=float)).astype(np.int64)
-    if delays.shape != truncation.shape:
-        raise ValueError("delay_days and truncation_days must have the same length")
-    if delays.size == 0:
-        raise ValueError("no chargebacks were reported before as_of: the reporting delay cannot be measured")
-    if (delays < 0).any():
-        raise ValueError("a chargeback is reported before its transaction; run the chargeback contract first")
-    if (delays > truncation).any():
-        raise ValueError("a chargeback is reported after as_of; filter chargebacks by as_of first")
+    delays, truncation = _observations(delay_days, truncation_days)
+    values, delay_index, truncation_index = _distinct_delays(delays, truncation)
+    cdf = _lynden_bell(delay_index, truncation_index, len(values))
+    unit = horizon_unit(delays)
 
-    max_day = int(truncation.max())
-    # n_at[d]: chargebacks with delay d; at_risk[d]: chargebacks with delay <= d <= truncation.
-    n_at = np.bincount(delays, minlength=max_day + 1).astype(float)
-    delay_le = np.cumsum(n_at)
-    trunc_lt = np.cumsum(np.bincount(truncation, minlength=max_day + 1))
-    trunc_lt = np.concatenate([[0], trunc_lt[:-1]]).astype(float)
-    at_risk = delay_le - trunc_lt
-    reverse_hazard = np.divide(n_at, at_risk, out=np.zeros_like(n_at), where=at_risk > 0)
-    # F(d) = prod_{s > d} (1 - h(s)), computed as a reverse cumulative product.
-    survival_terms = 1.0 - reverse_hazard
-    cdf = np.concatenate([np.cumprod(survival_terms[::-1])[::-1][1:], [1.0]])
-    naive = delay_le / delays.size
-
-    # P(delay < a) for age a = 0 .. max_day + 1: nothing is reported at age 0.
-    completeness = np.concatenate([[0.0], cdf])
-    horizon_days = int(np.nonzero(completeness >= coverage - 1e-12)[0][0])
+    max_day = int(np.floor(truncation.max()))
+    ages = np.arange(max_day + 2)
+    below = np.searchsorted(values, ages, side="left")  # distinct delays < each age
+    reported_below = np.searchsorted(np.sort(delays), ages, side="left")  # observed delays < each age
     curve = pd.DataFrame(
         {
-            "age_days": np.arange(max_day + 2),
-            "completeness": completeness,
-            "naive_share": np.concatenate([[0.0], naive]),
-            "n_reported": np.concatenate([[0.0], n_at]).astype(np.int64),
+            "age_days": ages,
+            "completeness": np.concatenate([[0.0], cdf])[below],
+            "naive_share": reported_below / delays.size,
+            "n_reported": np.diff(reported_below, prepend=0).astype(np.int64),
         }
     )
     return DelayProfile(
-        horizon_days=horizon_days,
+        horizon_days=in_unit(covering_delay(values, cdf, coverage), unit),
+        horizon_unit=unit,
         coverage=coverage,
+        steps=pd.DataFrame({"delay_days": values, "completeness": cdf}),
         curve=curve,
         n_chargebacks=int(delays.size),
         max_observable_days=max_day,
@@ -130,13 +200,15 @@ def delay_observations_sql(as_of: datetime) -> tuple[str, list]:
     return sql, [as_of, as_of]
 
 
-def transaction_labels_sql(as_of: datetime, horizon_days: int) -> tuple[str, list]:
+def transaction_labels_sql(as_of: datetime, horizon_days: float) -> tuple[str, list]:
     """SQL building the as-of label of every transaction.
 
     Columns: transaction_id, event_time, is_fraud (a chargeback was reported before as_of),
     label_known_at (that chargeback's reported_at, NULL when genuine), age_days at as_of,
-    is_mature (age >= horizon), and expected_completeness (filled in from the delay profile by the
-    caller through the ``label_completeness`` table).
+    is_mature (age > horizon: the transaction is strictly older than the horizon, so a chargeback
+    with a delay of exactly the horizon is already known), and expected_completeness = P(delay < age)
+    from the delay profile's steps, which the caller stores as ``label_completeness`` (columns
+    delay_days, completeness): the step with the largest delay_days below the age, 0 below the first.
     """
     sql = """
         WITH first_report AS (
@@ -151,32 +223,36 @@ def transaction_labels_sql(as_of: datetime, horizon_days: int) -> tuple[str, lis
             r.reported_at IS NOT NULL AS is_fraud,
             r.reported_at AS label_known_at,
             (epoch_us(CAST(? AS TIMESTAMP)) - epoch_us(t.event_time)) / 1e6 / 86400.0 AS age_days,
-            t.event_time <= CAST(? AS TIMESTAMP) - to_days(CAST(? AS INTEGER)) AS is_mature,
-            coalesce(lc.completeness, 1.0) AS expected_completeness
+            t.event_time < CAST(? AS TIMESTAMP) - to_microseconds(CAST(? AS BIGINT)) AS is_mature,
+            coalesce(lc.completeness, 0.0) AS expected_completeness
         FROM transactions AS t
         LEFT JOIN first_report AS r USING (transaction_id)
-        LEFT JOIN label_completeness AS lc
-            ON lc.age_days = CAST(floor((epoch_us(CAST(? AS TIMESTAMP)) - epoch_us(t.event_time)) / 1e6 / 86400.0) AS INTEGER)
+        ASOF LEFT JOIN label_completeness AS lc
+            ON (epoch_us(CAST(? AS TIMESTAMP)) - epoch_us(t.event_time)) / 1e6 / 86400.0 > lc.delay_days
         WHERE t.event_time < CAST(? AS TIMESTAMP)
         ORDER BY t.transaction_id
     """
-    return sql, [as_of, as_of, as_of, horizon_days, as_of, as_of]
+    # the horizon in whole microseconds, the resolution of the timestamps: no rounding to days
+    return sql, [as_of, as_of, as_of, round(horizon_days * US_PER_DAY), as_of, as_of]
 
 
 def horizon_interval(
     delay_days: np.ndarray, truncation_days: np.ndarray, coverage: float, n_resamples: int = 200, seed: int = 0
-) -> tuple[int, int]:
+) -> tuple[float, float]:
     """A bootstrap 90% interval of the maturity horizon: how much the measured horizon can be trusted.
 
     The far tail of the delay distribution rests on few old chargebacks, so on small data a handful
-    of late reports can move the horizon by weeks; the interval makes that visible.
+    of late reports can move the horizon by weeks; the interval makes that visible. Each resample's
+    horizon is found by the same rule and in the same unit as the horizon itself, so the bounds are
+    the resampled horizons' 5% and 95% order statistics, with no further rounding.
     """
-    delays = np.asarray(delay_days, dtype=float)
-    truncation = np.asarray(truncation_days, dtype=float)
+    delays, truncation = _observations(delay_days, truncation_days)
+    values, delay_index, truncation_index = _distinct_delays(delays, truncation)
+    unit = horizon_unit(delays)
     rng = np.random.default_rng(seed)
     horizons = []
     for _ in range(n_resamples):
-        pick = rng.integers(0, delays.size, delays.size)
-        horizons.append(estimate_delay_profile(delays[pick], truncation[pick], coverage).horizon_days)
-    low, high = np.quantile(horizons, [0.05, 0.95])
-    return int(np.floor(low)), int(np.ceil(high))
+        counts = np.bincount(rng.integers(0, delays.size, delays.size), minlength=delays.size).astype(float)
+        cdf = _lynden_bell(delay_index, truncation_index, len(values), weights=counts)
+        horizons.append(in_unit(covering_delay(values, cdf, coverage), unit))
+    return float(np.quantile(horizons, 0.05, method="lower")), float(np.quantile(horizons, 0.95, method="higher"))

@@ -48,12 +48,12 @@ def markdown_image(png: bytes, alt: str) -> str:
     return f"![{text}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
-def maturation_curve_png(curve: pd.DataFrame, horizon_days: int, coverage: float) -> bytes:
+def maturation_curve_png(curve: pd.DataFrame, horizon_days: float, coverage: float) -> bytes:
     """The share of eventual chargebacks reported by each age: estimated (truncation-corrected) vs naive.
 
     Args:
         curve: Columns ``age_days``, ``completeness`` (estimated) and ``naive_share``.
-        horizon_days: The maturity horizon, drawn as a vertical line.
+        horizon_days: The maturity horizon in days (whole days or hours), drawn as a vertical line.
         coverage: The share that defines maturity, drawn as a horizontal line.
     """
     figure = _figure()
@@ -61,7 +61,7 @@ def maturation_curve_png(curve: pd.DataFrame, horizon_days: int, coverage: float
     ax.plot(curve["age_days"], curve["completeness"], color=_COLOURS[0], label="estimated (Lynden-Bell)")
     ax.plot(curve["age_days"], curve["naive_share"], color=_COLOURS[1], linestyle="--", label="naive (biased short)")
     ax.axhline(coverage, color="grey", linewidth=0.8)
-    ax.axvline(horizon_days, color=_COLOURS[3], linewidth=1.0, label=f"horizon {horizon_days} d at {coverage:.0%}")
+    ax.axvline(horizon_days, color=_COLOURS[3], linewidth=1.0, label=f"horizon {horizon_days:g} d at {coverage:.0%}")
     ax.set_xlabel("transaction age (days)")
     ax.set_ylabel("share of chargebacks reported")
     ax.set_ylim(0, 1.02)

@@ -1,6 +1,7 @@
 """Training: out-of-time windows, the training set, and the LightGBM model with its cost threshold."""
 
 import time
+from dataclasses import asdict
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -15,7 +16,7 @@ from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, RunClock
 from fraud_pipeline.training.candidate import Candidate, train_candidate
 from fraud_pipeline.training.model import ModelParams
 from fraud_pipeline.training.training_set import load_split, training_set_sql
-from fraud_pipeline.training.windows import TrainingWindows, plan_windows
+from fraud_pipeline.training.windows import TrainingWindows, WindowDesign, plan_windows
 
 
 class WindowConfig(dg.Config):
@@ -29,6 +30,10 @@ class WindowConfig(dg.Config):
         description="Days after the first transaction before training may start; every feature window is full by then.",
     )
     min_train_days: int = Field(default=21, description="Fewest training days accepted after the warm-up.")
+
+    def design(self) -> WindowDesign:
+        """The window design these settings describe (the backtest's folds inherit it)."""
+        return WindowDesign(**self.model_dump())
 
 
 class ModelConfig(dg.Config):
@@ -94,19 +99,18 @@ def training_windows(
     duckdb: DuckDBResource,
     clock: RunClock,
 ) -> TrainingWindows:
-    """Consecutive train, validation and test windows ending by as_of minus the maturity horizon."""
+    """Consecutive train, validation and test windows ending by as_of minus the maturity horizon.
+
+    The windows carry their design (the configured lengths), so the backtest's folds can be planned the same way.
+    """
     with duckdb.get_connection() as con:
         first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
     windows = plan_windows(
         as_of=clock.as_of_datetime(),
-        horizon_days=label_delay_profile["horizon_days"],
+        horizon_days=float(label_delay_profile["horizon_days"]),
         first_event_time=first,
         last_event_time=last,
-        train_days=config.train_days,
-        validation_days=config.validation_days,
-        test_days=config.test_days,
-        warmup_days=config.warmup_days,
-        min_train_days=config.min_train_days,
+        **asdict(config.design()),
     )
     table = markdown_table(
         [

@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class WindowDesign:
+    """The lengths windows are planned with (what :func:`plan_windows` and :func:`rolling_windows` take).
+
+    Attributes:
+        train_days, validation_days, test_days: Requested window lengths in days (training may be
+            shorter when the warm-up clips it).
+        warmup_days: Days after the first transaction before training may start.
+        min_train_days: Fewest training days accepted after the warm-up.
+    """
+
+    train_days: int
+    validation_days: int
+    test_days: int
+    warmup_days: int
+    min_train_days: int
+
+    def label(self) -> str:
+        """``train/validation/test`` days, e.g. ``49/14/21``."""
+        return f"{self.train_days}/{self.validation_days}/{self.test_days}"
 
 
 @dataclass(frozen=True)
@@ -14,7 +36,9 @@ class TrainingWindows:
         train_start, train_end, validation_start, validation_end, test_start, test_end: Boundaries.
         label_cutoff: as_of minus the maturity horizon; every window ends at or before it.
         as_of: The run's logical date.
-        horizon_days: The maturity horizon the cutoff was derived from.
+        horizon_days: The maturity horizon the cutoff was derived from, in days (whole days or hours).
+        design: The lengths the windows were planned with (None when read from an older bundle that
+            did not record them).
     """
 
     train_start: datetime
@@ -25,7 +49,8 @@ class TrainingWindows:
     test_end: datetime
     label_cutoff: datetime
     as_of: datetime
-    horizon_days: int
+    horizon_days: float
+    design: WindowDesign | None = None
 
     def splits(self) -> dict[str, tuple[datetime, datetime]]:
         """Split name -> (start, end)."""
@@ -35,8 +60,8 @@ class TrainingWindows:
             "test": (self.test_start, self.test_end),
         }
 
-    def as_dict(self) -> dict[str, str]:
-        """The boundaries as ISO strings, for metadata and the model card."""
+    def as_dict(self) -> dict:
+        """The boundaries as ISO strings and the design as a plain dict, for metadata and the model card."""
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
 
     def to_metadata(self) -> dict:
@@ -49,12 +74,18 @@ class TrainingWindows:
             },
             "label_cutoff": self.label_cutoff.isoformat(),
             "horizon_days": self.horizon_days,
+            **({"design": self.design.label(), **asdict(self.design)} if self.design else {}),
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingWindows:
-        """Inverse of :meth:`as_dict`."""
-        return cls(**{k: (datetime.fromisoformat(v) if isinstance(v, str) else v) for k, v in values.items()})
+        """Inverse of :meth:`as_dict`; a dict without ``design`` (an older bundle) reads as design None."""
+        known = {f.name for f in fields(cls)} - {"design"}
+        design = values.get("design")
+        return cls(
+            **{k: (datetime.fromisoformat(v) if isinstance(v, str) else v) for k, v in values.items() if k in known},
+            design=WindowDesign(**design) if design else None,
+        )
 
 
 def _floor_day(moment: datetime) -> datetime:
@@ -63,7 +94,7 @@ def _floor_day(moment: datetime) -> datetime:
 
 def plan_windows(
     as_of: datetime,
-    horizon_days: int,
+    horizon_days: float,
     first_event_time: datetime,
     last_event_time: datetime,
     train_days: int,
@@ -74,10 +105,12 @@ def plan_windows(
 ) -> TrainingWindows:
     """Places the windows as late as mature labels allow.
 
-    The test window ends at the label cutoff (as_of minus the horizon, floored to a day) or at the
-    end of the data if that is earlier. Validation and train precede it back to back. Training never
-    starts within ``warmup_days`` of the first transaction, where history features are truncated by
-    the start of the data rather than by the user's real history.
+    The test window ends at the label cutoff (as_of minus the horizon, floored to midnight: windows
+    are whole days, so a horizon in hours or an as_of after midnight moves the cutoff back, never
+    forward) or at the end of the data if that is earlier. Validation and train precede it back to
+    back. Training never starts within ``warmup_days`` of the first transaction, where history
+    features are truncated by the start of the data rather than by the user's real history. The
+    windows carry the design they were planned with.
 
     Raises:
         ValueError: If there is not enough mature, warmed-up history for the requested windows.
@@ -93,7 +126,7 @@ def plan_windows(
     train_start = max(validation_start - timedelta(days=train_days), earliest_train)
     if (validation_start - train_start).days < min_train_days:
         raise ValueError(
-            f"not enough mature history: at as_of {as_of:%Y-%m-%d} with a {horizon_days}-day maturity horizon the "
+            f"not enough mature history: at as_of {as_of:%Y-%m-%d} with a {horizon_days:g}-day maturity horizon the "
             f"labels are mature until {label_cutoff:%Y-%m-%d}; after {test_days} test and {validation_days} validation "
             f"days, training would span {train_start:%Y-%m-%d}..{validation_start:%Y-%m-%d} "
             f"(< {min_train_days} days after a {warmup_days}-day feature warm-up from {first_event_time:%Y-%m-%d})"
@@ -108,6 +141,7 @@ def plan_windows(
         label_cutoff=label_cutoff,
         as_of=as_of,
         horizon_days=horizon_days,
+        design=WindowDesign(train_days, validation_days, test_days, warmup_days, min_train_days),
     )
 
 
@@ -131,7 +165,7 @@ def window_problems(windows: TrainingWindows) -> list[str]:
 
 def rolling_windows(
     as_of: datetime,
-    horizon_days: int,
+    horizon_days: float,
     first_event_time: datetime,
     last_event_time: datetime,
     n_folds: int,

@@ -88,9 +88,15 @@ def test_every_run_reports_cohorts_decomposition_drift_and_folds(clean_run):
     drift = result.output_for_node("population_drift")
     assert {r["feature"] for r in drift["features"]} >= {"amount", "account_age_days"}
     assert {r["cohort"] for r in drift["cohort_mix"]} == {"account_age", "channel", "region"}
-    folds = result.output_for_node("backtest")["folds"]
+    backtest = result.output_for_node("backtest")
+    folds = backtest["folds"]
     assert len(folds) >= 2 and all(f["n_frauds"] > 0 for f in folds)
     assert [f["test_end"] for f in folds[1:]] == [f["test_start"] for f in folds[:-1]]
+    # the backtest inherits the run's design, so fold 0 retrains the candidate on its own windows: same cost
+    assert backtest["design"]["same_as_run"] and backtest["design"]["windows_label"] == "49/14/21 days"
+    assert folds[0]["candidates_windows"] and not any(f["candidates_windows"] for f in folds[1:])
+    assert folds[0]["total_cost"] == evaluation.total_cost
+    assert folds[0]["n_frauds"] == evaluation.n_frauds
     assert result.output_for_node("champion_monitoring")["status"] == "no_champion"
 
 

@@ -14,7 +14,9 @@ from fraud_pipeline.deployment.gates import (
 )
 from fraud_pipeline.training.windows import (
     TrainingWindows,
+    WindowDesign,
     plan_windows,
+    rolling_windows,
     window_problems,
 )
 
@@ -40,7 +42,56 @@ def test_windows_are_consecutive_and_end_at_the_label_cutoff():
 
 def test_windows_round_trip_through_plain_values():
     w = default_windows()
+    assert w.design == WindowDesign(train_days=49, validation_days=14, test_days=21, warmup_days=30, min_train_days=21)
+    assert w.as_dict()["design"] == {
+        "train_days": 49,
+        "validation_days": 14,
+        "test_days": 21,
+        "warmup_days": 30,
+        "min_train_days": 21,
+    }
     assert TrainingWindows.from_dict(w.as_dict()) == w
+    # a bundle written before the windows carried their design still loads
+    older = {k: v for k, v in w.as_dict().items() if k != "design"}
+    assert TrainingWindows.from_dict(older) == replace(w, design=None)
+
+
+@pytest.mark.parametrize(
+    "horizon, cutoff",
+    [
+        (7, datetime(2025, 6, 24)),
+        (7.5, datetime(2025, 6, 23)),
+        (67.5, datetime(2025, 4, 24)),
+        (0, datetime(2025, 7, 1)),
+    ],
+)
+def test_a_horizon_in_hours_floors_the_cutoff_to_midnight(horizon, cutoff):
+    w = default_windows(horizon=horizon)
+    assert w.label_cutoff == w.test_end == cutoff
+    assert window_problems(w) == []
+
+
+def test_folds_of_a_seven_day_design_are_seven_days_each_and_keep_the_design():
+    folds = rolling_windows(
+        datetime(2025, 7, 1),
+        67.5,
+        FIRST,
+        LAST,
+        n_folds=4,
+        train_days=7,
+        validation_days=7,
+        test_days=7,
+        min_train_days=7,
+    )
+    assert [f"{f.test_start:%m-%d}..{f.test_end:%m-%d}" for f in folds] == [
+        "04-17..04-24",
+        "04-10..04-17",
+        "04-03..04-10",
+        "03-27..04-03",
+    ]
+    assert all((f.test_end - f.test_start).days == 7 and f.design.label() == "7/7/7" for f in folds)
+    # fold 0 is the run's own windows, planned with the same design and horizon
+    assert folds[0] == plan_windows(datetime(2025, 7, 1), 67.5, FIRST, LAST, 7, 7, 7, min_train_days=7)
 
 
 def test_data_ending_before_the_cutoff_moves_the_windows_back():
