@@ -34,6 +34,7 @@ def deployed_model(
     model_evaluation: ModelEvaluation,
     outage_replay: dict,
     training_windows: TrainingWindows,
+    label_delay_profile: dict,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
     gates: DeployGates,
@@ -45,7 +46,9 @@ def deployed_model(
     store = registry.store()
     version = fraud_model.version
     with duckdb.get_connection() as con:
-        verdicts = evaluate_gates(con, windows, fraud_model, model_evaluation, gates)
+        verdicts = evaluate_gates(
+            con, windows, fraud_model, model_evaluation, gates, costs, float(label_delay_profile["horizon_days"])
+        )
         problems = [f"{g.name}: {g.reason}" for g in verdicts if not g.passed]
         problems += check_record_problems(context.instance)
         champion = store.champion()
@@ -65,6 +68,8 @@ def deployed_model(
         "features": list(fraud_model.main.model.features),
         "categories": fraud_model.main.model.categories,
         "windows": windows.as_dict(),
+        "measured_horizon_days": float(label_delay_profile["horizon_days"]),
+        "provenance": {**fraud_model.provenance(), "test_rows": model_evaluation.test_rows},
         "params": fraud_model.params,
         "cost_model": asdict(costs.cost_model()),
         "evaluation": model_evaluation.as_dict(),

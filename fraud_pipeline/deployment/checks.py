@@ -15,11 +15,15 @@ GUARDING_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(
         ("training_set", "training_set_missingness_contract"),
         ("training_set", "no_default_signal"),
         ("training_windows", "windows_valid"),
+        ("fraud_model", "model_learnt_from_its_train_split"),
+        ("fraud_model", "threshold_chosen_on_validation"),
+        ("fraud_model", "model_matrix_keeps_absence"),
         ("training_set", "mature_labels_only"),
         ("training_set", "min_frauds_per_window"),
         ("training_set", "labels_complete_enough"),
         ("model_evaluation", "cost_beats_baselines"),
         ("model_evaluation", "cohort_floors"),
+        ("model_evaluation", "evaluation_scores_reproduce"),
         ("outage_replay", "unavailable_history_not_misread"),
     )
 )

@@ -3,23 +3,51 @@
 The same functions run twice: as blocking Dagster asset checks (visible in the UI, and they stop the
 run before the deploy step) and inside the deploy step itself, so a candidate materialised on its
 own still cannot become champion without passing them.
+
+Provenance is recomputed, not trusted: the rows each model learnt from, fitted, stopped on and was
+thresholded on are recomputed from ``training_set`` and compared with the digests the candidate
+records; the model file's own row count and missing-value types are read back; the threshold is
+chosen again on validation from the model file; the evaluation's test scores are scored again.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from itertools import combinations
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
 from fraud_pipeline.deployment.registry import ModelRegistryStore
-from fraud_pipeline.lib.costs import decision_costs
-from fraud_pipeline.training.model import TrainedModel, score
+from fraud_pipeline.lib.costs import CostModel, ThresholdChoice, choose_threshold, decision_costs
+from fraud_pipeline.training.model import (
+    ModelParams,
+    RowDigest,
+    TrainedModel,
+    genuine_sample,
+    matrix_problems,
+    model_file_missing_types,
+    model_file_rows,
+    score,
+    served_score_mismatches,
+)
 
 if TYPE_CHECKING:  # settings objects are passed in; this module needs no Dagster at run time
     from fraud_pipeline.resources import CostSettings, DeployGates
-    from fraud_pipeline.training.candidate import Candidate
 from fraud_pipeline.evaluation.result import CohortFloors, ModelEvaluation
+from fraud_pipeline.lib.warehouse import fetch_frame
+from fraud_pipeline.training.candidate import MODEL_ROWS, Candidate
 from fraud_pipeline.training.training_set import load_split
 from fraud_pipeline.training.windows import TrainingWindows, window_problems
+
+#: The splits of ``training_set`` in time order.
+SPLITS = ("train", "validation", "test")
+#: Test rows the evaluation's scores are recomputed on at most (a fixed hash sample above it).
+MAX_RESCORED_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -32,15 +60,46 @@ class GateResult:
     details: dict = field(default_factory=dict)
 
 
-def window_gate(windows: TrainingWindows) -> GateResult:
-    """Windows are non-empty, ordered, non-overlapping, and end at or before as_of minus the horizon."""
+def measured_label_cutoff(as_of: datetime, horizon_days: float) -> datetime:
+    """as_of minus the measured maturity horizon, floored to midnight (windows are whole days)."""
+    moment = as_of - timedelta(days=horizon_days)
+    return datetime(moment.year, moment.month, moment.day)
+
+
+def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateResult:
+    """Windows are non-empty, ordered, non-overlapping, and end at or before as_of minus the measured horizon.
+
+    The horizon is the one ``label_delay_profile`` measured, not the one stored in the windows: windows
+    planned with a shorter horizon (0, say) carry a cutoff that agrees with itself and nothing else.
+    """
     problems = window_problems(windows)
+    cutoff = measured_label_cutoff(windows.as_of, measured_horizon_days)
+    planned = f"planned with a {windows.horizon_days:g}-day horizon, measured {measured_horizon_days:g} days"
+    if windows.label_cutoff > cutoff:
+        problems.append(
+            f"label cutoff {windows.label_cutoff:%Y-%m-%d} is later than as_of minus the measured horizon "
+            f"({cutoff:%Y-%m-%d}; {planned})"
+        )
+    late = [f"{name} ends {end:%Y-%m-%d}" for name, (_, end) in windows.splits().items() if end > cutoff]
+    if late:
+        problems.append(f"{', '.join(late)}: after {cutoff:%Y-%m-%d}, as_of minus the measured horizon ({planned})")
     reason = (
         "; ".join(problems)
         if problems
-        else (f"train, validation and test are consecutive and end by the label cutoff {windows.label_cutoff:%Y-%m-%d}")
+        else f"train, validation and test are consecutive and end by {cutoff:%Y-%m-%d}, as_of minus the measured "
+        f"{measured_horizon_days:g}-day horizon"
     )
-    return GateResult("windows_valid", not problems, reason, {"problems": problems, **windows.as_dict()})
+    return GateResult(
+        "windows_valid",
+        not problems,
+        reason,
+        {
+            "problems": problems,
+            "measured_horizon_days": measured_horizon_days,
+            "measured_label_cutoff": cutoff.isoformat(),
+            **windows.as_dict(),
+        },
+    )
 
 
 def split_summary_sql() -> str:
@@ -204,17 +263,386 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
     )
 
 
+class Splits:
+    """The splits of ``training_set``, each read when first needed and then kept.
+
+    ``ids(split)`` reads only what the row digests are recomputed from; ``frame(split)`` every column.
+    """
+
+    def __init__(self, con) -> None:
+        self.con = con
+        self._ids: dict[str, pd.DataFrame] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def ids(self, split: str) -> pd.DataFrame:
+        """transaction_id, is_fraud and n_prior_tx_30d of one split, in transaction_id order."""
+        if split in self._frames:
+            return self._frames[split]
+        if split not in self._ids:
+            self._ids[split] = fetch_frame(
+                self.con,
+                "SELECT transaction_id, is_fraud, n_prior_tx_30d FROM training_set WHERE split = $split "
+                "ORDER BY transaction_id",
+                {"split": split},
+            )
+        return self._ids[split]
+
+    def sample(self, split: str, max_rows: int) -> pd.DataFrame:
+        """Every column of at most ``max_rows`` rows of one split, chosen by a hash of transaction_id."""
+        return fetch_frame(
+            self.con,
+            "SELECT * FROM training_set WHERE split = $split ORDER BY hash(transaction_id), transaction_id LIMIT $n",
+            {"split": split, "n": int(max_rows)},
+        )
+
+    def frame(self, split: str) -> pd.DataFrame:
+        """Every column of one split, in transaction_id order."""
+        if split not in self._frames:
+            self._frames[split] = load_split(self.con, split)
+            self._ids.pop(split, None)
+        return self._frames[split]
+
+
+def _params(candidate: Candidate) -> ModelParams:
+    """The LightGBM settings the candidate says it was trained with (its genuine-row cap and seed)."""
+    known = {k: v for k, v in candidate.params.items() if k in ModelParams.__dataclass_fields__}
+    return ModelParams(**known)
+
+
+def _which_rows(recorded: RowDigest, splits: Splits, select: Callable) -> str:
+    """Which split or union of splits has the recorded digest, or 'rows that are no union of splits'."""
+    for size in (1, 2, 3):
+        for names in combinations(SPLITS, size):
+            ids = np.concatenate([select(splits.ids(name))["transaction_id"].to_numpy() for name in names])
+            if len(ids) == recorded.n_rows and RowDigest.of(ids) == recorded:
+                return "+".join(names)
+    return "rows that are no split or union of splits of training_set"
+
+
+def learnt_rows_gate(splits: Splits, candidate: Candidate) -> GateResult:
+    """Each model learnt from its train split, fitted its genuine-row sample and stopped on its validation split.
+
+    Every digest is recomputed from ``training_set`` (the fallback's rows are the users with history,
+    the sample is :func:`genuine_sample` with the candidate's cap and seed) and must equal the
+    candidate's; the model file's own row count must equal the sample's. A mismatch names the rows
+    the model did learn from when they are a split or a union of splits (``train+test``).
+    """
+    params = _params(candidate)
+    failures, details = [], {}
+    for name, thresholded in candidate.models().items():
+        model, select = thresholded.model, MODEL_ROWS[name]
+        train, validation = select(splits.ids("train")), select(splits.ids("validation"))
+        fitted = genuine_sample(train, params.max_genuine_rows, params.seed).frame
+        expected = {
+            "train_rows": RowDigest.of(train["transaction_id"]),
+            "fit_rows": RowDigest.of(fitted["transaction_id"]),
+            "early_stopping_rows": RowDigest.of(
+                genuine_sample(validation, params.max_genuine_rows, params.seed).frame["transaction_id"]
+            ),
+        }
+        recorded = {key: getattr(model, key) for key in expected}
+        file_rows = model_file_rows(model.model_text)
+        details[name] = {
+            "expected": {k: str(v) for k, v in expected.items()},
+            "recorded": {k: str(v) for k, v in recorded.items()},
+            "model_file_rows": file_rows,
+        }
+        if any(v is None for v in recorded.values()):
+            failures.append(f"the {name} model records no digest of the rows it learnt from: it cannot be checked")
+            continue
+        if recorded["train_rows"] != expected["train_rows"]:
+            which = _which_rows(recorded["train_rows"], splits, select)
+            failures.append(
+                f"the {name} model learnt from {which} ({recorded['train_rows']}), not its train split "
+                f"({expected['train_rows']}): trained on other rows than its train split"
+            )
+        elif recorded["fit_rows"] != expected["fit_rows"]:
+            failures.append(
+                f"the {name} model fitted {recorded['fit_rows']}, not the genuine-row sample of its train split "
+                f"with max_genuine_rows {params.max_genuine_rows} and seed {params.seed} ({expected['fit_rows']})"
+            )
+        if recorded["early_stopping_rows"] != expected["early_stopping_rows"]:
+            which = _which_rows(recorded["early_stopping_rows"], splits, select)
+            failures.append(
+                f"the {name} model stopped early on {which} ({recorded['early_stopping_rows']}), not on its "
+                f"validation split ({expected['early_stopping_rows']})"
+            )
+        if file_rows is not None and file_rows != expected["fit_rows"].n_rows:
+            failures.append(
+                f"the {name} model file says LightGBM fitted {file_rows:,} rows; its train split's sample has "
+                f"{expected['fit_rows'].n_rows:,}: trained on other rows than its train split"
+            )
+    reason = (
+        "; ".join(failures)
+        if failures
+        else "main and fallback learnt from their train split, fitted its genuine-row sample and stopped on their "
+        "validation split (digests recomputed from training_set; the model files' row counts agree)"
+    )
+    return GateResult("model_learnt_from_its_train_split", not failures, reason, details)
+
+
+def _choice(model: TrainedModel, rows: pd.DataFrame, cost_model: CostModel) -> ThresholdChoice:
+    return choose_threshold(score(model, rows), rows["is_fraud"].to_numpy(), rows["amount"].to_numpy(), cost_model)
+
+
+def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) -> GateResult:
+    """Each model's stored threshold is the cost-minimising one on its validation rows, recomputed from the model file.
+
+    A threshold that is not names the split it is the cost-minimising threshold of, when it is one
+    (``the test split``).
+    """
+    failures, details = [], {}
+    for name, thresholded in candidate.models().items():
+        select = MODEL_ROWS[name]
+        validation = select(splits.frame("validation"))
+        recomputed = _choice(thresholded.model, validation, cost_model)
+        expected_rows = RowDigest.of(validation["transaction_id"])
+        details[name] = {
+            "stored": thresholded.threshold,
+            "recomputed_on_validation": recomputed.threshold,
+            "validation_cost": recomputed.expected_cost,
+            "threshold_rows": str(thresholded.threshold_rows),
+        }
+        if not math.isclose(recomputed.threshold, thresholded.threshold, rel_tol=1e-12, abs_tol=0.0):
+            chosen_on = [
+                split
+                for split in ("test", "train")
+                if math.isclose(
+                    _choice(thresholded.model, select(splits.frame(split)), cost_model).threshold,
+                    thresholded.threshold,
+                    rel_tol=1e-12,
+                    abs_tol=0.0,
+                )
+            ]
+            on = f"it is the cost-minimising threshold of the {chosen_on[0]} split" if chosen_on else "chosen elsewhere"
+            failures.append(
+                f"the {name} model's threshold {thresholded.threshold:.6g} is not the cost-minimising threshold on "
+                f"validation ({recomputed.threshold:.6g}, recomputed from the model file): thresholded on other rows "
+                f"than validation; {on}"
+            )
+        elif thresholded.threshold_rows is not None and thresholded.threshold_rows != expected_rows:
+            failures.append(
+                f"the {name} model says its threshold was chosen on {thresholded.threshold_rows}, not on its "
+                f"validation rows ({expected_rows})"
+            )
+    reason = (
+        "; ".join(failures)
+        if failures
+        else "main and fallback thresholds are the cost-minimising thresholds on validation, recomputed from the "
+        f"model files (main {candidate.main.threshold:.6g}, fallback {candidate.fallback.threshold:.6g})"
+    )
+    return GateResult("threshold_chosen_on_validation", not failures, reason, details)
+
+
+def model_matrix_gate(splits: Splits, candidate: Candidate, max_served_rows: int = MAX_RESCORED_ROWS) -> GateResult:
+    """What LightGBM receives is NaN exactly where ``training_set`` is NULL, and the table's value elsewhere.
+
+    Training: the matrix :func:`fraud_pipeline.training.model.to_model_matrix` builds from each model's
+    fitted rows (the genuine-row sample of its train split), and the model file's missing-value
+    types (``nan`` for every split on a feature the fitted rows hold NULL in). Serving: the scores
+    the serving path gives a hash sample of the test split equal the model's scores of the
+    reference matrix.
+    """
+    params = _params(candidate)
+    failures, details = [], {}
+    test = splits.sample("test", max_served_rows)
+    for name, thresholded in candidate.models().items():
+        model, select = thresholded.model, MODEL_ROWS[name]
+        fitted = genuine_sample(select(splits.frame("train")), params.max_genuine_rows, params.seed).frame
+        cells = matrix_problems(fitted, model)
+        numeric = [f for f in model.features if f not in model.categories]
+        has_null = {f for f in numeric if fitted[f].isna().any()}
+        types = model_file_missing_types(model.model_text)
+        filled_in_file = sorted(f for f, kinds in types.items() if f in has_null and kinds != {"nan"})
+        served = served_score_mismatches(select(test), model)
+        details[name] = {
+            "matrix_cells": cells,
+            "features_without_nan_in_the_model_file": filled_in_file,
+            "served_rows_checked": int(len(select(test))),
+            "served_score_mismatches": served,
+        }
+        if cells:
+            shown = ", ".join(f"{f} ({', '.join(f'{k} {v:,}' for k, v in c.items() if v)})" for f, c in cells.items())
+            failures.append(f"the {name} model's training matrix is not the table: {shown}")
+        if filled_in_file:
+            failures.append(
+                f"the {name} model file shows no NaN for {', '.join(filled_in_file)}, which its fitted rows hold NULL "
+                "in: LightGBM was given a value standing in for absence"
+            )
+        if served:
+            failures.append(
+                f"serving: {served:,} of {len(select(test)):,} sampled test rows are scored differently from the "
+                f"{name} model on the table's values with NULL as NaN"
+            )
+    reason = (
+        "; ".join(failures)
+        if failures
+        else "the matrix LightGBM receives is NaN exactly where training_set is NULL and equal elsewhere "
+        "(training matrix, model file, served scores; main and fallback)"
+    )
+    return GateResult("model_matrix_keeps_absence", not failures, reason, details)
+
+
+def evaluation_scores_gate(
+    con, candidate: Candidate, evaluation: ModelEvaluation, cost_model: CostModel, max_rows: int = MAX_RESCORED_ROWS
+) -> GateResult:
+    """The evaluation scored this candidate on its test split, and its scores are the model file's.
+
+    ``evaluation_scores`` must hold exactly the test split's rows; a hash sample of them (every row
+    up to ``max_rows``) is scored again from the model file and must match; every alert must be
+    ``score >= threshold``; and the evaluation's cost, rows and frauds must be those of the stored
+    decisions.
+    """
+    failures, details = [], {}
+    if evaluation.model_version != candidate.version:
+        failures.append(f"the evaluation is of {evaluation.model_version}, the candidate is {candidate.version}")
+    if not math.isclose(evaluation.threshold, candidate.threshold, rel_tol=1e-12, abs_tol=0.0):
+        failures.append(
+            f"the evaluation used threshold {evaluation.threshold:.6g}, the candidate's is {candidate.threshold:.6g}"
+        )
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "evaluation_scores" not in tables:
+        failures.append("no evaluation_scores table: the test scores cannot be recomputed")
+        return GateResult("evaluation_scores_reproduce", False, "; ".join(failures), details)
+    coverage = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE t.transaction_id IS NULL) AS not_in_test,
+               count(*) FILTER (WHERE e.transaction_id IS NULL) AS not_scored,
+               count(*) FILTER (WHERE e.transaction_id IS NOT NULL AND t.transaction_id IS NOT NULL
+                                AND e.alert IS DISTINCT FROM (e.score >= $threshold)) AS alert_not_at_threshold
+        FROM (SELECT transaction_id FROM training_set WHERE split = 'test') AS t
+        FULL JOIN evaluation_scores AS e ON e.transaction_id = t.transaction_id
+        """,
+        {"threshold": float(candidate.threshold)},
+    ).fetchone()
+    details["coverage"] = dict(zip(("not_in_test", "not_scored", "alert_not_at_threshold"), map(int, coverage)))
+    if coverage[0] or coverage[1]:
+        failures.append(
+            f"evaluation_scores does not hold exactly the test split: {coverage[0]:,} scored rows are not test rows, "
+            f"{coverage[1]:,} test rows are not scored"
+        )
+    if coverage[2]:
+        failures.append(f"{coverage[2]:,} stored alerts are not score >= threshold")
+    test_ids = con.execute("SELECT transaction_id FROM training_set WHERE split = 'test'").fetchnumpy()[
+        "transaction_id"
+    ]
+    if evaluation.test_rows is not None and RowDigest.from_dict(evaluation.test_rows) != RowDigest.of(test_ids):
+        failures.append(
+            f"the evaluation says it scored {RowDigest.from_dict(evaluation.test_rows)}, the test split is "
+            f"{RowDigest.of(test_ids)}"
+        )
+    sample = fetch_frame(
+        con,
+        "SELECT t.*, e.score AS stored_score FROM training_set AS t JOIN evaluation_scores AS e USING (transaction_id) "
+        "WHERE t.split = 'test' ORDER BY hash(transaction_id), transaction_id LIMIT $n",
+        {"n": int(max_rows)},
+    )
+    rescored = score(candidate.main.model, sample)
+    differ = int((~np.isclose(rescored, sample["stored_score"].to_numpy(), rtol=1e-9, atol=1e-12)).sum())
+    details["rescored_rows"], details["rescored_mismatches"] = len(sample), differ
+    if differ:
+        failures.append(
+            f"{differ:,} of {len(sample):,} sampled test scores differ from the candidate's model file scoring the "
+            "same rows: the evaluation is not of this model on this split"
+        )
+    decided = con.execute(
+        "SELECT t.is_fraud, t.amount, e.alert FROM training_set AS t JOIN evaluation_scores AS e USING (transaction_id) "
+        "WHERE t.split = 'test'"
+    ).fetchnumpy()
+    cost = float(decision_costs(decided["is_fraud"], decided["amount"], decided["alert"], cost_model).sum())
+    details["stored_decisions_cost"] = cost
+    if not math.isclose(cost, evaluation.total_cost, rel_tol=1e-9, abs_tol=1e-6):
+        failures.append(
+            f"the evaluation's test cost {evaluation.total_cost:,.2f} is not its stored decisions' ({cost:,.2f})"
+        )
+    if len(decided["alert"]) != evaluation.n_transactions or int(np.sum(decided["is_fraud"])) != evaluation.n_frauds:
+        failures.append(
+            f"the evaluation counts {evaluation.n_transactions:,} rows and {evaluation.n_frauds:,} frauds, its stored "
+            f"decisions {len(decided['alert']):,} and {int(np.sum(decided['is_fraud'])):,}"
+        )
+    reason = (
+        "; ".join(failures)
+        if failures
+        else f"the evaluation's test scores are the model file's ({len(sample):,} rows rescored), on exactly the test "
+        "split, and its cost is its stored decisions'"
+    )
+    return GateResult("evaluation_scores_reproduce", not failures, reason, details)
+
+
+def history_gate(backtest: dict, evaluation: ModelEvaluation, max_n_std: float) -> GateResult:
+    """The candidate is not far better than its own backtest folds: far better is what a leak looks like.
+
+    The candidate's test AP must not exceed the folds' mean by more than ``max_n_std`` fold standard
+    deviations. The folds include the backtest's retrain of the candidate's own windows, so a clean
+    candidate, which that fold reproduces, is one of the values the spread is taken over and can
+    never be more than (n - 1) / sqrt(n) std above it (under 3 for up to 10 folds). When the
+    backtest's design is the run's, that fold must also reproduce the candidate's AP and cost.
+    """
+    folds = backtest["folds"]
+    values = np.array([f["average_precision"] for f in folds], dtype=float)
+    candidate_ap = float(evaluation.average_precision)
+    findings, details = [], {"candidate_average_precision": candidate_ap, "max_n_std": max_n_std}
+    if len(values) >= 2:
+        mean, std = float(values.mean()), float(values.std(ddof=1))
+        limit = mean + max_n_std * std
+        details.update({"fold_mean": mean, "fold_std": std, "limit": limit})
+        if candidate_ap > limit:
+            findings.append(
+                f"better than its own history: look for a leak. Test AP {candidate_ap:.3f} > fold mean {mean:.3f} + "
+                f"{max_n_std:g} std ({limit:.3f}) over {len(values)} folds"
+            )
+    own = [f for f in folds if f.get("candidates_windows")]
+    if own and backtest.get("design", {}).get("same_as_run"):
+        fold = own[0]
+        details["own_windows_fold"] = {"average_precision": fold["average_precision"], "total_cost": fold["total_cost"]}
+        if not (
+            math.isclose(fold["average_precision"], candidate_ap, rel_tol=1e-9, abs_tol=1e-12)
+            and math.isclose(fold["total_cost"], evaluation.total_cost, rel_tol=1e-9, abs_tol=1e-6)
+        ):
+            findings.append(
+                f"the backtest retrained the candidate's own windows and reached AP {fold['average_precision']:.3f} at "
+                f"cost {fold['total_cost']:,.0f}; the candidate has AP {candidate_ap:.3f} at cost "
+                f"{evaluation.total_cost:,.0f}: it was not trained as its windows and settings say"
+            )
+    if findings:
+        reason = "; ".join(findings)
+    elif len(values) < 2:
+        reason = f"{len(values)} fold: no spread to judge the candidate by"
+    else:
+        reason = (
+            f"its test AP {candidate_ap:.3f} is not far above its history (fold mean {details['fold_mean']:.3f} + "
+            f"{max_n_std:g} std = {details['limit']:.3f}, its own windows' retrain included)"
+        )
+    return GateResult("within_its_own_history", not findings, reason, details)
+
+
 def evaluate_gates(
-    con, windows: TrainingWindows, candidate: Candidate, evaluation: ModelEvaluation, gates: DeployGates
+    con,
+    windows: TrainingWindows,
+    candidate: Candidate,
+    evaluation: ModelEvaluation,
+    gates: DeployGates,
+    costs: CostSettings,
+    measured_horizon_days: float,
 ) -> list[GateResult]:
-    """Every deploy gate, recomputed from the data rather than trusted from earlier steps."""
+    """Every deploy gate, recomputed from the data rather than trusted from earlier steps.
+
+    The windows are judged against the horizon ``label_delay_profile`` measured; the candidate's
+    provenance, threshold, model matrix and test scores are recomputed from ``training_set``, the
+    model files and ``evaluation_scores``.
+    """
     summary = split_summary(con, windows)
     same_candidate = evaluation.model_version == candidate.version
+    splits = Splits(con)
+    cost_model = costs.cost_model()
     return [
-        window_gate(windows),
+        window_gate(windows, measured_horizon_days),
         maturity_gate(summary),
         completeness_gate(summary, gates.min_label_completeness),
         fraud_count_gate(summary, gates.min_frauds_per_window),
+        learnt_rows_gate(splits, candidate),
+        threshold_gate(splits, candidate, cost_model),
+        model_matrix_gate(splits, candidate),
         cost_gate(evaluation, gates.cost_margin),
         cohort_floor_gate(evaluation.cohorts, evaluation.cohort_floors),
         GateResult(
@@ -224,6 +652,7 @@ def evaluate_gates(
             if same_candidate
             else f"evaluation is of {evaluation.model_version}, candidate is {candidate.version}",
         ),
+        evaluation_scores_gate(con, candidate, evaluation, cost_model),
     ]
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.deployment.gates import evaluate_gates
+from fraud_pipeline.deployment.gates import evaluate_gates, history_gate
 from fraud_pipeline.deployment.serving import (
     POLICY,
     ScoringModels,
@@ -54,6 +54,7 @@ from fraud_pipeline.resources import (
 from fraud_pipeline.training.candidate import Candidate
 from fraud_pipeline.training.model import (
     ModelParams,
+    RowDigest,
     score,
     uniform_sample,
 )
@@ -189,6 +190,7 @@ def model_evaluation(
         train_headline={k: plain(v) for k, v in train_headline.items()},
         decomposition_train_to_test=plain_rows(decomposition),
         decomposition_validation_to_test=plain_rows(decomposition_validation),
+        test_rows=asdict(RowDigest.of(test["transaction_id"])),
     )
     context.add_output_metadata(
         {
@@ -319,6 +321,11 @@ class BacktestConfig(dg.Config):
         description="Warn when the candidate's test savings or AP is more than this many std below the mean of "
         "the folds on other windows than its own.",
     )
+    max_n_std_above: float = Field(
+        default=3.0,
+        description='Warn, "better than its own history: look for a leak", when the candidate\'s test AP is more than '
+        "this many std above the mean of all the folds (the retrain of its own windows included).",
+    )
 
 
 DESIGN_COLUMNS = ["setting", "value", "source", "run"]
@@ -388,8 +395,11 @@ def backtest(
         cost_model=cost_model,
         rule_amount_threshold=model_evaluation.rule_amount_threshold,
     )
+    history = history_gate({"folds": folds, "design": statement}, model_evaluation, config.max_n_std_above)
     findings = naming_both_designs(
-        spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std, config.n_folds), statement
+        spread_findings(folds, summary, model_evaluation.headline(), config.spread_n_std, config.n_folds)
+        + ([] if history.passed else [history.reason]),
+        statement,
     )
     context.add_output_metadata(
         {
@@ -426,6 +436,7 @@ def backtest(
         "cohorts": plain_rows(cohort_rows),
         "findings": findings,
         "spread_n_std": config.spread_n_std,
+        "history": {"passed": history.passed, "reason": history.reason, **history.details},
         "design": statement,
         "candidate_judged_against": folds_judging_the_candidate(folds),
     }
@@ -437,9 +448,11 @@ def evaluation_report(
     fraud_model: Candidate,
     model_evaluation: ModelEvaluation,
     population_drift: dict,
+    label_delay_profile: dict,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
     gates: DeployGates,
+    costs: CostSettings,
 ) -> dg.MaterializeResult:
     """An HTML report (metrics, gates, precision-recall, cohorts, drift) written next to the candidate's model."""
     with duckdb.get_connection() as con:
@@ -447,7 +460,15 @@ def evaluation_report(
             """SELECT t.is_fraud, s.score FROM evaluation_scores s JOIN training_set t USING (transaction_id)
                WHERE t.split = 'test' ORDER BY transaction_id"""
         ).fetchnumpy()
-        verdicts = evaluate_gates(con, fraud_model.windows, fraud_model, model_evaluation, gates)
+        verdicts = evaluate_gates(
+            con,
+            fraud_model.windows,
+            fraud_model,
+            model_evaluation,
+            gates,
+            costs,
+            float(label_delay_profile["horizon_days"]),
+        )
     html, plots = build_report(
         fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts], population_drift
     )

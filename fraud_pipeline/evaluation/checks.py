@@ -1,16 +1,20 @@
 """Blocking checks on the evaluation: cost against baselines, cohort floors, the outage replay; and the backtest's spread."""
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.deployment.gates import cohort_floor_gate, cost_gate
+from fraud_pipeline.deployment.gates import cohort_floor_gate, cost_gate, evaluation_scores_gate
 from fraud_pipeline.deployment.serving import (
     misreads_unavailable_history,
 )
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.lib.checks import gate_check_result
 from fraud_pipeline.resources import (
+    DUCKDB_POOL,
+    CostSettings,
     DeployGates,
 )
+from fraud_pipeline.training.candidate import Candidate
 
 
 @dg.asset_check(asset="model_evaluation", blocking=True)
@@ -23,6 +27,21 @@ def cost_beats_baselines(model_evaluation: ModelEvaluation, gates: DeployGates) 
 def cohort_floors(model_evaluation: ModelEvaluation) -> dg.AssetCheckResult:
     """Every cohort with enough test frauds meets the savings, recall and calibration floors."""
     return gate_check_result(cohort_floor_gate(model_evaluation.cohorts, model_evaluation.cohort_floors))
+
+
+@dg.asset_check(
+    asset="model_evaluation",
+    blocking=True,
+    additional_ins={"fraud_model": dg.AssetIn("fraud_model")},
+    additional_deps=["training_set"],
+    pool=DUCKDB_POOL,
+)
+def evaluation_scores_reproduce(
+    model_evaluation: ModelEvaluation, fraud_model: Candidate, duckdb: DuckDBResource, costs: CostSettings
+) -> dg.AssetCheckResult:
+    """The evaluation's test scores are the candidate's model file scoring exactly the test split (recomputed)."""
+    with duckdb.get_connection() as con:
+        return gate_check_result(evaluation_scores_gate(con, fraud_model, model_evaluation, costs.cost_model()))
 
 
 #: How far (either way) the affected frauds' mean score may move before a misread outage counts: a
@@ -44,8 +63,14 @@ def unavailable_history_not_misread(outage_replay: dict) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="backtest")
 def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
-    """Warns when fewer than two folds fit, the folds lose money on average, or the candidate's test metrics sit far
-    below the folds on other windows than its own."""
+    """Warns when fewer than two folds fit, the folds lose money on average, the candidate's test metrics sit far
+    below the folds on other windows than its own, or far above all of them ("better than its own history: look for
+    a leak").
+
+    WARN, not blocking: the backtest runs after the deploy decision, so no verdict on it can stop this run's
+    deploy; the faults that make a candidate too good are blocked before the deploy by the provenance checks
+    on fraud_model and model_evaluation.
+    """
     findings, folds = backtest["findings"], backtest["folds"]
     design = backtest.get("design", {})
     judged = backtest.get("candidate_judged_against", len(folds))
@@ -62,7 +87,9 @@ def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(findings) or f"{len(folds)} folds{of_design} save money on average; {against}",
+        description="; ".join(findings)
+        or f"{len(folds)} folds{of_design} save money on average; {against}"
+        + (f"; {backtest['history']['reason']}" if "history" in backtest else ""),
         metadata={
             "findings": dg.MetadataValue.json(findings),
             "n_folds": len(folds),

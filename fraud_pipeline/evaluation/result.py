@@ -62,6 +62,8 @@ class ModelEvaluation:
         train_headline: The same headline on the (sampled) train window, in sample.
         decomposition_train_to_test, decomposition_validation_to_test: Mix/within/cross-cohort shares
             of the change in each metric between the windows.
+        test_rows: The rows it scored: ``n_rows`` and the ``sha256`` of their sorted transaction ids
+            (None in a bundle from before it was recorded); the deploy recomputes it from the test split.
     """
 
     model_version: str
@@ -90,6 +92,7 @@ class ModelEvaluation:
     train_headline: dict = field(default_factory=dict)
     decomposition_train_to_test: list[dict] = field(default_factory=list)
     decomposition_validation_to_test: list[dict] = field(default_factory=list)
+    test_rows: dict | None = None
 
     def headline(self) -> dict[str, float]:
         """The headline metrics by name, in :data:`HEADLINE` order."""

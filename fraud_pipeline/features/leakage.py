@@ -5,17 +5,28 @@ rebuilding the features from a world that ends at a cutoff (transactions before 
 reported before it, users created before it) and requiring every feature of every transaction
 before the cutoff to be unchanged. A feature that reads anything from after its transaction changes
 when the future is removed.
+
+A cutoff at midnight cannot see a leak that stays inside a day (a count computed once at the end of
+the day and joined to every transaction of that day): every record of the day is on the same side
+of it. :func:`intraday_cutoffs` places seeded cutoffs inside days, each exactly at a record (a
+chargeback report or a transaction) whose user or merchant had transactions earlier that day, so
+those transactions are compared with the record removed. For such a cutoff only the transactions of
+the day before it can show an intra-day leak; they are compared after rebuilding from the records of
+the ``HISTORY_DAYS`` before them (:func:`future_independence` with ``compare_days``), which costs a
+fraction of a rebuild of the whole table.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from fraud_pipeline.features.catalog import FEATURES
+from fraud_pipeline.features.catalog import FEATURES, HISTORY_DAYS
 from fraud_pipeline.features.table import transaction_features_table
 
 #: Real-valued features may be summed in another order on a smaller table.
 REL_TOL = 1e-9
+#: The records an intra-day cutoff is placed at, each behind earlier same-day transactions of its key.
+CUTOFF_KINDS = ("user_chargeback", "merchant_chargeback", "user_transaction", "merchant_transaction")
 
 
 def _differs(column: str, kind: str) -> str:
@@ -28,17 +39,45 @@ def _differs(column: str, kind: str) -> str:
     )
 
 
-def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
+def _literal(moment: datetime) -> str:
+    # a view cannot take parameters; the literal comes from a datetime, never from user text
+    return f"TIMESTAMP '{moment.isoformat(sep=' ')}'"
+
+
+def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_days: float | None = None) -> dict:
     """Rebuilds the features from records known before ``cutoff`` and compares every earlier row.
 
+    Args:
+        con: A DuckDB connection holding transactions, chargebacks, users and transaction_features.
+        cutoff: Every record at or after it is removed.
+        sample_size: Changed rows listed as examples.
+        compare_days: None compares every transaction before the cutoff (a rebuild of everything
+            before it); a number compares the transactions of that many days before it, rebuilt from
+            the records of the ``HISTORY_DAYS`` before those (and the transactions the chargebacks
+            in them dispute), which is all their windows read.
+
     Returns:
-        {'cutoff', 'compared', 'changed_rows', 'changed_by_feature': {feature: rows}, 'examples': [...]}
+        {'cutoff', 'compared', 'missing_rows', 'changed_rows', 'changed_by_feature': {feature: rows},
+        'examples': [...]}
     """
     con.execute("SET enable_progress_bar = false")
-    # a view cannot take parameters; the literal comes from a datetime, never from user text
-    at = f"TIMESTAMP '{cutoff.isoformat(sep=' ')}'"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW past_transactions AS SELECT * FROM transactions WHERE event_time < {at}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW past_chargebacks AS SELECT * FROM chargebacks WHERE reported_at < {at}")
+    at = _literal(cutoff)
+    if compare_days is None:
+        compared_from, since = "", ""
+        disputed = f"event_time < {at}"
+    else:
+        start = cutoff - timedelta(days=compare_days)
+        history = _literal(start - timedelta(days=HISTORY_DAYS))
+        compared_from = f" AND r.event_time >= {_literal(start)}"
+        since = f" AND reported_at >= {history}"
+        disputed = (
+            f"event_time < {at} AND (event_time >= {history} OR transaction_id IN "
+            f"(SELECT transaction_id FROM chargebacks WHERE reported_at < {at}{since}))"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW past_transactions AS SELECT * FROM transactions WHERE {disputed}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW past_chargebacks AS SELECT * FROM chargebacks WHERE reported_at < {at}{since}"
+    )
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_users AS SELECT * FROM users WHERE created_at < {at}")
     rebuilt = transaction_features_table(con, "past_transactions", "past_chargebacks", "past_users")
     # compared where it lies, as Arrow: a copy into a temporary table would hold the rows twice
@@ -47,11 +86,16 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
         checks = {f.name: _differs(f.name, f.kind) for f in FEATURES}
         counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
         any_change = " OR ".join(f"({cond})" for cond in checks.values())
-        joined = "FROM transaction_features AS f JOIN rebuilt_features AS r USING (transaction_id)"
+        joined = (
+            "FROM transaction_features AS f JOIN rebuilt_features AS r USING (transaction_id) "
+            f"WHERE true{compared_from}"
+        )
         row = con.execute(
             f"SELECT count(*) AS compared, count(*) FILTER (WHERE {any_change}) AS changed, {counts} {joined}"
         ).fetchall()[0]
-        n_expected = con.execute("SELECT count(*) FROM past_transactions").fetchall()[0][0]
+        n_expected = con.execute(f"SELECT count(*) FROM past_transactions AS r WHERE true{compared_from}").fetchall()[
+            0
+        ][0]
         by_feature = {name: int(n) for name, n in zip(checks, row[2:]) if n}
         examples = []
         if by_feature:
@@ -59,7 +103,7 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
             examples = [
                 {"transaction_id": int(t), "feature": feature, "with_future": str(a), "without_future": str(b)}
                 for t, a, b in con.execute(
-                    f"SELECT transaction_id, f.{feature}, r.{feature} {joined} WHERE {checks[feature]} "
+                    f"SELECT transaction_id, f.{feature}, r.{feature} {joined} AND ({checks[feature]}) "
                     f"ORDER BY transaction_id LIMIT {int(sample_size)}"
                 ).fetchall()
             ]
@@ -73,3 +117,53 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10) -> dict:
         "changed_by_feature": by_feature,
         "examples": examples,
     }
+
+
+def _cutoff_candidates_sql(kind: str) -> str:
+    """Records of one kind (time ``moment``, key, id) whose key had a transaction earlier the same day."""
+    entity, record = kind.split("_")
+    key = f"{entity}_id"
+    if record == "chargeback":
+        records = (
+            f"SELECT c.reported_at AS moment, t.{key} AS key, c.transaction_id AS id "
+            "FROM chargebacks AS c JOIN transactions AS t USING (transaction_id)"
+        )
+    else:
+        records = f"SELECT event_time AS moment, {key} AS key, transaction_id AS id FROM transactions"
+    return f"""
+        WITH firsts AS (
+            SELECT {key} AS key, date_trunc('day', event_time) AS day, min(event_time) AS first
+            FROM transactions GROUP BY ALL
+        )
+        SELECT r.moment, r.key, r.id FROM ({records}) AS r
+        JOIN firsts AS f ON f.key = r.key AND f.day = date_trunc('day', r.moment)
+        WHERE f.first < r.moment
+    """
+
+
+def intraday_cutoffs(con, n: int, seed: int) -> list[dict]:
+    """``n`` seeded cutoffs inside days, taken in turn from each of :data:`CUTOFF_KINDS`.
+
+    Each cutoff is the time of a record (a user's or a merchant's chargeback report, or transaction)
+    whose key had a transaction earlier the same day: cut exactly there, a feature of those earlier
+    transactions that reads the record (an end-of-day batch) changes. A kind without such records
+    gives its turns to the others.
+
+    Returns:
+        One dict per cutoff: kind, cutoff (datetime), key (the user or merchant), record (its id).
+    """
+    per_kind = {kind: [] for kind in CUTOFF_KINDS}
+    for kind in CUTOFF_KINDS:
+        per_kind[kind] = con.execute(
+            f"SELECT * FROM ({_cutoff_candidates_sql(kind)}) ORDER BY hash(id, $seed, $kind), id, moment LIMIT $n",
+            {"seed": int(seed), "kind": kind, "n": int(n)},
+        ).fetchall()
+    chosen: list[dict] = []
+    position = 0
+    while len(chosen) < n and any(len(rows) > position for rows in per_kind.values()):
+        for kind in CUTOFF_KINDS:
+            if len(chosen) < n and len(per_kind[kind]) > position:
+                moment, key, record = per_kind[kind][position]
+                chosen.append({"kind": kind, "cutoff": moment, "key": int(key), "record": int(record)})
+        position += 1
+    return chosen

@@ -130,20 +130,82 @@ def _same(a: object, b: object, rel_tol: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=0.0)
 
 
-def sample_and_compare(con, sample_size: int, seed: int) -> tuple[int, pd.DataFrame]:
-    """Recomputes a seeded sample of ``transaction_features`` rows naively and lists the mismatches.
+#: Where a leak inside a day shows: transactions whose key has a record later the same day (within
+#: every window, all of them at most a day long or longer).
+STRATA = {
+    "user_chargeback_later_that_day": "user_chargeback_later",
+    "merchant_chargeback_later_that_day": "merchant_chargeback_later",
+    "user_transaction_later_that_day": "user_transaction_later",
+    "merchant_transaction_later_that_day": "merchant_transaction_later",
+}
 
-    Only the raw rows the sample needs are read: the sampled users' and merchants' transactions and
-    the chargebacks on them.
+_STRATA_SQL = """
+    WITH known AS (
+        SELECT t.user_id, t.merchant_id, c.reported_at, date_trunc('day', c.reported_at) AS day
+        FROM chargebacks AS c JOIN transactions AS t USING (transaction_id)
+    ),
+    last_user_chargeback AS (SELECT user_id, day, max(reported_at) AS last FROM known GROUP BY ALL),
+    last_merchant_chargeback AS (SELECT merchant_id, day, max(reported_at) AS last FROM known GROUP BY ALL),
+    tx AS (
+        SELECT transaction_id, user_id, merchant_id, event_time, date_trunc('day', event_time) AS day,
+               max(event_time) OVER (PARTITION BY user_id, date_trunc('day', event_time)) AS user_last,
+               max(event_time) OVER (PARTITION BY merchant_id, date_trunc('day', event_time)) AS merchant_last
+        FROM transactions
+    )
+    SELECT tx.transaction_id, tx.user_id, tx.merchant_id,
+           coalesce(u.last > tx.event_time, false) AS user_chargeback_later,
+           coalesce(m.last > tx.event_time, false) AS merchant_chargeback_later,
+           tx.user_last > tx.event_time AS user_transaction_later,
+           tx.merchant_last > tx.event_time AS merchant_transaction_later
+    FROM tx
+    LEFT JOIN last_user_chargeback AS u ON u.user_id = tx.user_id AND u.day = tx.day
+    LEFT JOIN last_merchant_chargeback AS m ON m.merchant_id = tx.merchant_id AND m.day = tx.day
+"""
+
+
+def choose_sample(con, sample_size: int, seed: int, targeted_size: int = 0) -> dict[str, int]:
+    """Creates the temporary table ``oracle_sample`` (transaction_id, user_id, merchant_id): a seeded uniform
+    sample plus ``targeted_size`` rows split evenly over :data:`STRATA`.
+
+    A leak that stays inside a day (a count computed at the end of the day and joined to every
+    transaction of it) touches only the transactions whose key has a record later that day: a few
+    hundred rows in half a million, which a uniform sample rarely draws. A stratum smaller than its
+    share is taken whole.
 
     Returns:
-        (number of transactions compared, mismatches as in :func:`compare_features`).
+        Rows drawn per part (``uniform`` and each stratum; a row drawn twice counts in each).
     """
+    parts = [("uniform", "true", int(sample_size))]
+    per_stratum = int(targeted_size) // len(STRATA) if targeted_size > 0 else 0
+    if per_stratum:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE oracle_strata AS {_STRATA_SQL}")
+        parts += [(name, column, per_stratum) for name, column in STRATA.items()]
+    source = "oracle_strata" if per_stratum else "transactions"
+    selects = [
+        f"(SELECT transaction_id, user_id, merchant_id, '{name}' AS part FROM {source} WHERE {where} "
+        f"ORDER BY hash(transaction_id, $seed, '{name}'), transaction_id LIMIT {n})"
+        for name, where, n in parts
+    ]
+    con.execute("CREATE OR REPLACE TEMP TABLE oracle_draws AS " + " UNION ALL ".join(selects), {"seed": int(seed)})
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE oracle_sample AS SELECT transaction_id, user_id, merchant_id FROM transactions "
-        "ORDER BY hash(transaction_id + $seed), transaction_id LIMIT $n",
-        {"seed": int(seed), "n": int(sample_size)},
+        "CREATE OR REPLACE TEMP TABLE oracle_sample AS SELECT DISTINCT transaction_id, user_id, merchant_id "
+        "FROM oracle_draws"
     )
+    drawn = dict(con.execute("SELECT part, count(*) FROM oracle_draws GROUP BY part").fetchall())
+    return {name: int(drawn.get(name, 0)) for name, _, _ in parts}
+
+
+def sample_and_compare(con, sample_size: int, seed: int, targeted_size: int = 0) -> tuple[int, pd.DataFrame, dict]:
+    """Recomputes a seeded sample of ``transaction_features`` rows naively and lists the mismatches.
+
+    The sample is :func:`choose_sample`'s: uniform, plus ``targeted_size`` rows where a leak inside
+    a day would show. Only the raw rows the sample needs are read: the sampled users' and
+    merchants' transactions and the chargebacks on them.
+
+    Returns:
+        (number of transactions compared, mismatches as in :func:`compare_features`, rows drawn per part).
+    """
+    drawn = choose_sample(con, sample_size, seed, targeted_size)
     related = """
         SELECT * FROM transactions
         WHERE user_id IN (SELECT user_id FROM oracle_sample) OR merchant_id IN (SELECT merchant_id FROM oracle_sample)
@@ -161,4 +223,4 @@ def sample_and_compare(con, sample_size: int, seed: int) -> tuple[int, pd.DataFr
         "SELECT * FROM transaction_features WHERE transaction_id IN (SELECT transaction_id FROM oracle_sample)"
     ).df()
     expected = recompute_features(transactions, chargebacks, users, ids.tolist())
-    return len(ids), compare_features(expected, actual[["transaction_id", *FEATURE_NAMES]])
+    return len(ids), compare_features(expected, actual[["transaction_id", *FEATURE_NAMES]]), drawn

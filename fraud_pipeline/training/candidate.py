@@ -13,7 +13,7 @@ from fraud_pipeline.features.catalog import (
     FEATURE_NAMES,
 )
 from fraud_pipeline.lib.costs import CostModel, ThresholdChoice, choose_threshold
-from fraud_pipeline.training.model import ModelParams, TrainedModel, score, train_model
+from fraud_pipeline.training.model import ModelParams, RowDigest, TrainedModel, score, train_model
 from fraud_pipeline.training.windows import TrainingWindows
 
 
@@ -25,6 +25,8 @@ class ThresholdedModel:
     threshold: float
     validation_cost: float
     validation_alerts: int
+    #: The rows the threshold was chosen on.
+    threshold_rows: RowDigest | None = None
 
     def as_dict(self) -> dict:
         """The model's plain values with its threshold (the shape the bundle and the scorer read)."""
@@ -33,7 +35,18 @@ class ThresholdedModel:
             "threshold": self.threshold,
             "validation_cost": self.validation_cost,
             "validation_alerts": self.validation_alerts,
+            "threshold_rows": None if self.threshold_rows is None else asdict(self.threshold_rows),
         }
+
+    def provenance(self) -> dict:
+        """What the model learnt from, fitted, stopped on and was thresholded on, as plain digests."""
+        digests = {
+            "train_rows": self.model.train_rows,
+            "fit_rows": self.model.fit_rows,
+            "early_stopping_rows": self.model.early_stopping_rows,
+            "threshold_rows": self.threshold_rows,
+        }
+        return {name: None if d is None else asdict(d) for name, d in digests.items()}
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,14 @@ class Candidate:
             "windows": self.windows.as_dict() if self.windows else None,
         }
 
+    def models(self) -> dict[str, ThresholdedModel]:
+        """``main`` and ``fallback`` by name."""
+        return {"main": self.main, "fallback": self.fallback}
+
+    def provenance(self) -> dict:
+        """Per model, the digests of the rows it learnt from, fitted, stopped on and was thresholded on."""
+        return {name: model.provenance() for name, model in self.models().items()}
+
     def to_metadata(self) -> dict:
         """The candidate's identity, thresholds and sample for the Dagster UI."""
         return {
@@ -88,6 +109,15 @@ class Candidate:
             "fallback_validation_alerts": self.fallback.validation_alerts,
             "genuine_sample_rate": self.main.model.genuine_sample_rate,
         }
+
+
+def fallback_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the fallback learns from and is thresholded on: users with history, whom an outage would hide it from."""
+    return frame[frame["n_prior_tx_30d"] > 0]
+
+
+#: The rows of a split each model of a candidate learns from and is thresholded on.
+MODEL_ROWS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {"main": lambda frame: frame, "fallback": fallback_rows}
 
 
 def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostModel) -> ThresholdChoice:
@@ -106,7 +136,8 @@ def train_candidate(
     """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
 
     An outage hides the history of users who have one, so the fallback learns from, and sets its
-    threshold on, the rows of users with history: the population it will serve.
+    threshold on, the rows of users with history (:func:`fallback_rows`): the population it will
+    serve. Each model records the digests of the rows it learnt from and was thresholded on.
 
     Returns:
         The candidate (both models with their thresholds), and the main model's threshold choice on
@@ -117,18 +148,25 @@ def train_candidate(
         train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model")
     )
     main_choice = _threshold(main, validation, cost_model)
-    with_history = lambda frame: frame[frame["n_prior_tx_30d"] > 0]  # noqa: E731
     fallback = train_model(
-        with_history(train),
-        with_history(validation),
+        fallback_rows(train),
+        fallback_rows(validation),
         FALLBACK_FEATURES,
         CATEGORICAL_FEATURES,
         params,
         callbacks=callbacks("fallback model"),
     )
-    fallback_choice = _threshold(fallback, with_history(validation), cost_model)
-    thresholded = lambda model, choice: ThresholdedModel(  # noqa: E731
-        model, float(choice.threshold), float(choice.expected_cost), int(choice.n_alerts)
+    fallback_choice = _threshold(fallback, fallback_rows(validation), cost_model)
+    thresholded = lambda model, choice, rows: ThresholdedModel(  # noqa: E731
+        model,
+        float(choice.threshold),
+        float(choice.expected_cost),
+        int(choice.n_alerts),
+        RowDigest.of(rows["transaction_id"]),
     )
-    candidate = Candidate(thresholded(main, main_choice), thresholded(fallback, fallback_choice), params=asdict(params))
+    candidate = Candidate(
+        thresholded(main, main_choice, validation),
+        thresholded(fallback, fallback_choice, fallback_rows(validation)),
+        params=asdict(params),
+    )
     return candidate, main_choice

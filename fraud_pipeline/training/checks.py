@@ -1,17 +1,22 @@
-"""Deploy gates on the windows and the training set; each blocks the rest of the run."""
+"""Deploy gates on the windows, the training set and the candidate's provenance; each blocks the rest of the run."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.deployment.gates import (
+    Splits,
     completeness_gate,
     fraud_count_gate,
+    learnt_rows_gate,
     maturity_gate,
+    model_matrix_gate,
     split_summary,
+    threshold_gate,
     window_gate,
 )
 from fraud_pipeline.lib.checks import gate_check_result
-from fraud_pipeline.resources import DUCKDB_POOL, DeployGates
+from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, DeployGates
+from fraud_pipeline.training.candidate import Candidate
 from fraud_pipeline.training.windows import TrainingWindows
 
 
@@ -22,10 +27,12 @@ def _split_gate(training_windows: TrainingWindows, duckdb: DuckDBResource, gate)
     return gate_check_result(gate(summary))
 
 
-@dg.asset_check(asset="training_windows", blocking=True)
-def windows_valid(training_windows: TrainingWindows) -> dg.AssetCheckResult:
-    """Windows are consecutive, do not overlap, and end at or before as_of minus the maturity horizon."""
-    return gate_check_result(window_gate(training_windows))
+@dg.asset_check(
+    asset="training_windows", blocking=True, additional_ins={"label_delay_profile": dg.AssetIn("label_delay_profile")}
+)
+def windows_valid(training_windows: TrainingWindows, label_delay_profile: dict) -> dg.AssetCheckResult:
+    """Windows are consecutive, do not overlap, and end at or before as_of minus the horizon label_delay_profile measured."""
+    return gate_check_result(window_gate(training_windows, float(label_delay_profile["horizon_days"])))
 
 
 @dg.asset_check(
@@ -68,3 +75,26 @@ def labels_complete_enough(
     return _split_gate(
         training_windows, duckdb, lambda summary: completeness_gate(summary, gates.min_label_completeness)
     )
+
+
+@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+def model_learnt_from_its_train_split(fraud_model: Candidate, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """Main and fallback learnt from their train split, fitted its genuine-row sample and stopped on validation (recomputed)."""
+    with duckdb.get_connection() as con:
+        return gate_check_result(learnt_rows_gate(Splits(con), fraud_model))
+
+
+@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+def threshold_chosen_on_validation(
+    fraud_model: Candidate, duckdb: DuckDBResource, costs: CostSettings
+) -> dg.AssetCheckResult:
+    """Each stored threshold is the cost-minimising threshold on validation, recomputed from the model file."""
+    with duckdb.get_connection() as con:
+        return gate_check_result(threshold_gate(Splits(con), fraud_model, costs.cost_model()))
+
+
+@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+def model_matrix_keeps_absence(fraud_model: Candidate, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """What LightGBM receives, in training and in serving, is NaN exactly where training_set is NULL and equal elsewhere."""
+    with duckdb.get_connection() as con:
+        return gate_check_result(model_matrix_gate(Splits(con), fraud_model))

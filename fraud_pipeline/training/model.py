@@ -5,6 +5,11 @@ cost every boosting round. :func:`genuine_sample` keeps every fraud and a fixed 
 genuine rows, weighted up by the inverse of the sampling rate so the scores stay on the population's
 scale (negative down-sampling with weight correction). It applies to the training rows and to the
 validation copy used for early stopping; thresholds are still chosen on every validation row.
+
+Every model records which rows it saw (:class:`RowDigest`: how many, and a sha256 of their sorted
+transaction ids), so the deploy gates can recompute them from ``training_set`` instead of trusting
+them, and :func:`model_file_rows` and :func:`model_file_missing_types` read from the model file
+itself how many rows LightGBM fitted and whether it saw NaN where the table holds NULL.
 """
 
 from __future__ import annotations
@@ -102,6 +107,35 @@ def uniform_sample(frame: pd.DataFrame, max_rows: int, seed: int, key: str = "tr
 
 
 @dataclass(frozen=True)
+class RowDigest:
+    """Which rows: how many, and a sha256 of their sorted transaction ids (any order gives the same digest).
+
+    A row given twice counts twice, so a split concatenated with itself or with another split differs.
+    """
+
+    n_rows: int
+    sha256: str
+
+    @classmethod
+    def of(cls, ids) -> RowDigest:
+        """The digest of these transaction ids."""
+        keys = np.sort(np.asarray(ids, dtype=np.int64))
+        return cls(int(len(keys)), hashlib.sha256(keys.astype("<i8").tobytes()).hexdigest())
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> RowDigest | None:
+        """Inverse of :func:`dataclasses.asdict`; None (a bundle from before digests) stays None."""
+        return cls(int(values["n_rows"]), str(values["sha256"])) if values else None
+
+    def __str__(self) -> str:
+        return f"{self.n_rows:,} rows, sha256 {self.sha256[:12]}"
+
+
+def _digest_dict(digest: RowDigest | None) -> dict | None:
+    return None if digest is None else {"n_rows": digest.n_rows, "sha256": digest.sha256}
+
+
+@dataclass(frozen=True)
 class TrainedModel:
     """A trained booster with what is needed to score new rows the same way."""
 
@@ -112,6 +146,12 @@ class TrainedModel:
     feature_importance: dict[str, float] = field(default_factory=dict)
     #: Share of genuine training rows the model learnt from (1.0: all of them).
     genuine_sample_rate: float = 1.0
+    #: Every training row it was given, before the genuine-row sample.
+    train_rows: RowDigest | None = None
+    #: The rows LightGBM fitted: the genuine-row sample of ``train_rows`` (the same rows below the cap).
+    fit_rows: RowDigest | None = None
+    #: The validation rows early stopping watched (the same sample of the validation rows).
+    early_stopping_rows: RowDigest | None = None
 
     @property
     def version(self) -> str:
@@ -127,6 +167,9 @@ class TrainedModel:
             "best_iteration": self.best_iteration,
             "feature_importance": self.feature_importance,
             "genuine_sample_rate": self.genuine_sample_rate,
+            "train_rows": _digest_dict(self.train_rows),
+            "fit_rows": _digest_dict(self.fit_rows),
+            "early_stopping_rows": _digest_dict(self.early_stopping_rows),
         }
 
     @classmethod
@@ -139,6 +182,9 @@ class TrainedModel:
             best_iteration=values["best_iteration"],
             feature_importance=values.get("feature_importance", {}),
             genuine_sample_rate=values.get("genuine_sample_rate", 1.0),
+            train_rows=RowDigest.from_dict(values.get("train_rows")),
+            fit_rows=RowDigest.from_dict(values.get("fit_rows")),
+            early_stopping_rows=RowDigest.from_dict(values.get("early_stopping_rows")),
         )
 
     def booster(self) -> lgb.Booster:
@@ -170,12 +216,14 @@ def train_model(
     params: ModelParams,
     label: str = "is_fraud",
     callbacks: Sequence[Callable] = (),
+    key: str = "transaction_id",
 ) -> TrainedModel:
     """Trains LightGBM with early stopping on validation average precision.
 
     Both splits are cut to ``params.max_genuine_rows`` genuine rows by :func:`genuine_sample`
     (weighted); the category vocabulary comes from every training row. ``callbacks`` are extra
-    LightGBM callbacks (e.g. progress logging); they must not change training.
+    LightGBM callbacks (e.g. progress logging); they must not change training. The model records
+    the digests of the rows it was given, fitted and stopped on (``key`` identifies a row).
 
     Raises:
         ValueError: If a split has no fraud or no genuine rows.
@@ -185,8 +233,8 @@ def train_model(
         if n_fraud == 0 or n_fraud == len(split):
             raise ValueError(f"the {name} split needs both classes; it has {n_fraud} frauds in {len(split)} rows")
     categories = category_vocabulary(train, tuple(c for c in categorical if c in features))
-    learn = genuine_sample(train, params.max_genuine_rows, params.seed, label)
-    stop = genuine_sample(validation, params.max_genuine_rows, params.seed, label)
+    learn = genuine_sample(train, params.max_genuine_rows, params.seed, label, key)
+    stop = genuine_sample(validation, params.max_genuine_rows, params.seed, label, key)
     train_set = lgb.Dataset(
         to_model_matrix(learn.frame, features, categories),
         label=learn.frame[label].astype(int),
@@ -216,6 +264,9 @@ def train_model(
         best_iteration=int(best),
         feature_importance={k: float(v) for k, v in importance.items()},
         genuine_sample_rate=float(learn.rate),
+        train_rows=RowDigest.of(train[key]),
+        fit_rows=RowDigest.of(learn.frame[key]),
+        early_stopping_rows=RowDigest.of(stop.frame[key]),
     )
 
 
@@ -225,3 +276,114 @@ def score(model: TrainedModel, frame: pd.DataFrame, booster: lgb.Booster | None 
         return np.array([], dtype=float)
     booster = booster or model.booster()
     return booster.predict(to_model_matrix(frame, model.features, model.categories))
+
+
+#: LightGBM's missing-value type of a numeric split, bits 2-3 of its ``decision_type``.
+_MISSING_TYPES = {0: "none", 1: "zero", 2: "nan"}
+
+
+def _model_file_trees(model_text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The model file's feature names and, per tree, its ``key=value`` lines."""
+    names: list[str] = []
+    trees: list[dict[str, str]] = []
+    for line in model_text.splitlines():
+        if line.startswith("end of trees"):
+            break
+        if line.startswith("Tree="):
+            trees.append({})
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            if trees:
+                trees[-1][key] = value
+            elif key == "feature_names":
+                names = value.split()
+    return names, trees
+
+
+def model_file_rows(model_text: str) -> int | None:
+    """How many rows LightGBM fitted, read from the model file: the first tree's root count.
+
+    Without bagging (none of :class:`ModelParams` turns it on) every tree's root holds every row.
+    None when the file does not say (a tree without a split records no count).
+    """
+    _, trees = _model_file_trees(model_text)
+    counts = (trees[0].get("internal_count") or trees[0].get("leaf_count")) if trees else None
+    return int(counts.split()[0]) if counts else None
+
+
+def model_file_missing_types(model_text: str) -> dict[str, set[str]]:
+    """Each numeric feature the model splits on, with the missing-value types of its splits, from the model file.
+
+    LightGBM gives a feature the type ``nan`` when its training matrix held NaN there, and ``none``
+    when it held none: a NULL filled before the model saw it leaves ``none`` in the file.
+    """
+    names, trees = _model_file_trees(model_text)
+    found: dict[str, set[str]] = {}
+    for tree in trees:
+        if "split_feature" not in tree:
+            continue
+        for feature, decision in zip(tree["split_feature"].split(), tree["decision_type"].split()):
+            if int(decision) & 1:  # a categorical split: its missing handling is categorical
+                continue
+            found.setdefault(names[int(feature)], set()).add(_MISSING_TYPES[(int(decision) >> 2) & 3])
+    return found
+
+
+def reference_matrix(frame: pd.DataFrame, features: tuple[str, ...], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """What the model must receive, built from the table without :func:`to_model_matrix`.
+
+    NaN exactly where the table is NULL (or a category is outside the training vocabulary), the
+    table's value everywhere else. The last-mile check holds :func:`to_model_matrix` and the served
+    scores to it.
+    """
+    columns = {}
+    for name in features:
+        if name in categories:
+            values = frame[name]
+            codes = pd.Index(categories[name]).get_indexer(values.astype(str).to_numpy())
+            codes[values.isna().to_numpy()] = -1
+            columns[name] = pd.Categorical.from_codes(codes, categories=categories[name])
+        else:
+            columns[name] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def matrix_problems(frame: pd.DataFrame, model: TrainedModel) -> dict[str, dict[str, int]]:
+    """Where the matrix :func:`to_model_matrix` builds for ``model`` differs from :func:`reference_matrix`.
+
+    Returns:
+        Feature -> counts of cells ``filled`` (NULL in the table, a value in the matrix: a 0 or a mean
+        standing in for absence), ``lost`` (a value in the table, NaN in the matrix) and ``changed``;
+        only features with a difference. ``<columns>`` when the matrix does not hold the model's
+        features in order.
+    """
+    built = to_model_matrix(frame, model.features, model.categories)
+    if list(built.columns) != list(model.features) or len(built) != len(frame):
+        return {"<columns>": {"expected": len(model.features), "got": len(built.columns)}}
+    reference = reference_matrix(frame, model.features, model.categories)
+    problems = {}
+    for name in model.features:
+        got, want = built[name], reference[name]
+        got_nan, want_nan = got.isna().to_numpy(), want.isna().to_numpy()
+        if name in model.categories:
+            differs = got.astype(object).to_numpy() != want.astype(object).to_numpy()
+        else:
+            differs = got.to_numpy(dtype="float64") != want.to_numpy(dtype="float64")
+        counts = {
+            "filled": int((want_nan & ~got_nan).sum()),
+            "lost": int((~want_nan & got_nan).sum()),
+            "changed": int((~want_nan & ~got_nan & differs).sum()),
+        }
+        if any(counts.values()):
+            problems[name] = counts
+    return problems
+
+
+def served_score_mismatches(frame: pd.DataFrame, model: TrainedModel, booster: lgb.Booster | None = None) -> int:
+    """Rows whose served score (:func:`score`) differs from the model's score of :func:`reference_matrix`."""
+    if frame.empty:
+        return 0
+    booster = booster or model.booster()
+    served = score(model, frame, booster)
+    expected = booster.predict(reference_matrix(frame, model.features, model.categories))
+    return int((~np.isclose(served, expected, rtol=1e-12, atol=0.0)).sum())

@@ -56,7 +56,8 @@ def built(tmp_path_factory):
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(selection, resources=resources, instance=instance, selection=sorted(UPSTREAM))
         windows = result.asset_value("training_windows")
-    return folder / "warehouse.duckdb", windows
+        profile = result.asset_value("label_delay_profile")
+    return folder / "warehouse.duckdb", windows, profile
 
 
 @pytest.fixture
@@ -147,10 +148,23 @@ def test_feature_oracle_fails_on_wrong_features(db, corruption):
 
 
 def test_window_check_both_ways(built):
-    windows = built[1]
-    assert windows_valid(training_windows=windows).passed
+    windows, profile = built[1], built[2]
+    assert windows_valid(training_windows=windows, label_delay_profile=profile).passed
     late = replace(windows, test_end=windows.label_cutoff + timedelta(days=3))
-    assert_fails(windows_valid(training_windows=late))
+    assert_fails(windows_valid(training_windows=late, label_delay_profile=profile))
+
+
+def test_window_check_fails_on_windows_planned_with_horizon_zero(built):
+    """They agree with the horizon stored in them; they do not with the one label_delay_profile measured."""
+    from fraud_pipeline.training.windows import plan_windows
+
+    windows, profile = built[1], built[2]
+    zero = plan_windows(
+        windows.as_of, 0.0, windows.train_start - timedelta(days=60), windows.as_of - timedelta(hours=1), 49, 14, 21
+    )
+    result = windows_valid(training_windows=zero, label_delay_profile=profile)
+    assert_fails(result)
+    assert "planned with a 0-day horizon" in result.description
 
 
 def test_maturity_check_both_ways(db, built):
@@ -339,3 +353,41 @@ def test_outage_check_fails_for_a_model_trained_and_served_on_zero_filled_histor
     assert report["identified_share"] == 0.0
     shift = report["mean_score_affected_frauds_outage"] / report["mean_score_affected_frauds_full_history"]
     assert not 0.8 <= shift <= 1.25
+
+
+@pytest.fixture
+def end_of_day_features(db, monkeypatch):
+    """The 60k world's features rebuilt with the seed's end-of-day chargeback batch; the checks rebuild with it too."""
+    from fraud_pipeline.features.table import store_transaction_features
+    from fraud_pipeline_tests import faults
+
+    faults.end_of_day_chargeback_counts(monkeypatch)
+    with duckdb.connect(str(db)) as con:
+        store_transaction_features(con)
+    return DuckDBResource(database=str(db))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_end_of_day_chargeback_batch_fails_both_point_in_time_checks_in_every_seed(end_of_day_features, seed):
+    """On the 60k world too: the intra-day cutoffs and the oracle's targeted rows find it whatever the seed."""
+    ignored = features_ignore_the_future(config=FutureConfig(seed=seed), duckdb=end_of_day_features)
+    assert_fails(ignored)
+    assert "n_prior_chargebacks_30d" in ignored.metadata["changed_by_feature"].value
+    matched = features_match_oracle(config=OracleConfig(seed=seed), duckdb=end_of_day_features)
+    assert_fails(matched)
+    assert set(matched.metadata["mismatching_features"].value) == {"n_prior_chargebacks_30d"}
+
+
+def test_a_midnight_cutoff_and_a_uniform_oracle_sample_miss_the_end_of_day_batch(end_of_day_features):
+    """Why the checks needed intra-day cutoffs and a targeted sample: without them the leak passes."""
+    midnight_only = features_ignore_the_future(config=FutureConfig(intraday_cutoffs=0), duckdb=end_of_day_features)
+    assert midnight_only.passed, midnight_only.description
+    uniform_only = features_match_oracle(config=OracleConfig(targeted_size=0), duckdb=end_of_day_features)
+    assert uniform_only.passed, uniform_only.description
+
+
+def test_the_oracle_draws_every_stratum_and_passes_on_clean_features(db):
+    result = features_match_oracle(config=OracleConfig(seed=3), duckdb=DuckDBResource(database=str(db)))
+    assert result.passed, result.description
+    drawn = result.metadata["drawn_per_part"].value
+    assert drawn["uniform"] == 200 and all(drawn[name] > 0 for name in drawn)

@@ -31,6 +31,10 @@ BLOCKING_CHECKS = {
     "cost_beats_baselines",
     "quarantine_within_limit",
     "cohort_floors",
+    "model_learnt_from_its_train_split",
+    "threshold_chosen_on_validation",
+    "model_matrix_keeps_absence",
+    "evaluation_scores_reproduce",
 }
 
 
@@ -93,6 +97,14 @@ def test_the_deploy_guards_every_blocking_check_upstream_of_it():
         key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking and key.asset_key in upstream
     }
     assert blocking_upstream == set(GUARDING_CHECKS)
+
+
+def test_the_too_good_warning_is_on_the_backtest_which_is_not_upstream_of_the_deploy():
+    """The backtest runs after the deploy decision: a verdict on it cannot gate this run's deploy, so it only warns."""
+    graph = defs.resolve_asset_graph()
+    (key,) = [k for k in graph.asset_check_keys if k.name == "backtest_spread"]
+    assert key.asset_key.path == ["backtest"] and not graph.get_check_spec(key).blocking
+    assert key.asset_key not in dg.AssetSelection.assets("deployed_model").upstream().resolve(graph)
 
 
 def test_the_landing_runs_in_its_own_day_partitioned_job_with_a_sensor_that_is_off_by_default():

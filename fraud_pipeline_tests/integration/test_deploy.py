@@ -146,6 +146,7 @@ def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
         model_evaluation=evaluation,
         outage_replay=first.output_for_node("outage_replay"),
         training_windows=first.output_for_node("training_windows"),
+        label_delay_profile=first.output_for_node("label_delay_profile"),
         duckdb=resources["duckdb"],
         registry=resources["registry"],
         gates=DeployGates(champion_tolerance=-0.5),  # the challenger must be twice as cheap: it is not

@@ -140,16 +140,17 @@ def test_a_failing_gate_blocks_the_deploy_and_keeps_the_champion(clean_run, tmp_
     assert store.champion() == before
 
 
-def deploy_directly(resources, result, evaluation):
+def deploy_directly(resources, result, evaluation, fraud_model=None, label_delay_profile=None):
     """Calls the deploy asset outside any run, as a user materialising it alone would."""
     from fraud_pipeline.deployment.assets import deployed_model
 
     return deployed_model(
         context=dg.build_asset_context(),
-        fraud_model=result.output_for_node("fraud_model"),
+        fraud_model=fraud_model or result.output_for_node("fraud_model"),
         model_evaluation=evaluation,
         outage_replay=result.output_for_node("outage_replay"),
         training_windows=result.output_for_node("training_windows"),
+        label_delay_profile=label_delay_profile or result.output_for_node("label_delay_profile"),
         duckdb=resources["duckdb"],
         registry=resources["registry"],
         gates=resources["gates"],
@@ -187,6 +188,33 @@ def test_deploy_alone_refuses_a_candidate_below_a_cohort_floor(clean_run):
     ]
     with pytest.raises(dg.Failure, match="cohort_floors"):
         deploy_directly(resources, result, replace(evaluation, cohorts=cohorts))
+    assert store.champion() == before
+
+
+def test_deploy_alone_recomputes_what_the_candidate_learnt_from_and_was_thresholded_on(clean_run):
+    """The provenance gates run again in the deploy: a candidate materialised on its own cannot skip them."""
+    from fraud_pipeline.lib.costs import CostModel
+    from fraud_pipeline.training.candidate import train_candidate
+    from fraud_pipeline.training.model import ModelParams
+    from fraud_pipeline.training.training_set import load_split
+
+    resources, result = clean_run
+    store = ModelRegistryStore(resources["registry"].root)
+    before = store.champion()
+    candidate, evaluation = result.output_for_node("fraud_model"), result.output_for_node("model_evaluation")
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        train, validation, test = (load_split(con, split) for split in ("train", "validation", "test"))
+    leaky = train_candidate(pd.concat([train, test]), validation, ModelParams(), CostModel())[0]
+    leaky = leaky.with_run(candidate.params, candidate.windows)
+    with pytest.raises(dg.Failure, match="model_learnt_from_its_train_split: the main model learnt from train\\+test"):
+        deploy_directly(resources, result, replace(evaluation, model_version=leaky.version), fraud_model=leaky)
+    nudged = replace(candidate, main=replace(candidate.main, threshold=candidate.threshold * 1.5))
+    with pytest.raises(dg.Failure, match="threshold_chosen_on_validation"):
+        deploy_directly(resources, result, evaluation, fraud_model=nudged)
+    later_horizon = {**result.output_for_node("label_delay_profile")}
+    later_horizon["horizon_days"] += 30
+    with pytest.raises(dg.Failure, match="windows_valid: .*after .*as_of minus the measured horizon"):
+        deploy_directly(resources, result, evaluation, label_delay_profile=later_horizon)
     assert store.champion() == before
 
 

@@ -37,7 +37,7 @@ def test_windows_are_consecutive_and_end_at_the_label_cutoff():
     assert (w.validation_end - w.validation_start).days == 14
     assert (w.train_end - w.train_start).days == 49
     assert window_problems(w) == []
-    assert window_gate(w).passed
+    assert window_gate(w, 60).passed
 
 
 def test_windows_round_trip_through_plain_values():
@@ -122,9 +122,24 @@ def test_too_little_mature_history_is_an_error(horizon):
 )
 def test_window_gate_fails_on_broken_windows(change, problem):
     broken = replace(default_windows(), **change)
-    gate = window_gate(broken)
+    gate = window_gate(broken, 60)
     assert not gate.passed
     assert problem in gate.reason
+
+
+def test_window_gate_judges_the_windows_against_the_measured_horizon():
+    """Windows planned with a horizon of 0 agree with themselves; the measured 60 days say they end too late."""
+    planned_with_zero = default_windows(horizon=0)
+    assert window_problems(planned_with_zero) == []
+    gate = window_gate(planned_with_zero, 60)
+    assert not gate.passed
+    assert "planned with a 0-day horizon, measured 60 days" in gate.reason
+    assert "test ends 2025-07-01" in gate.reason and "after 2025-05-02" in gate.reason
+    # a longer planned horizon than measured is merely conservative
+    assert window_gate(default_windows(horizon=70), 60).passed
+    # hours: the cutoff is floored to midnight the same way the windows are
+    assert window_gate(default_windows(horizon=59.5), 59.5).passed
+    assert not window_gate(default_windows(horizon=59.5), 60.25).passed
 
 
 def _summary(**overrides):
