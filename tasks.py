@@ -5,9 +5,9 @@ python3 tasks.py run     # set up, then materialise the whole graph on the simul
 python3 tasks.py test    # set up, then check the format and lint (ruff), then run the test suite
 python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000
 python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
-python3 tasks.py champion           # the champion and every model version in the registry
+python3 tasks.py champion           # the champion (checked: readable, servable) and every model version
 python3 tasks.py rollback VERSION   # make an earlier version the champion again
-python3 tasks.py score FILE --out OUT.csv   # score a CSV/Parquet file of transactions with the champion
+python3 tasks.py score FILE --out OUT.csv   # score a CSV/Parquet file with the champion (--out x.parquet: Parquet)
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ def main(argv: list[str]) -> int:
             if subprocess.run([str(BIN / "ruff"), *check, "."], cwd=ROOT).returncode:
                 print("ruff found problems: `.venv/bin/ruff format .` fixes the format; the rest is listed above")
                 return 1
+    if argv[0] == "ui":
+        # the instance's storages are created once, under the lock the command line uses, before
+        # `dagster dev` and a command started beside it could both try to create them
+        init = [str(PYTHON), "-m", "fraud_pipeline", "init-instance"]
+        if subprocess.run(init, cwd=ROOT, env=environment()).returncode:
+            return 1
     return subprocess.run(commands[argv[0]] + argv[1:], cwd=ROOT, env=environment()).returncode
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.ingestion.simulator import WorldSpec
 from fraud_pipeline.lib.costs import CostModel
+from fraud_pipeline.lib.runlock import LOCK_NAME, acquire
+from fraud_pipeline.lib.warehouse import RunStamp, set_run_stamp
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every step that opens the DuckDB file claims this pool; `.dagster_home/dagster.yaml` limits it to
@@ -42,6 +44,13 @@ class RunClock(dg.ConfigurableResource):
         if parsed.tzinfo is not None:
             parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
         return parsed
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every table the run writes is stamped with its as_of and run id (``table_stamps``)."""
+        set_run_stamp(RunStamp(self.as_of_datetime(), context.run_id))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        set_run_stamp(None)
 
 
 class SimulatedWorld(dg.ConfigurableResource):
@@ -112,10 +121,29 @@ class ModelRegistry(dg.ConfigurableResource):
     """A file registry of model bundles with a champion pointer."""
 
     root: str = Field(description="Folder that holds the model bundles and the champion pointer.")
+    _release = PrivateAttr(default=None)
 
     def store(self) -> ModelRegistryStore:
         """The registry's file store."""
         return ModelRegistryStore(Path(self.root))
+
+    def lock_path(self) -> Path:
+        """The data folder's pipeline lock (the registry's parent folder holds the warehouse too)."""
+        return Path(self.root).parent / LOCK_NAME
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Takes the pipeline lock for the run's life, before its first step, waiting while another run holds it.
+
+        A run from the UI or the schedule and a command-line run thus never overlap. The wait happens
+        before the run claims any ``duckdb`` pool slot, so it cannot deadlock with the holder.
+        """
+        log = context.log.info if context.log is not None else None
+        self._release = acquire(self.lock_path(), wait=True, on_wait=log)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
 
 
 class DeployGates(dg.ConfigurableResource):

@@ -17,6 +17,11 @@ def add_file_commands(commands) -> None:
     export.add_argument("--seed", type=int, default=None, help="seed of the simulated world")
     ingest = commands.add_parser("ingest", help="land every day folder of a folder in one run of ingestion_job")
     add_source_arguments(ingest, with_mode=False)
+    ingest.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="re-land every day folder from scratch (e.g. after the warehouse file was lost or corrupted)",
+    )
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
@@ -61,27 +66,44 @@ def export_files(out: Path, file_format: str, n_transactions: int | None, seed: 
 
 
 def ingest(args) -> int:
-    """Lands every day folder that is a partition already (its day has ended) in one single-run backfill."""
-    import sys
+    """Lands every day folder that is a partition already (its day has ended) in one single-run backfill.
 
-    from fraud_pipeline.cli.runner import execute_job
-    from fraud_pipeline.ingestion.assets import DAY_PARTITIONS
-    from fraud_pipeline.ingestion.landing import day_folders
-    from fraud_pipeline.resources import DataSource
+    Every other entry of the folder is listed with why it is skipped; with nothing left to land the
+    command fails. ``--rebuild`` first empties the landing tables (a warehouse that cannot be
+    opened is moved aside to ``warehouse.duckdb.corrupt``), so every day folder is landed again.
+    """
+    from datetime import date
+
+    from fraud_pipeline.cli.runner import execute_job, failed_steps, pipeline_lock
+    from fraud_pipeline.ingestion.assets import DAY_PARTITIONS, skipped_summary
+    from fraud_pipeline.ingestion.landing import scan_input_folder
+    from fraud_pipeline.resources import DataSource, data_dir
 
     config = source_config(args)
     folder = DataSource(**config).input_folder()
-    days = [day for day in day_folders(folder) if DAY_PARTITIONS.has_partition_key(day)]
-    if not days:
-        print(f"no day folder (YYYY-MM-DD) of an ended day under {folder}")
+    if not folder.is_dir():
+        print(f"{folder}: no such folder")
         return 2
-    result = execute_job(
-        "ingestion_job",
-        {"resources": {"source": {"config": config}}} if config else None,
-        {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    last = DAY_PARTITIONS.get_last_partition_key()
+    landable, skipped = scan_input_folder(
+        folder,
+        DAY_PARTITIONS.start.date(),
+        date.fromisoformat(last) if last else date.min,
     )
-    if result is None:
-        return 3
+    if skipped:
+        print(skipped_summary(folder, skipped))
+    days = sorted(landable)
+    if not days:
+        print(f"no day folder (YYYY-MM-DD) of an ended day under {folder}: nothing to land")
+        return 2
+    with pipeline_lock():
+        if getattr(args, "rebuild", False):
+            print(rebuild_landing(data_dir() / "warehouse.duckdb"))
+        result = execute_job(
+            "ingestion_job",
+            {"resources": {"source": {"config": config}}} if config else None,
+            {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+        )
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         print(
@@ -90,7 +112,42 @@ def ingest(args) -> int:
             f"unchanged days {len(metadata['unchanged_days'].value)}"
         )
         break
-    for event in result.all_events:
-        if event.is_step_failure:
-            print(event.event_specific_data.error.message.strip(), file=sys.stdout)
+    for line in failed_steps(result):
+        print(line)
     return 0 if result.success else 1
+
+
+def rebuild_landing(warehouse: Path) -> str:
+    """Empties the landing tables so that every day folder lands again; returns what it did, in one line.
+
+    A warehouse that cannot be opened is moved aside (with its WAL) to ``<name>.corrupt``, ``.corrupt-2``, ...
+    and a new one is started: in files mode the landed days are rebuilt from the day folders, and the
+    next run rebuilds everything downstream.
+    """
+    import duckdb
+
+    from fraud_pipeline.ingestion.landing import KINDS, landing_table
+
+    if warehouse.exists():
+        try:
+            with duckdb.connect(str(warehouse)) as con:
+                con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+                con.execute("BEGIN TRANSACTION")
+                for name in [*(landing_table(kind) for kind in KINDS), "landing_files"]:
+                    con.execute(f"DROP TABLE IF EXISTS {name}")
+                con.execute("DROP TABLE IF EXISTS quarantine")
+                con.execute("COMMIT")
+            return f"rebuilding: emptied the landing tables of {warehouse}; every day folder is landed again"
+        except duckdb.Error as error:
+            first = str(error).strip().splitlines()[0]
+            aside = warehouse.with_name(warehouse.name + ".corrupt")
+            n = 1
+            while aside.exists():
+                n += 1
+                aside = warehouse.with_name(f"{warehouse.name}.corrupt-{n}")
+            warehouse.rename(aside)
+            wal = warehouse.with_name(warehouse.name + ".wal")
+            if wal.exists():
+                wal.rename(aside.with_name(aside.name + ".wal"))
+            return f"rebuilding: {warehouse} could not be opened ({first}); moved it to {aside} and started a new one"
+    return f"rebuilding: no warehouse at {warehouse} yet; every day folder is landed into a new one"

@@ -1,6 +1,8 @@
 """Command line: ``python -m fraud_pipeline run [--as-of D]`` materialises the whole graph once.
 
 The run goes to the project's Dagster instance (``DAGSTER_HOME``), so it shows in the UI afterwards.
+A user's mistake, a busy pipeline or an unusable warehouse or registry is one line, never a traceback:
+exit code 2 for what the user must fix, 3 while another process holds the pipeline.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from fraud_pipeline.cli.files import (
     file_command,
     source_config,
 )
-from fraud_pipeline.cli.registry import registry_command, score_file
-from fraud_pipeline.cli.runner import execute_job, run_config
+from fraud_pipeline.cli.registry import BUSY, USAGE, registry_command, score_file
+from fraud_pipeline.cli.runner import RunsInProgress, execute_job, failed_steps, project_instance, run_config
+from fraud_pipeline.deployment.registry import RegistryError
 from fraud_pipeline.deployment.serving import FILE_COLUMNS
+from fraud_pipeline.lib.runlock import LockHeld
+from fraud_pipeline.lib.warehouse import WarehouseError
 from fraud_pipeline.resources import DEFAULT_AS_OF
 
 
@@ -35,15 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("champion", help="show the champion and every version in the registry")
     scorer = commands.add_parser("score", help="score a CSV or Parquet file of transactions with the champion")
     scorer.add_argument("file", help=f"columns: {', '.join(FILE_COLUMNS)}")
-    scorer.add_argument("--out", required=True, help="where to write the decisions (CSV)")
+    scorer.add_argument("--out", required=True, help="where to write the decisions (.parquet writes Parquet, else CSV)")
+    # creates the instance's storages under its lock; `tasks.py ui` runs it before `dagster dev`
+    commands.add_parser("init-instance", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (LockHeld, RunsInProgress) as busy:
+        print(busy)
+        return BUSY
+    except (WarehouseError, RegistryError) as error:
+        print(error)
+        return USAGE
 
+
+def _dispatch(args) -> int:
     if args.command in ("rollback", "champion"):
         return registry_command(args)
     if args.command == "score":
         return score_file(args.file, args.out)
     if args.command in FILE_COMMANDS:
         return file_command(args)
+    if args.command == "init-instance":
+        project_instance().dispose()
+        return 0
 
     from fraud_pipeline.cli.summary import print_summary
 
@@ -52,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         run_config(args.as_of, args.n_transactions, args.seed, source_config(args)),
         {"as_of": args.as_of},
     )
-    if result is None:
-        return 3
     print_summary(result, sys.stdout)
+    for line in failed_steps(result):
+        print(line)
     return 0 if result.success else 1

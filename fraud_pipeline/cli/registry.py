@@ -2,78 +2,207 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fraud_pipeline.deployment.serving import FILE_COLUMNS
-from fraud_pipeline.lib.schema import sql_casts
+
+#: Exit codes: a user's mistake or an unusable input (2), another process holds the pipeline (3).
+USAGE, BUSY = 2, 3
 
 
 def registry_command(args) -> int:
     """Shows the registry, or moves the champion pointer back to an earlier version."""
-    from fraud_pipeline.deployment.registry import ModelRegistryStore
+    from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
     from fraud_pipeline.resources import data_dir
 
     store = ModelRegistryStore(data_dir() / "registry")
     if args.command == "rollback":
-        if args.version not in store.versions():
-            print(
-                f"no model version {args.version!r} in {store.root}; versions: {', '.join(store.versions()) or 'none'}"
-            )
-            return 2
-        pointer = store.promote(
-            args.version, as_of=store.read_bundle(args.version)["windows"]["as_of"], reason="manual rollback"
-        )
-        print(f"champion is now {pointer['version']} (was {pointer['previous_version']})")
-        return 0
-    champion = store.champion()
-    print(f"champion: {champion['version'] if champion else 'none'}")
+        from fraud_pipeline.cli.runner import pipeline_lock
+        from fraud_pipeline.lib.runlock import LockHeld
+
+        try:
+            with pipeline_lock():
+                return _rollback(store, args.version)
+        except LockHeld as busy:
+            print(busy)
+            return BUSY
+    problems = 0
+    champion, problem = store.valid_champion()
+    if problem:
+        problems += 1
+        print(f"champion: unreadable, so no valid champion: {problem}")
+    else:
+        print(f"champion: {champion['version'] if champion else 'none'}")
     for version in store.versions():
-        bundle = store.read_bundle(version)
-        evaluation = bundle["evaluation"]
-        print(
-            f"  {version}  as_of {bundle['windows']['as_of'][:10]}  test cost {evaluation['total_cost']:,.0f}  "
-            f"AP {evaluation['average_precision']:.3f}"
-        )
+        try:
+            bundle = store.read_bundle(version)
+            evaluation = bundle["evaluation"]
+            print(
+                f"  {version}  as_of {bundle['windows']['as_of'][:10]}  test cost {evaluation['total_cost']:,.0f}  "
+                f"AP {evaluation['average_precision']:.3f}"
+            )
+        except (RegistryError, KeyError, TypeError, ValueError) as error:
+            problems += 1
+            reason = str(error) if isinstance(error, RegistryError) else f"bundle lacks {error}"
+            print(f"  {version}  unreadable: {reason}")
+    return 1 if problems else 0
+
+
+def _rollback(store, version: str) -> int:
+    from fraud_pipeline.deployment.registry import RegistryError
+
+    if version not in store.versions():
+        print(f"no model version {version!r} in {store.root}; versions: {', '.join(store.versions()) or 'none'}")
+        return USAGE
+    try:
+        bundle = store.check_version(version)
+    except RegistryError as error:
+        print(f"cannot roll back to {version}: {error}")
+        return USAGE
+    pointer = store.promote(version, as_of=bundle["windows"]["as_of"], reason="manual rollback")
+    print(f"champion is now {pointer['version']} (was {pointer['previous_version']})")
     return 0
 
 
 def score_file(path: str, out: str) -> int:
-    """Scores a file of transactions with the champion against the warehouse's history."""
+    """Scores a file of transactions with the champion against the warehouse's history.
+
+    Every problem a user can cause (no such file, an unreadable file or warehouse, a missing
+    column, no valid champion, tables from different nights) is one line and exit code 2.
+    """
     import duckdb
 
     from fraud_pipeline.deployment.registry import ModelRegistryStore
-    from fraud_pipeline.deployment.serving import ScoringModels, score_new_transactions
+    from fraud_pipeline.deployment.serving import (
+        ScoringModels,
+        parse_new_transactions_sql,
+        score_new_transactions,
+    )
+    from fraud_pipeline.ingestion.landing import FileRejected
+    from fraud_pipeline.lib.warehouse import (
+        WarehouseError,
+        literal_path,
+        open_problem,
+        require_written_together,
+    )
     from fraud_pipeline.resources import data_dir
 
+    source, target = Path(path), Path(out)
+    if source.suffix.lower() not in (".csv", ".parquet"):
+        print(f"{path}: not a .csv or .parquet file")
+        return USAGE
+    if not source.is_file():
+        print(f"{path}: no such file")
+        return USAGE
     store = ModelRegistryStore(data_dir() / "registry")
-    champion = store.champion()
+    champion, problem = store.valid_champion()
+    if problem:
+        print(f"no valid champion to score with: {problem}")
+        return USAGE
     if champion is None:
         print("no champion in the registry: run the pipeline first (python3 tasks.py run)")
-        return 2
-    reader = "read_parquet" if path.endswith(".parquet") else "read_csv"
-    with duckdb.connect(str(data_dir() / "warehouse.duckdb"), read_only=True) as con:
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [path]).fetchall()}
-        missing = [c for c in FILE_COLUMNS if c not in present]
+        return USAGE
+    warehouse = data_dir() / "warehouse.duckdb"
+    if not warehouse.exists():
+        print(f"{warehouse}: no warehouse yet: run the pipeline first (python3 tasks.py run)")
+        return USAGE
+    try:
+        literal = literal_path(source.resolve())
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except ValueError as error:
+        print(f"{path}: {error}")
+        return USAGE
+    except duckdb.Error as error:
+        print(open_problem(warehouse, error))
+        return USAGE
+    try:
+        reader = _reader(source)
+    except FileRejected as error:
+        con.close()
+        print(error)
+        return USAGE
+    with con:
+        con.execute("SET TimeZone = 'UTC'")
+        try:
+            types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [literal]).fetchall()}
+        except duckdb.Error as error:
+            print(f"{path}: cannot be read as {source.suffix[1:].lower()}: {_first_line(error)}")
+            return USAGE
+        missing = [c for c in FILE_COLUMNS if c not in types]
         if missing:
             print(
                 f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}"
             )
-            return 2
-        casts = sql_casts("transactions")
-        # an unreadable value becomes NULL here and the row goes to review naming the field
-        con.execute(
-            "CREATE TEMP TABLE new_transactions AS SELECT "
-            + ", ".join(f"TRY_CAST({c} AS {t}) AS {c}" for c, t in casts.items())
-            + f" FROM {reader}(?)",
-            [path],
-        )
-        n_rows = con.execute("SELECT count(*) FROM new_transactions").fetchone()[0]
-        decisions = score_new_transactions(
-            con, "new_transactions", ScoringModels.from_candidate(store.scoring_bundle(champion["version"]))
-        )
+            return USAGE
+        try:
+            require_written_together(con, ["transactions", "chargebacks", "users"])
+            con.execute(f"CREATE TEMP TABLE new_transactions AS {parse_new_transactions_sql(reader, types)}", [literal])
+            n_rows = con.execute("SELECT count(*) FROM new_transactions").fetchone()[0]
+            known_until = _known_until(con)
+            decisions = score_new_transactions(
+                con,
+                "new_transactions",
+                ScoringModels.from_candidate(store.scoring_bundle(champion["version"])),
+                known_until=known_until,
+            )
+        except WarehouseError as error:
+            print(error)
+            return USAGE
+        except duckdb.Error as error:
+            print(f"cannot score {path}: {_first_line(error)}")
+            return USAGE
     decisions["model_version"] = champion["version"]
-    decisions.to_csv(out, index=False)
+    if target.suffix.lower() == ".parquet":
+        decisions.to_parquet(target, index=False)
+    else:
+        decisions.to_csv(target, index=False)
+    gap = decisions["reason"].str.startswith("history unavailable: event_time after").sum()
     print(
         f"scored {len(decisions)} of {n_rows} rows with {champion['version']}: "
         + ", ".join(f"{route} {n}" for route, n in decisions["route"].value_counts().sort_index().items())
         + f"; {int(decisions['alert'].sum())} alerts -> {out}"
+        + (
+            f"; {gap} rows are after the warehouse's as_of {known_until:%Y-%m-%d}, so their history is unknown: "
+            "scored by the fallback model (rebuild the warehouse for a later as_of to give them their history)"
+            if gap
+            else ""
+        )
     )
     return 0
+
+
+def _reader(source: Path) -> str:
+    """The DuckDB reader of a file to score (one ``?`` for its path); a CSV is read as landing reads it.
+
+    The CSV format is fixed (comma, double quotes, a header line) and every column is text, parsed
+    afterwards, so nothing is sniffed or guessed and a bad value cannot stop the read.
+    """
+    from fraud_pipeline.ingestion.landing import check_text_file
+
+    if source.suffix.lower() == ".parquet":
+        return "read_parquet(?)"
+    header = check_text_file(source)
+    names = [name.strip() or f"column{i}" for i, name in enumerate(header, start=1)]
+    columns = "{" + ", ".join("'" + n.replace("'", "''") + "': 'VARCHAR'" for n in dict.fromkeys(names)) + "}"
+    return (
+        "read_csv(?, header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+        f"columns = {columns})"
+    )
+
+
+def _known_until(con):
+    """The warehouse's as_of: what the raw tables' stamp says, else the latest time they hold."""
+    from fraud_pipeline.lib.warehouse import table_stamps
+
+    stamp = table_stamps(con, ["transactions"]).get("transactions")
+    if stamp is not None and stamp.as_of is not None:
+        return stamp.as_of
+    latest = con.execute(
+        "SELECT greatest((SELECT max(event_time) FROM transactions), (SELECT max(reported_at) FROM chargebacks))"
+    ).fetchone()[0]
+    return latest
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

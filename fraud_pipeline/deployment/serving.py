@@ -16,6 +16,7 @@ replay, so what is evaluated is what is served.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,14 @@ from fraud_pipeline.features.catalog import (
 )
 from fraud_pipeline.features.table import transaction_features_table
 from fraud_pipeline.lib.costs import CostModel, decision_costs
-from fraud_pipeline.lib.schema import columns
+from fraud_pipeline.lib.schema import (
+    INTEGER_ID,
+    NAIVE_TIMESTAMP,
+    OFFSET_TIMESTAMP,
+    RAW_COLUMNS,
+    amount_problem_sql,
+    columns,
+)
 from fraud_pipeline.training.model import TrainedModel, score
 
 #: Fields without which no model may score a row.
@@ -244,12 +252,65 @@ FILE_COLUMNS = columns("transactions")
 KEY_FIELDS = ("transaction_id", "user_id", "merchant_id", "event_time")
 
 
+def parse_new_transactions_sql(source: str, source_types: dict[str, str]) -> str:
+    """A SELECT over ``source`` giving the transaction columns typed, plus ``invalid``.
+
+    ``invalid`` names every value that is present but unreadable (``amount: not a number (abc)``,
+    an id that is not an integer, an unparseable timestamp, an amount outside the one valid range);
+    NULL when every value is readable. Such a value becomes NULL, so its row goes to review with the
+    reason instead of being scored. Timestamps with an offset (``10:00+02:00``) are instants, stored
+    as naive UTC (``08:00``), as landing stores them; a timestamp without one is read as UTC, and a
+    Parquet timestamp with a time zone is converted to UTC.
+
+    Args:
+        source: What to select from (a table, a view or a reader call).
+        source_types: Column -> its DuckDB type in ``source`` (``VARCHAR`` for a CSV read as text).
+    """
+    selected, problems = [], []
+    for column, logical in RAW_COLUMNS["transactions"].items():
+        quoted = f'"{column}"'
+        kind = source_types[column].upper()
+        text = f"NULLIF(trim(CAST({quoted} AS VARCHAR)), '')"
+        if logical == "id":
+            # a zero fraction is an integer: a CSV column with an empty cell is written as 238.0 by pandas
+            digits = f"regexp_replace({text}, '\\.0+$', '')"
+            value = f"CASE WHEN regexp_full_match({text}, '{INTEGER_ID}(\\.0+)?') THEN CAST({digits} AS BIGINT) END"
+            problem = f"'{column}: not an integer id (' || {text} || ')'"
+        elif logical == "timestamp":
+            if "TIME ZONE" in kind:
+                value = f"timezone('UTC', {quoted})"
+            elif kind.startswith(("TIMESTAMP", "DATE")):
+                value = f"CAST({quoted} AS TIMESTAMP)"
+            else:
+                value = (
+                    f"CASE WHEN regexp_full_match({text}, '{OFFSET_TIMESTAMP}') "
+                    f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
+                    f"WHEN regexp_full_match({text}, '{NAIVE_TIMESTAMP}') THEN TRY_CAST({text} AS TIMESTAMP) END"
+                )
+            problem = f"'{column}: unparseable timestamp (' || {text} || ')'"
+        elif logical == "amount":
+            number = f"TRY_CAST({text} AS DOUBLE)"
+            rule = amount_problem_sql(number, text, column)
+            selected.append(f"CASE WHEN ({rule}) IS NULL THEN {number} END AS {column}")
+            problems.append(f"CASE WHEN {text} IS NOT NULL THEN {rule} END")
+            continue
+        else:
+            selected.append(f"CAST({quoted} AS VARCHAR) AS {column}")
+            continue
+        selected.append(f"{value} AS {column}")
+        problems.append(f"CASE WHEN {text} IS NOT NULL AND ({value}) IS NULL THEN {problem} END")
+    invalid = f"NULLIF(array_to_string(list_filter([{', '.join(problems)}], lambda p: p IS NOT NULL), '; '), '')"
+    return f"SELECT {', '.join(selected)}, {invalid} AS invalid FROM {source}"
+
+
 def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
     """Point-in-time features of the rows of ``new_table`` against the warehouse's history.
 
     Uses the same engine as ``transaction_features``: the new rows join the history of their users and
     merchants (the only records their features can depend on), replacing any stored row of the same
-    id, so a stored transaction scored again gets exactly its stored features.
+    id, so a stored transaction scored again gets exactly its stored features. Every window ends
+    strictly before the row's own event_time, for transactions and chargebacks (by ``reported_at``)
+    alike, so what the warehouse holds after a row never reaches it.
     """
     columns = ", ".join(FILE_COLUMNS)
     con.execute(f"""
@@ -271,19 +332,59 @@ def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
         con.unregister("serving_features")
 
 
-def score_new_transactions(con, new_table: str, models: ScoringModels) -> pd.DataFrame:
-    """Decisions for every row of ``new_table``; rows without their keys go to review with the reason."""
-    keys_missing = " OR ".join(f"{k} IS NULL" for k in KEY_FIELDS)
-    unkeyed = con.execute(f"SELECT * FROM {new_table} WHERE {keys_missing}").df()
-    con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM {new_table} WHERE NOT ({keys_missing})")
-    decided = decide(features_for_new_transactions(con, "keyed_new"), models)
-    reasons = (
-        unkeyed.apply(
-            lambda row: "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k])), axis=1
-        )
-        if len(unkeyed)
-        else pd.Series(dtype=str)
+def history_gap_reason(known_until: datetime) -> str:
+    """Why a row after what the warehouse knows is scored without history, and what it would need."""
+    return (
+        f"history unavailable: event_time after the warehouse's as_of {known_until:%Y-%m-%d %H:%M}, which knows "
+        "nothing later; fallback model (a warehouse built for an as_of after the row gives it its history)"
     )
+
+
+def score_new_transactions(
+    con, new_table: str, models: ScoringModels, known_until: datetime | None = None
+) -> pd.DataFrame:
+    """Decisions for every row of ``new_table``; rows without their keys or with an unreadable value go to review.
+
+    The history a row sees is everything known strictly before its own event_time. The warehouse
+    knows what happened before ``known_until`` (its as_of) and nothing after, so a row later than
+    that has an unknown history: it is scored as the policy scores unavailable history (the
+    fallback model), with the reason, never with a history cut short at the warehouse's night.
+
+    Args:
+        con: A connection to the warehouse (read-only is enough).
+        new_table: The rows to score: :data:`FILE_COLUMNS`, and optionally ``invalid`` as
+            :func:`parse_new_transactions_sql` gives it.
+        models: The champion's models.
+        known_until: The warehouse's as_of; None scores every row against what the warehouse holds.
+    """
+    described = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {new_table}").fetchall()}
+    invalid = "" if "invalid" in described else ", NULL::VARCHAR AS invalid"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW scoring_input AS SELECT *{invalid} FROM {new_table}")
+    keys_missing = " OR ".join(f"{k} IS NULL" for k in KEY_FIELDS)
+    unkeyed = con.execute(f"SELECT * FROM scoring_input WHERE {keys_missing}").df()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM scoring_input WHERE NOT ({keys_missing})")
+    frame = features_for_new_transactions(con, "keyed_new")
+    beyond = np.zeros(len(frame), dtype=bool)
+    if known_until is not None and len(frame):
+        beyond = (pd.to_datetime(frame["event_time"]) > pd.Timestamp(known_until)).to_numpy()
+        frame = without_history(frame, beyond)
+    decided = decide(frame, models)
+    if beyond.any():
+        gap = beyond & (decided["route"] == "fallback").to_numpy()
+        decided.loc[gap, "reason"] = history_gap_reason(known_until)
+    problems = con.execute("SELECT transaction_id, invalid FROM keyed_new WHERE invalid IS NOT NULL").fetchall()
+    if problems:
+        bad = dict(problems)
+        rows = decided["transaction_id"].isin(list(bad)).to_numpy()
+        decided.loc[rows, ["route", "score", "alert"]] = ["review", np.nan, True]
+        decided.loc[rows, "reason"] = ["invalid value: " + bad[i] for i in decided.loc[rows, "transaction_id"]]
+
+    def unkeyed_reason(row) -> str:
+        if isinstance(row["invalid"], str):
+            return "invalid value: " + row["invalid"]
+        return "missing required field: " + ",".join(k for k in KEY_FIELDS if pd.isna(row[k]))
+
+    reasons = unkeyed.apply(unkeyed_reason, axis=1) if len(unkeyed) else pd.Series(dtype=str)
     review = pd.DataFrame(
         {
             "transaction_id": unkeyed["transaction_id"].to_numpy(),

@@ -5,9 +5,10 @@ merchant) in a half-open window ``[t - w, t)`` before a transaction at ``t``. Wi
 time order, that window is a contiguous run that ends at the key's first row at ``t`` (so rows at the
 same microsecond are excluded) and starts at the first row at or after ``t - w``; both ends are one
 ``searchsorted`` on a composite (key, time) integer, a count is the difference of the two
-positions, and a sum is the difference of a prefix sum at them. So each key costs one sort of
-packed integers (``np.sort``, which is vectorised) and a binary search per window, instead of a
-frame search per window and row.
+positions, and a sum is the difference of a prefix sum at them (in integer cents, so exact; an amount
+that is not whole cents is summed apart, per user, so one huge value cannot round away any other
+row's sums). So each key costs one sort of packed integers (``np.sort``, which is vectorised) and a
+binary search per window, instead of a frame search per window and row.
 
 Chargebacks are events on the same keys at their ``reported_at`` and are counted by a binary search
 of each transaction's window in the key's sorted chargeback times.
@@ -163,51 +164,93 @@ class Column:
     valid: np.ndarray | None = None
 
 
-def _prefix_sums(values: np.ndarray) -> tuple[np.ndarray, float]:
-    """Prefix sums (with a leading 0) that difference exactly, and the scale to divide them by.
+def _group_numbers(stream: KeyedStream) -> np.ndarray:
+    """The group number of every sorted row (its position in ``stream.groups``)."""
+    numbers = np.empty(len(stream.keys), dtype=np.int64)
+    for chunk, (lo, hi) in enumerate(stream.chunks):
+        numbers[lo:hi] = stream.keys[lo:hi] // stream.span + chunk * stream.groups_per_chunk
+    return numbers
 
-    Amounts in whole cents are summed as integer cents, which is exact at any size; anything finer
-    falls back to extended precision.
+
+def _segment_prefix_sums(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Per row, the sum of the earlier rows of its segment (consecutive rows with one ``segment`` value).
+
+    A doubling scan (``log2`` of the longest segment steps) that never adds across a segment edge,
+    so a value in one segment cannot round away the sums of another.
     """
-    scaled = values * 100.0
-    cents = np.rint(scaled)
-    np.subtract(scaled, cents, out=scaled)
-    whole_cents = not len(values) or np.abs(scaled, out=scaled).max() < 1e-6
-    if whole_cents and np.abs(cents, out=scaled).sum() < 2**62:
-        prefix = np.zeros(len(values) + 1, dtype=np.int64)
-        np.cumsum(cents.astype(np.int64), out=prefix[1:])
-        return prefix, 100.0
-    prefix = np.zeros(len(values) + 1, dtype=np.longdouble)
-    np.cumsum(values, dtype=np.longdouble, out=prefix[1:])
-    return prefix, 1.0
+    n = len(values)
+    first = np.ones(n, dtype=bool)
+    np.not_equal(segment[1:], segment[:-1], out=first[1:])
+    offset = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    inclusive = values.astype(np.longdouble)
+    step = 1
+    while n and step <= offset.max():
+        take = np.flatnonzero(offset >= step)
+        inclusive[take] = inclusive[take] + inclusive[take - step]
+        step *= 2
+    exclusive = np.zeros(n, dtype=np.longdouble)
+    exclusive[1:] = inclusive[:-1]
+    exclusive[first] = 0
+    return exclusive
 
 
 @dataclass(frozen=True)
 class _UserSums:
-    """What every user window shares: the stream, each row's first row at t, and the amount prefix sums."""
+    """What every user window shares: the stream, each row's first row at t, and the amount prefix sums.
+
+    ``cents`` (with a leading 0) is the running sum of the amounts in integer cents; a window's sum is
+    the difference of two entries, exact even where the running total wraps around 64 bits, since
+    every window's true sum fits. An amount that is not whole cents, or too large for that bound,
+    is left out of ``cents`` and summed apart, per user, in extended precision (``segment_sums``
+    over the ``apart`` rows' users): it changes the sums of its own user's windows that hold it and
+    no other value anywhere.
+    """
 
     stream: KeyedStream
     at_t: np.ndarray
-    prefix: np.ndarray
-    prefix_at_t: np.ndarray
-    scale: float
+    cents: np.ndarray
+    cents_at_t: np.ndarray
+    apart: np.ndarray | None
+    segment_sums: np.ndarray | None
 
 
 def _user_sums(users: Future, amount: np.ndarray) -> _UserSums:
     stream = users.result()
     at_t = stream.window_start(0)
     # a missing amount (possible only in rows being scored) adds nothing to a sum, as SQL's sum() skips NULL
-    prefix, scale = _prefix_sums(np.nan_to_num(amount[stream.order], nan=0.0))
-    return _UserSums(stream, at_t, prefix, prefix[at_t], scale)
+    values = np.nan_to_num(amount[stream.order], nan=0.0, posinf=np.inf, neginf=-np.inf)
+    n = len(values)
+    # any window's sum of n amounts of at most `limit` cents fits in 63 bits
+    limit = float(min(2**53, (2**63 - 1) // max(n, 1)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = values * 100.0
+        cents = np.rint(scaled)
+        off_cents = np.abs(np.subtract(scaled, cents, out=scaled), out=scaled)  # NaN for an infinite amount
+        every_row = not n or (off_cents.max() < 1e-6 and max(cents.max(), -cents.min()) <= limit)
+    apart = segment_sums = None
+    if not every_row:
+        whole = (off_cents < 1e-6) & (np.abs(cents) <= limit)
+        cents[~whole] = 0
+        group = _group_numbers(stream)
+        apart = np.isin(group, np.unique(group[~whole]))
+        segment_sums = np.zeros(n, dtype=np.longdouble)
+        segment_sums[apart] = _segment_prefix_sums(np.where(whole, 0.0, values)[apart], group[apart])
+    prefix = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(cents.astype(np.int64), out=prefix[1:])
+    return _UserSums(stream, at_t, prefix, prefix[at_t], apart, segment_sums)
 
 
 def _user_window(sums: Future, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The user's transaction count and amount sum over ``[t - width, t)``, in the rows' order."""
     s: _UserSums = sums.result()
     start = s.stream.window_start(width)
-    total = s.prefix[start]
-    np.subtract(s.prefix_at_t, total, out=total)
-    total = total.astype(np.float64) if s.scale == 1.0 else np.divide(total, s.scale)
+    cents = s.cents[start]
+    np.subtract(s.cents_at_t, cents, out=cents)
+    total = np.divide(cents, 100.0)
+    if s.apart is not None:
+        rows = np.flatnonzero(s.apart)
+        # 0 exactly where the window holds none of the amounts summed apart
+        total[rows] += (s.segment_sums[s.at_t[rows]] - s.segment_sums[start[rows]]).astype(np.float64)
     np.subtract(s.at_t, start, out=start)
     return s.stream.scatter(start), s.stream.scatter(total)
 

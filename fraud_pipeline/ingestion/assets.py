@@ -1,8 +1,11 @@
 """Ingestion: your day folders landed with a reason for every bad row, and the raw tables known at as_of."""
 
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
+import duckdb as duckdb_lib
 from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.ingestion.known_tables import (
@@ -10,12 +13,12 @@ from fraud_pipeline.ingestion.known_tables import (
     build_known_tables,
     write_accounting,
 )
-from fraud_pipeline.ingestion.landing import FileRejected, land_day
+from fraud_pipeline.ingestion.landing import FileRejected, SkippedEntry, land_day, scan_input_folder
 from fraud_pipeline.ingestion.simulator import simulate_world
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.schema import column_list
-from fraud_pipeline.lib.warehouse import fetch_records, replace_tables, table_count
-from fraud_pipeline.resources import DUCKDB_POOL, DataSource, RunClock, SimulatedWorld
+from fraud_pipeline.lib.warehouse import WarehouseError, fetch_records, open_problem, replace_tables, table_count
+from fraud_pipeline.resources import DUCKDB_POOL, DataSource, ModelRegistry, RunClock, SimulatedWorld
 
 RAW_TABLES = ("users", "transactions", "chargebacks")
 #: A day partition exists once its day has ended (UTC), which is also when its folder counts as known.
@@ -37,6 +40,35 @@ KNOWN_AT_AS_OF = {
 }
 
 
+@contextmanager
+def _warehouse(duckdb: DuckDBResource):
+    """A connection to the warehouse: a file that cannot be opened, or a full disk, fails the step in one line."""
+    opened = False
+    try:
+        with duckdb.get_connection() as con:
+            opened = True
+            yield con
+    except WarehouseError as error:
+        raise dg.Failure(description=str(error)) from None
+    except duckdb_lib.Error as error:
+        if opened:
+            raise
+        raise dg.Failure(description=open_problem(duckdb.database, error)) from None
+
+
+def ended_days() -> tuple[date, date]:
+    """The first day partition and the last day that has ended: the day folders that can be landed now."""
+    last = DAY_PARTITIONS.get_last_partition_key()
+    return DAY_PARTITIONS.start.date(), date.fromisoformat(last) if last else date.min
+
+
+def skipped_summary(folder: Path, skipped: list[SkippedEntry]) -> str:
+    """One line listing every entry of the input folder that is not landed, with its reason."""
+    return f"skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} of {folder}: " + "; ".join(
+        f"{s.name}: {s.reason}" for s in skipped
+    )
+
+
 @dg.asset(
     partitions_def=DAY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -44,12 +76,20 @@ KNOWN_AT_AS_OF = {
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
 )
-def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, source: DataSource) -> dg.MaterializeResult:
+def landed_files(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    source: DataSource,
+    registry: ModelRegistry,  # its setup holds the data folder's pipeline lock for the run
+) -> dg.MaterializeResult:
     """Each day folder's files landed as typed rows, every bad row quarantined with file, row, column and reason."""
     folder = source.input_folder()
     days = [date.fromisoformat(key) for key in context.partition_keys]
+    _, skipped = scan_input_folder(folder, *ended_days())
+    if skipped:
+        context.log.warning(skipped_summary(folder, skipped))
     reports, absent = [], []
-    with duckdb.get_connection() as con:
+    with _warehouse(duckdb) as con:
         for day in days:
             day_folder = folder / day.isoformat()
             if not day_folder.is_dir():
@@ -74,7 +114,11 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
             else []
         )
     if not reports:
-        raise dg.Failure(description=f"no day folder under {folder} for {', '.join(absent)}")
+        raise dg.Failure(
+            description=f"no day folder under {folder} for {', '.join(absent)}"
+            + (f"; {skipped_summary(folder, skipped)}" if skipped else ""),
+            metadata={"skipped_folders": dg.MetadataValue.json([s.as_dict() for s in skipped])},
+        )
     files = [
         {
             "day": r.day.isoformat(),
@@ -104,6 +148,7 @@ def landed_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sour
             "ignored_files": dg.MetadataValue.json(
                 sorted({f"{r.day}/{name}" for r in reports for name in r.ignored_files})
             ),
+            "skipped_folders": dg.MetadataValue.json([s.as_dict() for s in skipped]),
             "quarantine_sample": dg.MetadataValue.md(markdown_table(quarantine)),
             "naive_timestamps": source.naive_timestamps,
         }
@@ -140,6 +185,7 @@ def raw_tables(
     world: SimulatedWorld,
     clock: RunClock,
     source: DataSource,
+    registry: ModelRegistry,  # its setup holds the data folder's pipeline lock for the run
 ):
     """Builds the raw tables from the simulated world or the landed files, keeping only what was known before as_of."""
     as_of = clock.as_of_datetime()
@@ -152,7 +198,7 @@ def raw_tables(
         "sim_transactions": simulated.transactions,
         "sim_chargebacks": simulated.chargebacks,
     }
-    with duckdb.get_connection() as con:
+    with _warehouse(duckdb) as con:
         replace_tables(con, KNOWN_AT_AS_OF, sources=sources, params={"as_of": as_of})
         counts = {name: table_count(con, name) for name in RAW_TABLES}
         write_accounting(con, [KindAccounting(name, 0, counts[name], counts[name], 0, 0) for name in RAW_TABLES])
@@ -171,7 +217,7 @@ def raw_tables(
 
 
 def _tables_from_files(context: dg.AssetExecutionContext, duckdb: DuckDBResource, as_of):
-    with duckdb.get_connection() as con:
+    with _warehouse(duckdb) as con:
         try:
             accounting = build_known_tables(con, as_of)
         except ValueError as error:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from fraud_pipeline.ingestion.landing import KINDS, create_landing_tables
 from fraud_pipeline.lib.schema import EXTRA_TRANSACTION_COLUMNS, column_list, columns
-from fraud_pipeline.lib.warehouse import table_count
+from fraud_pipeline.lib.warehouse import table_count, write_transaction
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,13 @@ _CROSS_FILE_SQL = {
                 OVER (PARTITION BY user_id ORDER BY day, file, row_number) AS first_copy
         FROM users_known AS k
     """,
+    "user_first_tx": "SELECT user_id, min(event_time) AS first_event_time FROM tx_clean GROUP BY user_id",
+    # a created_at after the user's first transaction would give a negative account age
+    "users_checked": """
+        SELECT r.*, f.first_event_time,
+            coalesce(r.n_versions = 1 AND r.copy = 1 AND r.created_at > f.first_event_time, false) AS late
+        FROM users_ranked AS r LEFT JOIN user_first_tx AS f USING (user_id)
+    """,
 }
 
 _CROSS_FILE_QUARANTINE = """
@@ -127,7 +134,13 @@ _CROSS_FILE_QUARANTINE = """
         CASE WHEN n_versions > 1 THEN 'conflicting duplicate user_id ' || user_id || ' (first: ' || first_copy || ')'
              ELSE 'duplicate user_id ' || user_id || ' (identical copy of ' || first_copy || ')' END,
         CAST(to_json(struct_pack(user_id, created_at, region)) AS VARCHAR)
-    FROM users_ranked WHERE n_versions > 1 OR copy > 1
+    FROM users_checked WHERE n_versions > 1 OR copy > 1
+    UNION ALL
+    SELECT 'cross-file', day, 'users', file, row_number, 'created_at',
+        'created_at ' || created_at || ' is after the user''s first transaction (' || first_event_time
+            || '): the account age would be negative; the user''s account age starts at that transaction instead',
+        CAST(to_json(struct_pack(user_id, created_at, region)) AS VARCHAR)
+    FROM users_checked WHERE late
 """
 
 #: The raw tables the rest of the graph reads, with the same columns as in simulated mode.
@@ -139,7 +152,9 @@ KNOWN_TABLES_SQL = {
     "chargebacks": "SELECT transaction_id, reported_at, reason FROM cb_ranked WHERE copy = 1 ORDER BY transaction_id",
     # without a users row, account age starts at the first transaction seen (known at that transaction)
     "users": """
-        WITH from_file AS (SELECT user_id, created_at, region FROM users_ranked WHERE n_versions = 1 AND copy = 1)
+        WITH from_file AS (
+            SELECT user_id, created_at, region FROM users_checked WHERE n_versions = 1 AND copy = 1 AND NOT late
+        )
         SELECT user_id, created_at, region FROM from_file
         UNION ALL
         SELECT user_id, min(event_time) AS created_at, NULL::VARCHAR AS region FROM tx_clean
@@ -156,7 +171,8 @@ def build_known_tables(con, as_of: datetime) -> list[KindAccounting]:
     timestamp before as_of. Cross-file problems go to ``quarantine`` (stage ``cross-file``, rebuilt
     each time): duplicate and conflicting transaction ids (identical copies keep the first; all
     copies of a conflict are held back), chargebacks before their transaction, for an unknown or a
-    quarantined transaction, duplicate chargebacks (the first reported is kept) and duplicate users.
+    quarantined transaction, duplicate chargebacks (the first reported is kept), duplicate users and
+    users whose ``created_at`` is after their first transaction (they get the first-transaction age).
     The three tables, the quarantine rows and ``ingestion_accounting`` change in one transaction.
 
     Args:
@@ -176,18 +192,14 @@ def build_known_tables(con, as_of: datetime) -> list[KindAccounting]:
     for name, sql in _CROSS_FILE_SQL.items():
         used = {"as_of": as_of} if "$as_of" in sql else {}
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used)
-    con.execute("BEGIN TRANSACTION")
     try:
-        for table, sql in KNOWN_TABLES_SQL.items():
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
-        con.execute("DELETE FROM quarantine WHERE stage = 'cross-file'")
-        con.execute(f"INSERT INTO quarantine {_CROSS_FILE_QUARANTINE} ORDER BY kind, day, file, row_number")
-        accounting = _accounting(con, as_of)
-        write_accounting(con, accounting)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with write_transaction(con, [*KNOWN_TABLES_SQL, "ingestion_accounting"]):
+            for table, sql in KNOWN_TABLES_SQL.items():
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+            con.execute("DELETE FROM quarantine WHERE stage = 'cross-file'")
+            con.execute(f"INSERT INTO quarantine {_CROSS_FILE_QUARANTINE} ORDER BY kind, day, file, row_number")
+            accounting = _accounting(con, as_of)
+            write_accounting(con, accounting)
     finally:
         for name in _CROSS_FILE_SQL:
             con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -209,7 +221,9 @@ def _accounting(con, as_of: datetime) -> list[KindAccounting]:
     loaded = {
         "transactions": table_count(con, "transactions"),
         "chargebacks": table_count(con, "chargebacks"),
-        "users": con.execute("SELECT count(*) FROM users_ranked WHERE n_versions = 1 AND copy = 1").fetchone()[0],
+        "users": con.execute(
+            "SELECT count(*) FROM users_checked WHERE n_versions = 1 AND copy = 1 AND NOT late"
+        ).fetchone()[0],
     }
     result = []
     for kind in KINDS:

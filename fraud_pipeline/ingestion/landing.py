@@ -19,17 +19,24 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from fraud_pipeline.ingestion.rules import EARLIEST_PLAUSIBLE
-from fraud_pipeline.lib.schema import EXTRA_TRANSACTION_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, SQL_TYPES
-from fraud_pipeline.lib.warehouse import table_count
+from fraud_pipeline.lib.schema import (
+    EXTRA_TRANSACTION_COLUMNS,
+    INTEGER_ID,
+    NAIVE_TIMESTAMP,
+    OFFSET_TIMESTAMP,
+    RAW_COLUMNS,
+    REQUIRED_COLUMNS,
+    SQL_TYPES,
+    amount_problem_sql,
+)
+from fraud_pipeline.lib.warehouse import literal_path, rollback_quietly, storage_error, table_count
 
 KINDS = ("transactions", "chargebacks", "users")
 FORMATS = (".csv", ".parquet")
 NAIVE_POLICIES = ("reject", "utc")
 DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-_OFFSET_TS = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)"
-_NAIVE_TS = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
-_INTEGER = r"[+-]?\d{1,18}"
+_OFFSET_TS, _NAIVE_TS, _INTEGER = OFFSET_TIMESTAMP, NAIVE_TIMESTAMP, INTEGER_ID
 
 
 @dataclass(frozen=True)
@@ -142,16 +149,33 @@ def create_landing_tables(con) -> None:
     )
 
 
+def _input_kind(name: str) -> str | None:
+    kind = next((k for k in KINDS if name.startswith(k)), None)
+    return kind if kind is not None and Path(name).suffix.lower() in FORMATS else None
+
+
 def find_day_files(day_folder: Path) -> tuple[list[DayFile], list[str]]:
     """The input files of a day folder and the names of the files it ignores.
 
     A file is input when its name starts with a kind (``transactions``, ``chargebacks``, ``users``)
     and ends in ``.csv`` or ``.parquet``, e.g. ``transactions.csv`` or ``chargebacks_eu.parquet``.
+
+    Raises:
+        FileRejected: An input file is a symbolic link. Links are never followed (one could point
+            anywhere outside the input folder); the error names the link and nothing it points to.
     """
     found, ignored = [], []
-    for path in sorted(p for p in day_folder.iterdir() if p.is_file()):
-        kind = next((k for k in KINDS if path.name.startswith(k)), None)
-        if kind is not None and path.suffix.lower() in FORMATS:
+    for path in sorted(day_folder.iterdir()):
+        kind = _input_kind(path.name)
+        if path.is_symlink():
+            if kind is not None:
+                raise FileRejected(
+                    path, "is a symbolic link; links are not followed: copy the file itself into the day folder"
+                )
+            ignored.append(path.name)
+        elif not path.is_file():
+            continue
+        elif kind is not None:
             found.append(DayFile(kind, path))
         else:
             ignored.append(path.name)
@@ -196,6 +220,11 @@ def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
     """Loads a file as text columns into a temp table with row numbers; returns the ignored columns."""
     path = day_file.path
     schema = SCHEMAS[day_file.kind]
+    try:
+        # DuckDB expands *, ? and [..] in a path: the file is read under a pattern that matches only itself
+        literal = literal_path(path)
+    except ValueError as error:
+        raise FileRejected(path, str(error)) from None
     if path.suffix.lower() == ".csv":
         header = check_text_file(path)
         names = _unique([name.strip() or f"column{i}" for i, name in enumerate(header, start=1)])
@@ -211,7 +240,7 @@ def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
             raise FileRejected(path, "empty file (0 bytes)")
         source = "read_parquet(?)"
         try:
-            present = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}", [str(path)]).fetchall()]
+            present = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}", [literal]).fetchall()]
         except Exception as error:  # DuckDB raises several error types for unreadable files
             raise FileRejected(path, f"cannot be read as parquet: {str(error).splitlines()[0]}") from None
     by_name: dict[str, str] = {}
@@ -229,7 +258,7 @@ def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
     )
     try:
         # insertion order is the file's row order, so rowid + 1 is the data row number
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {selected} FROM {source}", [str(path)])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {selected} FROM {source}", [literal])
     except Exception as error:
         raise FileRejected(path, f"cannot be read as {path.suffix[1:]}: {str(error).splitlines()[0]}") from None
     return sorted(name for key, name in by_name.items() if key not in schema.columns)
@@ -267,12 +296,7 @@ def _checks(schema: FileSchema, naive_policy: str, mixed: bool) -> tuple[list[st
             )
         elif kind == "amount":
             parsed.append(f"TRY_CAST({text} AS DOUBLE) AS {column}")
-            problems.append(
-                f"CASE {missing} WHEN {column} IS NULL THEN '{column}: not a number (' || {text} || ')' "
-                f"WHEN isnan({column}) THEN '{column}: NaN' WHEN isinf({column}) THEN '{column}: infinite' "
-                f"WHEN {column} < 0 THEN '{column}: negative (' || {text} || ')' "
-                f"WHEN {column} = 0 THEN '{column}: zero (must be > 0)' END"
-            )
+            problems.append(f"CASE {missing} ELSE {amount_problem_sql(column, text, column)} END")
         else:
             parsed.append(
                 f"CASE WHEN regexp_full_match({text}, '{_OFFSET_TS}') THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
@@ -372,6 +396,8 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
     """
     if naive_policy not in NAIVE_POLICIES:
         raise ValueError(f"naive_timestamps must be one of {NAIVE_POLICIES}, got {naive_policy!r}")
+    if day_folder.is_symlink():
+        raise FileRejected(day_folder, "is a symbolic link; links are not followed: make the day folder a directory")
     if not day_folder.is_dir():
         raise FileRejected(day_folder, "no such day folder")
     files, ignored = find_day_files(day_folder)
@@ -451,23 +477,81 @@ def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[
                 ],
             )
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    except BaseException as error:
+        rollback_quietly(con)
+        clearer = storage_error(con, error, f"landing the files of {day.isoformat()}")
+        if clearer is error:
+            raise
+        raise clearer from error
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry of the input folder that is not landed, and why."""
+
+    name: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"folder": self.name, "reason": self.reason}
+
+
+def _day_folder_problem(path: Path) -> str | None:
+    """Why an entry of the input folder is not a day folder, or None when it is one."""
+    if path.is_symlink():
+        return "a symbolic link (links are not followed)"
+    if not path.is_dir():
+        return "not a directory"
+    if not DAY_FOLDER.match(path.name):
+        return "not a day folder name (YYYY-MM-DD, e.g. 2025-03-04)"
+    try:
+        date.fromisoformat(path.name)
+    except ValueError as error:
+        return f"not a valid date ({error})"
+    return None
 
 
 def day_folders(folder: Path) -> dict[str, Path]:
-    """Day folders (named ``YYYY-MM-DD``) under the input folder, by day."""
+    """Day folders (real directories named by a valid ``YYYY-MM-DD`` date) under the input folder, by day."""
     if not folder.is_dir():
         return {}
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and DAY_FOLDER.match(p.name)}
+    return {p.name: p for p in sorted(folder.iterdir()) if _day_folder_problem(p) is None}
+
+
+def scan_input_folder(folder: Path, first_day: date, last_day: date) -> tuple[dict[str, Path], list[SkippedEntry]]:
+    """The day folders that can be landed, and every other entry of the input folder with its reason.
+
+    A day folder can be landed when it is a real directory named by a valid date from ``first_day``
+    (the first partition) to ``last_day`` (the last day that has ended); the caller knows both.
+    """
+    if not folder.is_dir():
+        return {}, []
+    landable, skipped = {}, []
+    for path in sorted(folder.iterdir()):
+        problem = _day_folder_problem(path)
+        if problem is None:
+            day = date.fromisoformat(path.name)
+            if day < first_day:
+                problem = f"before the first day partition ({first_day.isoformat()})"
+            elif day > last_day:
+                problem = f"its day has not ended yet (the last ended day is {last_day.isoformat()})"
+        if problem is None:
+            landable[path.name] = path
+        else:
+            skipped.append(SkippedEntry(path.name, problem))
+    return landable, skipped
 
 
 def folder_fingerprint(day_folder: Path) -> str:
-    """A cheap fingerprint of a day folder's input files (names, sizes, modification times)."""
-    files, _ = find_day_files(day_folder)
+    """A cheap fingerprint of a day folder's input files (names, sizes, modification times).
+
+    Links are fingerprinted by their own metadata (never followed), so a folder that landing will
+    refuse still gets a fingerprint and its run names the link.
+    """
     digest = hashlib.sha256()
-    for f in files:
-        stat = f.path.stat()
-        digest.update(f"{f.path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    for path in sorted(day_folder.iterdir()):
+        if _input_kind(path.name) is None:
+            continue
+        stat = path.lstat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{path.is_symlink()};".encode())
     return digest.hexdigest()[:16]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from fraud_pipeline.lib.schema import MAX_AMOUNT, MIN_AMOUNT, amount_violation_sql
+
 #: Earliest plausible event time; anything earlier is a parsing or unit error.
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1)
 
@@ -46,7 +48,7 @@ class RuleResult:
 
 
 def transaction_rules() -> tuple[Rule, ...]:
-    """The transaction contract: unique ids, non-null keys, positive finite amounts, sane timestamps."""
+    """The transaction contract: unique ids, non-null keys, valid amounts (:data:`MIN_AMOUNT` .. :data:`MAX_AMOUNT`), sane timestamps."""
     dup = "(SELECT transaction_id, count(*) OVER (PARTITION BY transaction_id) AS n, * EXCLUDE (transaction_id) FROM transactions) AS t"
     return (
         Rule("unique_transaction_id", "transaction_id is unique.", dup, "t.n > 1", "t.transaction_id, t.n"),
@@ -59,9 +61,9 @@ def transaction_rules() -> tuple[Rule, ...]:
         ),
         Rule(
             "positive_finite_amount",
-            "amount is a finite number > 0.",
+            f"amount is a finite number from {MIN_AMOUNT:g} to {MAX_AMOUNT:,.0f} (the rule landing applies).",
             "transactions AS t",
-            "t.amount IS NULL OR isnan(t.amount) OR isinf(t.amount) OR t.amount <= 0",
+            amount_violation_sql("t.amount"),
             "t.transaction_id, t.amount",
         ),
         Rule(

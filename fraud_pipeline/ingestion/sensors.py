@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from fraud_pipeline.ingestion.assets import DAY_PARTITIONS
-from fraud_pipeline.ingestion.landing import day_folders, folder_fingerprint
+from fraud_pipeline.ingestion.assets import DAY_PARTITIONS, ended_days, skipped_summary
+from fraud_pipeline.ingestion.landing import folder_fingerprint, scan_input_folder
 from fraud_pipeline.resources import DataSource
 
 ingestion_job = dg.define_asset_job(
@@ -26,17 +26,16 @@ ingestion_job = dg.define_asset_job(
 def new_day_folders(context: dg.SensorEvaluationContext, source: DataSource) -> dg.SensorResult:
     """Requests a landing run for each day folder that is new or whose files changed since the last look."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    requests, skipped = [], []
-    for day, path in day_folders(source.input_folder()).items():
+    folder = source.input_folder()
+    # a folder whose day has not ended is skipped now and looked at again next time
+    landable, skipped = scan_input_folder(folder, *ended_days())
+    requests = []
+    for day, path in landable.items():
         fingerprint = folder_fingerprint(path)
         if seen.get(day) == fingerprint:
-            continue
-        # a folder for a day that has not ended yet is not a partition yet: look again next time
-        if not DAY_PARTITIONS.has_partition_key(day):
-            skipped.append(day)
             continue
         seen[day] = fingerprint
         requests.append(dg.RunRequest(run_key=f"{day}:{fingerprint}", partition_key=day))
     if skipped:
-        context.log.info(f"day folders not yet ended or before the first partition: {', '.join(skipped)}")
+        context.log.info(skipped_summary(folder, skipped))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))

@@ -13,7 +13,7 @@ from fraud_pipeline.labels.maturity import (
 )
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.plots import markdown_image, maturation_curve_png
-from fraud_pipeline.lib.warehouse import fetch_records, replace_tables
+from fraud_pipeline.lib.warehouse import fetch_records, replace_tables, write_transaction
 from fraud_pipeline.resources import DUCKDB_POOL, RunClock
 
 
@@ -91,9 +91,8 @@ def transaction_labels(
     as_of = clock.as_of_datetime()
     sql, params = transaction_labels_sql(as_of, label_delay_profile["horizon_days"])
     with duckdb.get_connection() as con:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE transaction_labels AS {sql}", params)
-        con.execute("COMMIT")
+        with write_transaction(con, ["transaction_labels"]):
+            con.execute(f"CREATE OR REPLACE TABLE transaction_labels AS {sql}", params)
         summary = fetch_records(
             con,
             """SELECT count(*) AS rows, count(*) FILTER (WHERE is_fraud) AS frauds_known,

@@ -8,7 +8,7 @@ import dagster as dg
 
 from fraud_pipeline.deployment.gates import GateResult
 from fraud_pipeline.ingestion.rules import RuleResult
-from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.markdown import markdown_table, md_text
 
 
 def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
@@ -24,7 +24,7 @@ def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not failing,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(f"{r.rule.name}: {r.n_violations} rows" for r in failing) or "all rules hold",
+        description="; ".join(f"{md_text(r.rule.name)}: {r.n_violations} rows" for r in failing) or "all rules hold",
         metadata=metadata,
     )
 
@@ -34,7 +34,7 @@ def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=gate.passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=gate.reason,
+        description=md_text(gate.reason),
         metadata={
             "reason": gate.reason,
             "details": dg.MetadataValue.json(json.loads(json.dumps(gate.details, default=str))),
@@ -59,7 +59,9 @@ def contract_check_result(outcome) -> dg.AssetCheckResult:
     for column, rows in outcome.samples.items():
         metadata[f"sample_{column}"] = dg.MetadataValue.json(rows)
     description = "; ".join(
-        f"{r['feature']} {r['rule']}: observed {r['observed']:g}" for r in failures[:5] if r["observed"] is not None
+        f"{md_text(r['feature'])} {md_text(r['rule'])}: observed {r['observed']:g}"
+        for r in failures[:5]
+        if r["observed"] is not None
     ) or ("every feature meets its missingness contract" if outcome.success else "the table is empty")
     return dg.AssetCheckResult(
         passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata

@@ -7,6 +7,12 @@ scorer's input are derived from here, so adding a column is one edit.
 
 from __future__ import annotations
 
+#: Text forms of values, as every reader of text files parses them (regular expressions for DuckDB's
+#: ``regexp_full_match``): an ISO-8601 timestamp with an offset or Z, one without, an integer id.
+OFFSET_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)"
+NAIVE_TIMESTAMP = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+INTEGER_ID = r"[+-]?\d{1,18}"
+
 #: Logical type -> DuckDB type.
 SQL_TYPES = {"id": "BIGINT", "timestamp": "TIMESTAMP", "amount": "DOUBLE", "text": "VARCHAR"}
 
@@ -48,3 +54,37 @@ def column_list(kind: str, prefix: str = "") -> str:
 def sql_casts(kind: str) -> dict[str, str]:
     """Column -> DuckDB type of the raw table."""
     return {c: SQL_TYPES[t] for c, t in RAW_COLUMNS[kind].items()}
+
+
+#: The one rule for a valid amount: a finite number in ``[MIN_AMOUNT, MAX_AMOUNT]``. Landing
+#: quarantines what is outside it (naming file, row and column), the transaction contract fails on
+#: it, and the file scorer sends such a row to review. The minimum is the smallest unit of a
+#: two-decimal currency: anything below (``1e-320``, ``0.001``) is a unit or parsing error, not a
+#: payment. The maximum bounds any single card payment in one currency with room to spare, and keeps
+#: every window's sum of amounts in integer cents exact (10M rows of it still fit in 63 bits).
+MIN_AMOUNT = 0.01
+MAX_AMOUNT = 1e9
+
+
+def amount_problem_sql(column: str, text: str | None = None, name: str = "amount") -> str:
+    """A SQL CASE that is NULL for a valid amount and names the problem otherwise (``amount: ...``).
+
+    Args:
+        column: The DOUBLE column (or expression) holding the parsed amount; NULL when unparseable.
+        text: The original text of the cell, quoted in the reason when given.
+        name: The column's name, which starts the reason.
+    """
+    shown = f" || ' (' || {text} || ')'" if text else ""
+    return (
+        f"CASE WHEN {column} IS NULL THEN '{name}: not a number'{shown} "
+        f"WHEN isnan({column}) THEN '{name}: NaN' WHEN isinf({column}) THEN '{name}: infinite' "
+        f"WHEN {column} < 0 THEN '{name}: negative'{shown} "
+        f"WHEN {column} = 0 THEN '{name}: zero (must be > 0)' "
+        f"WHEN {column} < {MIN_AMOUNT!r} THEN '{name}: out of range (below {MIN_AMOUNT:g})'{shown} "
+        f"WHEN {column} > {MAX_AMOUNT!r} THEN '{name}: out of range (above {MAX_AMOUNT:,.0f})'{shown} END"
+    )
+
+
+def amount_violation_sql(column: str) -> str:
+    """A SQL predicate that is true where ``column`` is not a valid amount (NULL included)."""
+    return f"({column} IS NULL OR isnan({column}) OR NOT ({column} BETWEEN {MIN_AMOUNT!r} AND {MAX_AMOUNT!r}))"

@@ -274,3 +274,31 @@ def test_storing_reports_the_rows_and_null_shares_the_stored_table_has():
     assert stored["rows"] == rows == len(tx)
     assert stored["null_share"] == pytest.approx(dict(zip([f.name for f in FEATURES], shares)), abs=1e-12)
     assert 0 < stored["null_share"]["mean_amount_1h"] < 1  # the history holds both kinds of row
+
+
+AMOUNT_FEATURES = [f.name for f in FEATURES if "amount" in f.name and f.name != "amount"]
+
+
+@pytest.mark.parametrize("extreme", [1e300, 1e18, 123.456789])
+@pytest.mark.parametrize("cents", [True, False])
+def test_one_extreme_amount_leaves_every_other_users_features_unchanged(extreme, cents):
+    """A single huge (or finer than cents) amount changes its own user's later sums and nothing else."""
+    tx, cb, users = make_history(12, n=3_000)
+    if not cents:
+        tx["amount"] = tx["amount"] + 1e-4  # every user summed in extended precision, each on its own
+    victim = int(tx["event_time"].argsort().to_numpy()[len(tx) // 3])
+    changed = tx.copy()
+    changed.loc[victim, "amount"] = extreme
+    base = build(tx, cb, users).set_index("transaction_id").sort_index()
+    got = build(changed, cb, users).set_index("transaction_id").sort_index()
+    user, at = changed.loc[victim, "user_id"], changed.loc[victim, "event_time"]
+    row = changed.loc[victim, "transaction_id"]
+    others = (got["user_id"] != user) | (got["event_time"] <= at)
+    others &= got.index != row
+    assert others.sum() > 2_500
+    pd.testing.assert_frame_equal(got.loc[others], base.loc[others], check_exact=True)
+    later = (got["user_id"] == user) & (got["event_time"] > at) & (got["n_prior_tx_30d"] > 0)
+    assert (got.loc[later, "sum_amount_30d"] != base.loc[later, "sum_amount_30d"]).any()
+    if extreme == 1e300:
+        within = later & (got["event_time"] - at < pd.Timedelta(days=30))
+        assert (got.loc[within, "sum_amount_30d"] >= 1e300).all()

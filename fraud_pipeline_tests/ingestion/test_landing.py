@@ -74,6 +74,10 @@ ROW_CASES = {
     "NaN amount": ("4,12,100,2025-03-01T10:00:00Z,NaN", "amount", "NaN"),
     "infinite amount": ("4,12,100,2025-03-01T10:00:00Z,inf", "amount", "infinite"),
     "zero amount": ("4,12,100,2025-03-01T10:00:00Z,0", "amount", "zero"),
+    "denormal amount": ("4,12,100,2025-03-01T10:00:00Z,1e-320", "amount", "out of range (below 0.01) (1e-320)"),
+    "amount below a cent": ("4,12,100,2025-03-01T10:00:00Z,0.001", "amount", "out of range (below 0.01)"),
+    "huge amount": ("4,12,100,2025-03-01T10:00:00Z,1e300", "amount", "out of range (above 1,000,000,000) (1e300)"),
+    "amount above the range": ("4,12,100,2025-03-01T10:00:00Z,1000000000.5", "amount", "out of range (above"),
     "missing amount": ("4,12,100,2025-03-01T10:00:00Z,", "amount", "missing value"),
     "fractional id": ("4.5,12,100,2025-03-01T10:00:00Z,5.00", "transaction_id", "not an integer id (4.5)"),
     "missing user": ("4,,100,2025-03-01T10:00:00Z,5.00", "user_id", "missing value"),
@@ -435,3 +439,91 @@ def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path, con):
     content = "\ufeff" + csv_text(TX_HEADER, GOOD_TX).replace("\n", "\r\n")
     report = land(con, tmp_path, transactions_csv=content.encode("utf-8"))
     assert (report.rows_loaded, report.rows_quarantined) == (3, 0)
+
+
+# --- file names, links and folders: exactly the named file, never anything else ---
+
+
+@pytest.mark.parametrize("name", ["transactions_*.csv", "transactions_[ab].csv", "transactions_?.csv"])
+def test_a_file_name_with_glob_characters_reads_only_that_file(tmp_path, con, name):
+    land(
+        con,
+        tmp_path,
+        transactions_a_csv=tx_file(GOOD_TX[0]),
+        transactions_b_csv=tx_file(GOOD_TX[1]),
+        **{name.replace(".csv", "_csv"): tx_file(GOOD_TX[2])},
+    )
+    rows = dict(
+        con.execute(
+            "SELECT file, list(transaction_id ORDER BY transaction_id) FROM landing_transactions GROUP BY file"
+        ).fetchall()
+    )
+    assert rows == {"transactions_a.csv": [1], "transactions_b.csv": [2], name: [3]}
+    manifest = con.execute("SELECT file, rows_in FROM landing_files ORDER BY file").fetchall()
+    assert sorted(manifest) == sorted([("transactions_a.csv", 1), ("transactions_b.csv", 1), (name, 1)])
+
+
+def test_a_symlinked_input_file_is_refused_naming_the_link_and_nothing_of_its_target(tmp_path, con):
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:SECRET-FIRST-LINE\n")
+    folder = write_day(tmp_path / "incoming", DAY, transactions_csv=tx_file(*GOOD_TX))
+    (folder / "transactions_link.csv").symlink_to(secret)
+    with pytest.raises(FileRejected) as refused:
+        land_day(con, DAY, folder)
+    message = str(refused.value)
+    assert "transactions_link.csv" in message and "symbolic link" in message
+    assert "SECRET" not in message and "root:x" not in message
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'landing%'").fetchone()[0] == 0
+
+
+def test_a_symlinked_day_folder_is_skipped_with_its_reason_and_refused_when_landed(tmp_path, con):
+    from fraud_pipeline.ingestion.landing import day_folders, scan_input_folder
+
+    incoming = tmp_path / "incoming"
+    write_day(incoming, DAY, transactions_csv=tx_file(*GOOD_TX))
+    elsewhere = write_day(tmp_path / "elsewhere", date(2025, 3, 2), transactions_csv=tx_file(*GOOD_TX))
+    (incoming / "2025-03-02").symlink_to(elsewhere, target_is_directory=True)
+    landable, skipped = scan_input_folder(incoming, date(2020, 1, 1), date(2025, 6, 1))
+    assert list(landable) == ["2025-03-01"] and list(day_folders(incoming)) == ["2025-03-01"]
+    assert [(s.name, s.reason) for s in skipped] == [("2025-03-02", "a symbolic link (links are not followed)")]
+    with pytest.raises(FileRejected, match="2025-03-02: is a symbolic link"):
+        land_day(con, date(2025, 3, 2), incoming / "2025-03-02")
+
+
+def test_every_entry_that_is_not_a_landable_day_folder_is_listed_with_its_reason(tmp_path):
+    from fraud_pipeline.ingestion.landing import scan_input_folder
+
+    for name in ("2025-03-01", "2025-13-01", "latest", "2025-3-4", "2019-12-31", "2031-01-01"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "transactions.csv").write_text(TX_HEADER + "\n")
+    landable, skipped = scan_input_folder(tmp_path, date(2020, 1, 1), date(2025, 6, 30))
+    assert list(landable) == ["2025-03-01"]
+    reasons = {s.name: s.reason for s in skipped}
+    assert reasons["2025-13-01"].startswith("not a valid date (month must be in 1..12")
+    assert reasons["latest"] == reasons["2025-3-4"] == "not a day folder name (YYYY-MM-DD, e.g. 2025-03-04)"
+    assert reasons["2019-12-31"] == "before the first day partition (2020-01-01)"
+    assert reasons["2031-01-01"] == "its day has not ended yet (the last ended day is 2025-06-30)"
+    assert reasons["transactions.csv"] == "not a directory"
+    assert len(skipped) == 6
+
+
+def test_a_user_created_after_their_first_transaction_is_quarantined_and_accounted(tmp_path, con):
+    land(
+        con,
+        tmp_path,
+        transactions_csv=tx_file(*GOOD_TX),
+        users_csv=csv_text("user_id,created_at", ["10,2025-03-01T09:30:00Z", "11,2025-02-01T00:00:00Z"]),
+    )
+    accounting = build(con)
+    assert_accounted(accounting)
+    users = accounting["users"]
+    assert (users.rows_in, users.rows_loaded, users.quarantined_across_files, users.derived_rows) == (2, 1, 1, 1)
+    ((stage, file, row, column, reason),) = [q for q in quarantine(con) if q[0] == "cross-file"]
+    assert (stage, file, row, column) == ("cross-file", "users.csv", 1, "created_at")
+    assert "after the user's first transaction (2025-03-01 07:00:00)" in reason
+    # user 10's account age starts at the first transaction instead: never negative
+    assert con.execute("SELECT user_id, created_at FROM users ORDER BY user_id").fetchall() == [
+        (10, datetime(2025, 3, 1, 7)),
+        (11, datetime(2025, 2, 1)),
+    ]

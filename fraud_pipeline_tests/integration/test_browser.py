@@ -82,13 +82,13 @@ class DagsterUI:
         repository = self.graphql(LOCATIONS)["repositoriesOrError"]["nodes"][0]
         return repository["location"]["name"], repository["name"]
 
-    def launch(self, run_config: dict, tags: dict) -> str:
+    def launch(self, run_config: dict, tags: dict, job: str = "fraud_pipeline_job") -> str:
         location, repository = self.location()
         params = {
             "selector": {
                 "repositoryLocationName": location,
                 "repositoryName": repository,
-                "jobName": "fraud_pipeline_job",
+                "jobName": job,
             },
             "runConfigData": run_config,
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
@@ -169,6 +169,16 @@ def nightly_run_config(day: datetime) -> dict:
 
 def visible_text(ui: DagsterUI, path: str, screenshots: Path, name: str, height: int = 1000) -> str:
     """The page's text after its scripts ran, and a screenshot of it."""
+    return text_of(page_dom(ui, path, screenshots, name, height))
+
+
+def text_of(dom: str) -> str:
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def page_dom(ui: DagsterUI, path: str, screenshots: Path, name: str, height: int = 1000) -> str:
+    """The page's DOM after its scripts ran, and a screenshot of it."""
     flags = [
         CHROMIUM,
         "--headless",
@@ -189,9 +199,7 @@ def visible_text(ui: DagsterUI, path: str, screenshots: Path, name: str, height:
     subprocess.run(
         [*flags, f"--screenshot={screenshots / (name + '.png')}", url], capture_output=True, timeout=120, check=True
     )
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, timeout=120, check=True, text=True).stdout
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+    return subprocess.run([*flags, "--dump-dom", url], capture_output=True, timeout=120, check=True, text=True).stdout
 
 
 def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_results(dagster_ui):
@@ -257,3 +265,77 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
         (screenshots / f"{name}.png").stat().st_size > 10_000
         for name in ("asset_graph", "training_group", "asset_catalog", "check_cost_beats_baselines")
     )
+
+
+class Beacon:
+    """A loopback HTTP server that records every request: a hostile image or link in the UI would reach it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        requests = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the handler's API)
+                requests.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_text_from_the_data_renders_inert_in_the_ui(dagster_ui, tmp_path):
+    """A file name and cells built to fetch a beacon, landed from a day folder and read in the UI."""
+    beacon = Beacon()
+    try:
+        url = f"http://127.0.0.1:{beacon.port}"
+        hostile = {
+            "image": f"![x]({url}/markdown-image)",
+            "html": f'<img src="{url}/html-image" onerror="fetch(\'{url}/onerror\')">',
+            "link": "[click](javascript:alert(1))",
+        }
+        day = tmp_path / "incoming" / "2025-03-01"
+        day.mkdir(parents=True)
+        (day / "transactions_<img src=x onerror=alert(1)>_![f](x).csv").write_text(
+            "transaction_id,user_id,merchant_id,event_time,amount,channel\n"
+            + "".join(f"{i},10,100,2025-03-01T0{i}:00:00Z,{value},x\n" for i, value in enumerate(hostile.values(), 1))
+            + "4,10,100,2025-03-01T05:00:00Z,5.00,x\n"
+        )
+        run_id = dagster_ui.launch(
+            {"resources": {"source": {"config": {"folder": str(tmp_path / "incoming")}}}},
+            {"dagster/partition": "2025-03-01"},
+            job="ingestion_job",
+        )
+        assert dagster_ui.wait([run_id], timeout=300)[run_id]["status"] == "SUCCESS", dagster_ui.log.read_text()[-3000:]
+        screenshots = Path(tempfile.mkdtemp(prefix="fraud_pipeline_ui_hostile_"))
+        print(f"screenshots in {screenshots}")
+        doms = {
+            "asset": page_dom(dagster_ui, "assets/landed_files", screenshots, "landed_files", height=2000),
+            "run": page_dom(dagster_ui, f"runs/{run_id}", screenshots, "landing_run", height=2000),
+        }
+        rendered = " ".join(text_of(dom) for dom in doms.values())
+        # the Markdown tables were drawn (as text), so the test saw what a user sees
+        assert "not a number (![x](" in rendered, rendered[:3000]
+        for name, dom in doms.items():
+            tags = re.findall(r"<(img|a|iframe|script)\b[^>]*>", dom, flags=re.I)
+            assert not [
+                t for t in re.findall(r"<(?:img|a|iframe)\b[^>]*>", dom, flags=re.I) if str(beacon.port) in t
+            ], (
+                name,
+                tags,
+            )
+            assert "javascript:alert" not in " ".join(re.findall(r'href="[^"]*"', dom)), name
+        time.sleep(1)
+        assert beacon.requests == [], beacon.requests
+    finally:
+        beacon.close()

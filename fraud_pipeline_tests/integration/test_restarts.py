@@ -70,7 +70,11 @@ def _wait_for_step(env: dict, step: str, process: subprocess.Popen, timeout: flo
 
 
 def _tables(data_dir: Path) -> dict[str, tuple[int, str]]:
-    """Every table's row count and a digest of its sorted rows."""
+    """Every table's row count and a digest of its sorted rows (of ``table_stamps``: which table has which as_of).
+
+    ``table_stamps`` also names the run that wrote each table and the order of the writes, which differ
+    between two runs by design; the tables themselves must not.
+    """
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         names = [
             r[0]
@@ -78,9 +82,12 @@ def _tables(data_dir: Path) -> dict[str, tuple[int, str]]:
                 "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1"
             ).fetchall()
         ]
+        digest = "SELECT count(*), md5(coalesce(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR)), ''))"
         return {
             name: con.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR)), '')) FROM {name} t"
+                f"{digest} FROM (SELECT table_name, as_of FROM {name}) t"
+                if name == "table_stamps"
+                else f"{digest} FROM {name} t"
             ).fetchone()
             for name in names
         }

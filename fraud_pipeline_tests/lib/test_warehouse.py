@@ -2,6 +2,7 @@
 
 import duckdb
 import pandas as pd
+import pytest
 
 from fraud_pipeline.lib.warehouse import fetch_frame, replace_tables
 
@@ -44,3 +45,111 @@ def test_tables_in_whole_row_groups_store_without_partial_groups():
     assert _row_groups(table.to_batches(max_chunksize=1 << 17)) > 15
     batched = in_row_groups(table)
     assert batched.equals(table) and all(b.num_rows % ROW_GROUP_ROWS == 0 for b in batched.to_batches()[:-1])
+
+
+# --- a night is one unit: stamps, readers that refuse a mixed set, a full disk ---
+
+
+def test_every_replaced_table_is_stamped_with_its_run_inside_the_same_transaction():
+    from datetime import datetime
+
+    from fraud_pipeline.lib.warehouse import RunStamp, set_run_stamp, table_stamps
+
+    con = duckdb.connect()
+    set_run_stamp(RunStamp(datetime(2025, 7, 1), "run-1"))
+    try:
+        replace_tables(con, {"a": "SELECT 1 AS x", "b": "SELECT 2 AS x"})
+    finally:
+        set_run_stamp(None)
+    stamps = table_stamps(con, ["a", "b"])
+    assert {t: (s.as_of, s.run_id) for t, s in stamps.items()} == {
+        "a": (datetime(2025, 7, 1), "run-1"),
+        "b": (datetime(2025, 7, 1), "run-1"),
+    }
+    assert stamps["a"].seq == stamps["b"].seq
+    try:
+        replace_tables(con, {"a": "SELECT 3 AS x", "c": "SELECT * FROM missing_table"}, stamp=RunStamp(None, "run-2"))
+    except duckdb.Error:
+        pass
+    assert table_stamps(con, ["a"])["a"].run_id == "run-1", "a failed write changes no stamp"
+    assert con.execute("SELECT x FROM a").fetchall() == [(1,)]
+
+
+def test_a_reader_refuses_features_that_do_not_belong_to_the_transactions():
+    from datetime import datetime
+
+    from fraud_pipeline.lib.warehouse import MixedNight, RunStamp, require_one_night
+
+    con = duckdb.connect()
+    night_a, night_b = RunStamp(datetime(2025, 6, 1), "run-a"), RunStamp(datetime(2025, 7, 1), "run-b")
+    replace_tables(con, {"transactions": "SELECT 1 AS id"}, stamp=night_a)
+    replace_tables(con, {"transaction_features": "SELECT 1 AS id"}, stamp=night_a)
+    require_one_night(con, "transaction_features", ["transactions"])
+    # night B rewrote the transactions, then ran out of disk before the features
+    replace_tables(con, {"transactions": "SELECT 2 AS id"}, stamp=night_b)
+    with pytest.raises(MixedNight) as mixed:
+        require_one_night(con, "transaction_features", ["transactions"])
+    message = str(mixed.value)
+    assert (
+        "transaction_features (as_of 2025-06-01, run run-a" in message and "transactions (as_of 2025-07-01" in message
+    )
+    assert "\n" not in message
+    replace_tables(con, {"transaction_features": "SELECT 2 AS id"}, stamp=night_b)
+    require_one_night(con, "transaction_features", ["transactions"])
+    # the same night rebuilt by another run: the reader needs the derived table after its input
+    replace_tables(con, {"transactions": "SELECT 2 AS id"}, stamp=RunStamp(datetime(2025, 7, 1), "run-c"))
+    with pytest.raises(MixedNight):
+        require_one_night(con, "transaction_features", ["transactions"])
+
+
+def _whole_table(con) -> list:
+    return con.execute("SELECT count(*), sum(i), min(s), max(s) FROM kept").fetchall()
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_every_table_stays_whole(tmp_path):
+    from fraud_pipeline.lib.warehouse import WarehouseFull
+    from fraud_pipeline_tests.small_disk import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "disk", "6m") as disk:
+        path = disk / "warehouse.duckdb"
+        con = duckdb.connect(str(path))
+        replace_tables(con, {"kept": "SELECT range AS i, md5(range::VARCHAR) AS s FROM range(20000)"})
+        before = _whole_table(con)
+        # full in the middle of a write
+        with pytest.raises(WarehouseFull) as full:
+            replace_tables(
+                con,
+                {
+                    "kept": "SELECT 1 AS i, 'x' AS s",
+                    "big": "SELECT range AS i, md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s FROM range(3000000)",
+                },
+            )
+        message = str(full.value)
+        assert message.startswith(f"{path}: No space left on device while replacing kept, big") and "\n" not in message
+        con.close()
+        with duckdb.connect(str(path)) as reopened:
+            assert _whole_table(reopened) == before
+            assert "big" not in {r[0] for r in reopened.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        # full before the run starts: the real cause is the headline, not the failed rollback
+        fill(disk)
+        con = duckdb.connect(str(path))
+        with pytest.raises(WarehouseFull, match="No space left on device") as full:
+            replace_tables(con, {"kept": "SELECT range AS i, 'y' AS s FROM range(200000)"})
+        assert "cannot rollback" not in str(full.value)
+        con.close()
+        with duckdb.connect(str(path)) as reopened:
+            assert _whole_table(reopened) == before
+
+
+def test_glob_characters_in_a_path_are_read_literally(tmp_path):
+    from fraud_pipeline.lib.warehouse import literal_path
+
+    folder = tmp_path / "in[1]*"
+    folder.mkdir()
+    for name, value in {"t_a.csv": 1, "t_b.csv": 2, "t_*.csv": 3, "t_[ab].csv": 4, "t_?.csv": 5}.items():
+        (folder / name).write_text(f"x\n{value}\n")
+    con = duckdb.connect()
+    for name, value in {"t_*.csv": 3, "t_[ab].csv": 4, "t_?.csv": 5, "t_a.csv": 1}.items():
+        assert con.execute("SELECT x FROM read_csv(?)", [literal_path(folder / name)]).fetchall() == [(value,)]
+    with pytest.raises(ValueError, match="backslash"):
+        literal_path(folder / "t_\\*.csv")
