@@ -1,7 +1,6 @@
 """The one Definitions object: assets, checks, the main job, the nightly schedule and the resources."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from fraud_pipeline.deployment import assets as deployment_assets
 from fraud_pipeline.evaluation import assets as evaluation_assets
@@ -21,6 +20,7 @@ from fraud_pipeline.resources import (
     ModelRegistry,
     RunClock,
     SimulatedWorld,
+    Warehouse,
     data_dir,
 )
 from fraud_pipeline.training import assets as training_assets
@@ -67,7 +67,7 @@ def default_resources(root=None) -> dict:
     root = data_dir() if root is None else root
     root.mkdir(parents=True, exist_ok=True)
     return {
-        "duckdb": DuckDBResource(database=str(root / "warehouse.duckdb")),
+        "duckdb": Warehouse(database=str(root / "warehouse.duckdb")),
         "registry": ModelRegistry(root=str(root / "registry")),
         "clock": RunClock(),
         "world": SimulatedWorld(),

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore
@@ -137,6 +138,29 @@ class ModelRegistry(dg.ConfigurableResource):
         A run from the UI or the schedule and a command-line run thus never overlap. The wait happens
         before the run claims any ``duckdb`` pool slot, so it cannot deadlock with the holder.
         """
+        log = context.log.info if context.log is not None else None
+        self._release = acquire(self.lock_path(), wait=True, on_wait=log)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse; a run that opens it holds the pipeline lock from its set-up to its end.
+
+    Any run that touches the warehouse (a whole night, one asset materialised from the UI, a check
+    re-run) takes the same lock as the command line and the registry, so no two runs ever interleave.
+    """
+
+    _release = PrivateAttr(default=None)
+
+    def lock_path(self) -> Path:
+        """The data folder's pipeline lock, beside the DuckDB file."""
+        return Path(self.database).parent / LOCK_NAME
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         log = context.log.info if context.log is not None else None
         self._release = acquire(self.lock_path(), wait=True, on_wait=log)
 

@@ -16,7 +16,7 @@ from fraud_pipeline.deployment.serving import POLICY, ScoringModels, decide
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.features.catalog import FALLBACK_FEATURES
 from fraud_pipeline.lib.markdown import markdown_table
-from fraud_pipeline.lib.warehouse import replace_tables
+from fraud_pipeline.lib.warehouse import MixedNight, replace_tables, require_one_night
 from fraud_pipeline.resources import (
     DUCKDB_POOL,
     CostSettings,
@@ -51,7 +51,13 @@ def deployed_model(
         )
         problems = [f"{g.name}: {g.reason}" for g in verdicts if not g.passed]
         problems += check_record_problems(context.instance)
-        champion = store.champion()
+        champion, champion_problem = store.valid_champion()
+        if champion_problem:
+            # an unreadable champion is no valid champion: loud, recorded, never a silent pass
+            context.log.error(f"no valid champion, the candidate is judged without one: {champion_problem}")
+            store.record(
+                {"event": "champion_unreadable", "version": version, "as_of": as_of, "reason": champion_problem}
+            )
         incumbent = champion["version"] if champion and champion["version"] != version else None
         incumbent_cost = champion_test_cost(con, store, incumbent, costs) if incumbent and not problems else None
     if problems:
@@ -92,6 +98,8 @@ def deployed_model(
         "champion_comparison": challenge.reason,
         "model_card": dg.MetadataValue.md(card),
     }
+    if champion_problem:
+        metadata["champion_problem"] = champion_problem
     if not challenge.passed:
         store.record(
             {
@@ -118,11 +126,17 @@ def batch_scores(
 ) -> dg.MaterializeResult:
     """The champion's decisions for the newest day of transactions, routed by its missing-data policy."""
     store = registry.store()
-    champion = store.champion()
+    champion, problem = store.valid_champion()
+    if problem:
+        raise dg.Failure(description=f"no valid champion, nothing scored: {problem}")
     if champion is None:
         raise dg.Failure(description="no champion in the registry yet: nothing can be scored")
     models = ScoringModels.from_candidate(store.scoring_bundle(champion["version"]))
     with duckdb.get_connection() as con:
+        try:
+            require_one_night(con, "transaction_features", ["transactions", "chargebacks", "users"])
+        except MixedNight as mixed:
+            raise dg.Failure(description=str(mixed)) from None
         newest = con.execute(
             "SELECT * FROM transaction_features WHERE event_time >= "
             "(SELECT date_trunc('day', max(event_time)) FROM transaction_features) ORDER BY transaction_id"

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from fraud_pipeline.lib.markdown import md_text
+
 
 def render_model_card(bundle: dict) -> str:
-    """Markdown card: what the model is, what it was trained and tested on, how it did, what gated it."""
-    windows = bundle["windows"]
+    """Markdown card: what the model is, what it was trained and tested on, how it did, what gated it.
+
+    Every value from data or config (names, cohort values, reasons) goes through
+    :func:`~fraud_pipeline.lib.markdown.md_text`, so it reads as itself and fetches nothing.
+    """
+    windows = {k: md_text(v) if isinstance(v, str) else v for k, v in bundle["windows"].items()}
     evaluation = bundle["evaluation"]
     lines = [
-        f"# Fraud model {bundle['version']}",
+        f"# Fraud model {md_text(bundle['version'])}",
         "",
         f"- as_of: {windows['as_of']} (labels mature until {windows['label_cutoff']}, horizon {windows['horizon_days']:g} days)",
         f"- train: {windows['train_start']} .. {windows['train_end']}",
         f"- validation: {windows['validation_start']} .. {windows['validation_end']}",
         f"- test: {windows['test_start']} .. {windows['test_end']}",
         f"- decision: alert (review/block) when score >= {bundle['threshold']:.6f}, chosen to minimise expected cost on validation",
-        f"- cost model: {bundle['cost_model']}",
-        f"- features ({len(bundle['features'])}): {', '.join(bundle['features'])}",
+        f"- cost model: {md_text(bundle['cost_model'])}",
+        f"- features ({len(bundle['features'])}): {', '.join(md_text(f) for f in bundle['features'])}",
         "- missing history stays missing (NaN); the model never sees a zero standing in for absence",
-        f"- history unavailable at serving: {bundle.get('unavailable_history_policy', {}).get('history_unavailable', 'n/a')}",
-        f"- a required field missing at serving: {bundle.get('unavailable_history_policy', {}).get('missing_required_field', 'n/a')}",
+        f"- history unavailable at serving: {md_text(bundle.get('unavailable_history_policy', {}).get('history_unavailable', 'n/a'))}",
+        f"- a required field missing at serving: {md_text(bundle.get('unavailable_history_policy', {}).get('missing_required_field', 'n/a'))}",
         "",
         "## Test window",
         "",
@@ -42,7 +48,7 @@ def render_model_card(bundle: dict) -> str:
         value = evaluation.get(key)
         lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     lines += ["", "## Gates", "", "| gate | passed | reason |", "|---|---|---|"]
-    lines += [f"| {g['name']} | {g['passed']} | {g['reason']} |" for g in bundle["gates"]]
+    lines += [f"| {md_text(g['name'])} | {g['passed']} | {md_text(g['reason'])} |" for g in bundle["gates"]]
     lines += [
         "",
         "## Per cohort (test window)",
@@ -55,7 +61,7 @@ def render_model_card(bundle: dict) -> str:
         interval = f"{low:.3f} .. {high:.3f}" if low is not None and low == low else ""
         ratio = row.get("calibration_ratio")
         lines.append(
-            f"| {row.get('cohort')} | {row.get('value')} | {row.get('n_transactions')} | {row.get('n_frauds')} "
+            f"| {md_text(row.get('cohort'))} | {md_text(row.get('value'))} | {row.get('n_transactions')} | {row.get('n_frauds')} "
             f"| {row.get('total_cost', float('nan')):,.0f} | {row.get('recall', float('nan')):.3f} | {interval} "
             f"| {'' if ratio is None or ratio != ratio else f'{ratio:.2f}'} |"
         )

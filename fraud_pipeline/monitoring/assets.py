@@ -163,7 +163,11 @@ def champion_monitoring(
         "max_ap_drop": config.max_ap_drop,
     }
     store = registry.store()
-    pointer = store.champion()
+    pointer, problem = store.valid_champion()
+    if problem:
+        context.log.error(f"no valid champion to monitor: {problem}")
+        context.add_output_metadata({"status": "no valid champion", "reason": problem})
+        return {"status": "no_champion", "reason": problem, "thresholds": thresholds}
     if pointer is None:
         context.add_output_metadata({"status": "no champion yet"})
         return {"status": "no_champion", "thresholds": thresholds}

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.markdown import markdown_table, md_text
 from fraud_pipeline.monitoring.champion import (
     shortfalls,
 )
@@ -19,7 +19,7 @@ def cohort_mix_shift(population_drift: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description=("cohort mix shifted: " + "; ".join(findings))
+        description=("cohort mix shifted: " + md_text("; ".join(findings)))
         if findings
         else "no cohort's share moved beyond the thresholds",
         metadata={

@@ -50,11 +50,6 @@ def hostile_bundle() -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployment/model_card.py must pass data-derived text through lib.markdown.md_text (diff in the issue "
-    "21 report); remove this mark when it is applied",
-)
 def test_hostile_cohort_values_and_reasons_render_inert_in_the_model_card():
     markdown_it = pytest.importorskip("markdown_it")
     rendered = (

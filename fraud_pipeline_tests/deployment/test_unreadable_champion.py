@@ -8,12 +8,6 @@ from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.resources import SimulatedWorld
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
-NEEDS_DIFFS = pytest.mark.xfail(
-    strict=True,
-    reason="deployment/assets.py and monitoring/assets.py must read the champion with valid_champion() and "
-    "batch_scores must call require_one_night (diffs in the issue 21/23 report); remove this mark when applied",
-)
-
 
 def run(resources, instance, selection=None):
     return dg.materialize(
@@ -37,7 +31,6 @@ def night(tmp_path_factory):
         yield resources, store, instance, run(resources, instance)
 
 
-@NEEDS_DIFFS
 def test_a_run_with_an_unreadable_champion_deploys_as_if_there_were_none_and_records_why(night):
     _, store, _, result = night
     deployed = next(
@@ -52,7 +45,6 @@ def test_a_run_with_an_unreadable_champion_deploys_as_if_there_were_none_and_rec
     assert store.valid_champion()[1] is None
 
 
-@NEEDS_DIFFS
 def test_batch_scores_refuse_features_of_another_night(night):
     from fraud_pipeline.lib.warehouse import RunStamp, replace_tables
 
