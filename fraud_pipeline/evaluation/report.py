@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from fraud_pipeline.evaluation.result import HEADLINE
 from fraud_pipeline.lib.plots import (
     cohort_bars_png,
     drift_bars_png,
@@ -19,24 +20,7 @@ if TYPE_CHECKING:
     from fraud_pipeline.training.candidate import Candidate
 
 #: Headline metrics shown first, in this order, when present.
-HEADLINE_ORDER = (
-    "total_cost",
-    "approve_all_cost",
-    "rule_cost",
-    "savings_vs_approve_all",
-    "savings_vs_approve_all_pct",
-    "savings_vs_rule",
-    "average_precision",
-    "roc_auc",
-    "precision",
-    "recall",
-    "f1",
-    "n_alerts",
-    "user_precision_at_k",
-    "n_transactions",
-    "n_frauds",
-    "threshold",
-)
+HEADLINE_ORDER = (*HEADLINE, "threshold")
 
 
 _STYLE = """

@@ -35,25 +35,23 @@ def windows_valid(training_windows: TrainingWindows, label_delay_profile: dict) 
     return gate_check_result(window_gate(training_windows, float(label_delay_profile["horizon_days"])))
 
 
-@dg.asset_check(
+#: The checks on the training set's splits, judged against the windows and the labels.
+_split_check = dg.asset_check(
     asset="training_set",
     blocking=True,
     additional_ins={"training_windows": dg.AssetIn("training_windows")},
     additional_deps=["transaction_labels"],
     pool=DUCKDB_POOL,
 )
+
+
+@_split_check
 def mature_labels_only(training_windows: TrainingWindows, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """No training, validation or test row uses a label that is immature or was known after as_of."""
     return _split_gate(training_windows, duckdb, maturity_gate)
 
 
-@dg.asset_check(
-    asset="training_set",
-    blocking=True,
-    additional_ins={"training_windows": dg.AssetIn("training_windows")},
-    additional_deps=["transaction_labels"],
-    pool=DUCKDB_POOL,
-)
+@_split_check
 def min_frauds_per_window(
     training_windows: TrainingWindows, duckdb: DuckDBResource, gates: DeployGates
 ) -> dg.AssetCheckResult:
@@ -61,13 +59,7 @@ def min_frauds_per_window(
     return _split_gate(training_windows, duckdb, lambda summary: fraud_count_gate(summary, gates.min_frauds_per_window))
 
 
-@dg.asset_check(
-    asset="training_set",
-    blocking=True,
-    additional_ins={"training_windows": dg.AssetIn("training_windows")},
-    additional_deps=["transaction_labels"],
-    pool=DUCKDB_POOL,
-)
+@_split_check
 def labels_complete_enough(
     training_windows: TrainingWindows, duckdb: DuckDBResource, gates: DeployGates
 ) -> dg.AssetCheckResult:
