@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
 
 from fraud_pipeline.cli.files import (
     FILE_COMMANDS,
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     # creates the instance's storages under its lock; `tasks.py ui` runs it before `dagster dev`
     commands.add_parser("init-instance", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "run" and (problem := as_of_problem(args.as_of)):
+        print(problem)
+        return USAGE
     try:
         return _dispatch(args)
     except (LockHeld, RunsInProgress) as busy:
@@ -52,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     except (WarehouseError, RegistryError) as error:
         print(error)
         return USAGE
+
+
+def as_of_problem(value: str) -> str | None:
+    """Why ``--as-of`` is not a calendar day, in one line, or None: a night's as_of is midnight UTC of a day."""
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError as error:
+        return f"--as-of {value}: not a day of the form YYYY-MM-DD ({error})"
+    if parsed.isoformat() != value:
+        return f"--as-of {value}: write the day as YYYY-MM-DD ({parsed.isoformat()})"
+    return None
 
 
 def _dispatch(args) -> int:
