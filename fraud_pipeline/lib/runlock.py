@@ -42,6 +42,16 @@ def holder(path: Path) -> str:
     return text or "unknown"
 
 
+def _holder_of_held(path: Path, tries: int = 50, pause: float = 0.02) -> str:
+    """The holder's line; a holder that has just taken the lock writes it a moment later, so read again briefly."""
+    for _ in range(tries):
+        found = holder(path)
+        if found != "unknown":
+            return found
+        time.sleep(pause)
+    return "unknown"
+
+
 def _acquire(path: Path, wait: bool, on_wait: Callable[[str], None] | None, poll: float) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -54,11 +64,11 @@ def _acquire(path: Path, wait: bool, on_wait: Callable[[str], None] | None, poll
             except BlockingIOError:
                 if not wait:
                     raise LockHeld(
-                        f"another run is in progress ({holder(path)}); runs share one DuckDB file, "
+                        f"another run is in progress ({_holder_of_held(path)}); runs share one DuckDB file, "
                         f"so wait for it to finish (lock: {path})"
                     ) from None
                 if on_wait is not None and not told:
-                    on_wait(f"waiting for the pipeline lock {path}, held by {holder(path)}")
+                    on_wait(f"waiting for the pipeline lock {path}, held by {_holder_of_held(path)}")
                     told = True
                 time.sleep(poll)
     except BaseException:
