@@ -29,7 +29,7 @@ from fraud_pipeline.lib.schema import (
     SQL_TYPES,
     amount_problem_sql,
 )
-from fraud_pipeline.lib.warehouse import literal_path, rollback_quietly, storage_error, table_count
+from fraud_pipeline.lib.warehouse import literal_path, table_count, write_transaction
 
 KINDS = ("transactions", "chargebacks", "users")
 FORMATS = (".csv", ".parquet")
@@ -445,8 +445,8 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
 
 
 def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[FileReport]) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    # the landing tables are not a night's tables: nothing to stamp
+    with write_transaction(con, (), doing=f"landing the files of {day.isoformat()}"):
         for kind in KINDS:
             con.execute(f"DELETE FROM {landing_table(kind)} WHERE day = ?", [day])
         con.execute("DELETE FROM quarantine WHERE stage = 'file' AND day = ?", [day])
@@ -476,13 +476,6 @@ def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[
                     ",".join(report.ignored_columns),
                 ],
             )
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback_quietly(con)
-        clearer = storage_error(con, error, f"landing the files of {day.isoformat()}")
-        if clearer is error:
-            raise
-        raise clearer from error
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,9 @@ def rollback_quietly(con) -> None:
 
 
 @contextmanager
-def write_transaction(con, tables: Sequence[str], stamp: RunStamp | None = None) -> Iterator[None]:
+def write_transaction(
+    con, tables: Sequence[str], stamp: RunStamp | None = None, doing: str | None = None
+) -> Iterator[None]:
     """One transaction around the statements of the block that write ``tables``, which it then stamps.
 
     Any failure rolls everything back (quietly, so that the real error is the one raised); a full
@@ -188,11 +190,12 @@ def write_transaction(con, tables: Sequence[str], stamp: RunStamp | None = None)
     con.execute("BEGIN TRANSACTION")
     try:
         yield
-        stamp_tables(con, tables, stamp)
+        if tables:
+            stamp_tables(con, tables, stamp)
         con.execute("COMMIT")
     except BaseException as error:
         rollback_quietly(con)
-        clearer = storage_error(con, error, f"replacing {', '.join(tables)}")
+        clearer = storage_error(con, error, doing or f"replacing {', '.join(tables)}")
         if clearer is error:
             raise
         raise clearer from error
