@@ -47,8 +47,15 @@ class RunClock(dg.ConfigurableResource):
         return parsed
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Every table the run writes is stamped with its as_of and run id (``table_stamps``)."""
+        """Every table the run writes is stamped with its as_of and run id (``table_stamps``).
+
+        A run launched from the UI or a schedule gets the ``as_of`` tag a command-line run has, so
+        the runs list can be filtered by night whichever way the run started.
+        """
         set_run_stamp(RunStamp(self.as_of_datetime(), context.run_id))
+        run = context.dagster_run
+        if run is not None and context.instance is not None and "as_of" not in run.tags:
+            context.instance.add_run_tags(run.run_id, {"as_of": self.as_of})
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         set_run_stamp(None)

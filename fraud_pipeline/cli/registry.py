@@ -10,6 +10,16 @@ from fraud_pipeline.deployment.serving import FILE_COLUMNS
 USAGE, BUSY = 2, 3
 
 
+def add_registry_commands(commands) -> None:
+    """The ``champion``, ``rollback`` and ``score`` commands."""
+    rollback = commands.add_parser("rollback", help="make an earlier model version the champion again")
+    rollback.add_argument("version", help="a version listed by `champion`")
+    commands.add_parser("champion", help="show the champion and every version in the registry")
+    scorer = commands.add_parser("score", help="score a CSV or Parquet file of transactions with the champion")
+    scorer.add_argument("file", help=f"columns: {', '.join(FILE_COLUMNS)}")
+    scorer.add_argument("--out", required=True, help="where to write the decisions (.parquet writes Parquet, else CSV)")
+
+
 def registry_command(args) -> int:
     """Shows the registry, or moves the champion pointer back to an earlier version."""
     from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError

@@ -14,7 +14,9 @@ def runner(monkeypatch):
     def start(*args, **kwargs):
         raise Started(args)
 
-    monkeypatch.setattr(cli, "execute_job", start)
+    from fraud_pipeline.cli import runner as job_runner
+
+    monkeypatch.setattr(job_runner, "execute_job", start)
 
 
 @pytest.mark.parametrize("value", ["2025-13-01", "2025-06-01T12:00", "2025-6-1", "20250601", "2024-02-30", "yesterday"])
