@@ -17,6 +17,7 @@ from fraud_pipeline.resources import (
     CostSettings,
     DataSource,
     DeployGates,
+    FeatureSpecSettings,
     ModelRegistry,
     RunClock,
     SimulatedWorld,
@@ -74,6 +75,7 @@ def default_resources(root=None) -> dict:
         "source": DataSource.from_environment(),
         "costs": CostSettings(),
         "gates": DeployGates(),
+        "feature_spec": FeatureSpecSettings.from_environment(),
     }
 
 

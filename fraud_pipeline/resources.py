@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore
+from fraud_pipeline.features.spec import FeatureSpec, default_spec, load_spec
 from fraud_pipeline.ingestion.simulator import WorldSpec
 from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.runlock import LOCK_NAME, acquire
@@ -52,8 +53,8 @@ class RunClock(dg.ConfigurableResource):
         A run launched from the UI or a schedule gets the ``as_of`` tag a command-line run has, so
         the runs list can be filtered by night whichever way the run started.
         """
-        set_run_stamp(RunStamp(self.as_of_datetime(), context.run_id))
-        run = context.dagster_run
+        set_run_stamp(RunStamp(self.as_of_datetime(), context.run.run_id if context.run else context.run_id))
+        run = context.run
         if run is not None and context.instance is not None and "as_of" not in run.tags:
             context.instance.add_run_tags(run.run_id, {"as_of": self.as_of})
 
@@ -107,6 +108,25 @@ class DataSource(dg.ConfigurableResource):
             mode=os.environ.get("FRAUD_PIPELINE_SOURCE", "simulated"),
             folder=os.environ.get("FRAUD_PIPELINE_INPUT_FOLDER", ""),
         )
+
+
+class FeatureSpecSettings(dg.ConfigurableResource):
+    """Which feature spec the run computes and trains on (keys, attributes, windowed aggregates).
+
+    Attributes:
+        path: A spec file (YAML, see docs/features.md); empty for the built-in default spec.
+    """
+
+    path: str = ""
+
+    def spec(self) -> FeatureSpec:
+        """The validated spec (a bad file raises :class:`~fraud_pipeline.features.spec.SpecError`, one line)."""
+        return load_spec(self.path) if self.path else default_spec()
+
+    @classmethod
+    def from_environment(cls) -> "FeatureSpecSettings":
+        """Settings from ``FRAUD_PIPELINE_FEATURE_SPEC`` (a spec file's path; unset for the default spec)."""
+        return cls(path=os.environ.get("FRAUD_PIPELINE_FEATURE_SPEC", ""))
 
 
 class CostSettings(dg.ConfigurableResource):

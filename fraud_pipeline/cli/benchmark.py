@@ -165,11 +165,17 @@ def compare_frames(engine_frame, pandas_frame, columns) -> dict[str, int]:
     return mismatches
 
 
-def compared_features() -> list[str]:
-    """The features both engines compute: every history feature and the account age."""
-    from fraud_pipeline.features.catalog import FEATURES
+def bench_spec():
+    """The spec the benchmark computes: ``FRAUD_PIPELINE_FEATURE_SPEC`` (``--spec``) or the default spec."""
+    from fraud_pipeline.resources import FeatureSpecSettings
 
-    return [f.name for f in FEATURES if f.history or f.name == "account_age_days"]
+    return FeatureSpecSettings.from_environment().spec()
+
+
+def compared_features(spec=None) -> list[str]:
+    """The features both engines compute: every history feature and the account age."""
+    spec = spec or bench_spec()
+    return [f.name for f in spec.features if f.history or f.derive == "account_age_days"]
 
 
 def run_job(n_transactions: int, folder: Path) -> dict:
@@ -212,7 +218,7 @@ def run_job(n_transactions: int, folder: Path) -> dict:
         sql_seconds = time.perf_counter() - started
         con.execute("DROP TABLE bench_sql_features")
         started = time.perf_counter()
-        store_transaction_features(con, "bench_features")
+        store_transaction_features(con, "bench_features", spec=bench_spec())
         engine_seconds = time.perf_counter() - started
     evaluation = result.output_for_node("model_evaluation") if result.success else None
     failed = sorted(
@@ -237,17 +243,24 @@ def run_job(n_transactions: int, folder: Path) -> dict:
     }
 
 
-def engine_on_frames(transactions, chargebacks, users):
+def engine_on_frames(transactions, chargebacks, users, spec=None):
     """The pipeline's engine on the very frames the pandas reference gets, for a like-for-like time.
 
     Everything the engine needs beyond them is timed too: the sort into time order (DuckDB does it
     in the pipeline), the disputed transactions' keys for the chargebacks, and the account age. The
     result is an Arrow table with NULLs, the form the pipeline hands to DuckDB; rows in time order.
+    ``spec`` (default: the default spec) says which features; the default spec goes through
+    ``history_arrays`` exactly as the pipeline does.
     """
     import pandas as pd
     import pyarrow as pa
 
-    from fraud_pipeline.features.table import history_arrays
+    from fraud_pipeline.features.spec import default_spec
+    from fraud_pipeline.features.table import history_arrays, spec_arrays
+
+    spec = spec or default_spec()
+    if spec != default_spec():
+        return _spec_on_frames(transactions, chargebacks, users, spec, spec_arrays)
 
     def micros(series) -> np.ndarray:
         return series.to_numpy().astype("datetime64[us]").astype(np.int64)
@@ -278,6 +291,45 @@ def engine_on_frames(transactions, chargebacks, users):
     )
 
 
+def _spec_on_frames(transactions, chargebacks, users, spec, spec_arrays):
+    """:func:`engine_on_frames` for any spec: the spec's columns in time order, its label keys, the account age."""
+    import pandas as pd
+    import pyarrow as pa
+
+    def micros(series) -> np.ndarray:
+        return series.to_numpy().astype("datetime64[us]").astype(np.int64)
+
+    ts = micros(transactions["event_time"])
+    order = np.lexsort((transactions["transaction_id"].to_numpy(), ts))
+    engine_columns = [*spec.key_columns, *(f.of for f in spec.aggregates if f.of)]
+    tx = {
+        name: transactions[name].to_numpy()[order]
+        for name in dict.fromkeys(["transaction_id", "user_id", *engine_columns])
+    }
+    ts = ts[order]
+    label_keys = list(
+        dict.fromkeys(c for f in spec.aggregates if f.agg in ("label_count", "label_rate") for c in spec.keys[f.key])
+    )
+    disputed = chargebacks[["transaction_id", "reported_at"]].merge(
+        transactions[["transaction_id", *label_keys]], on="transaction_id"
+    )
+    engine_columns = dict.fromkeys([*spec.key_columns, *(f.of for f in spec.aggregates if f.of)])
+    computed = spec_arrays(
+        spec,
+        {c: tx[c] for c in engine_columns},
+        ts,
+        {c: disputed[c].to_numpy() for c in label_keys},
+        micros(disputed["reported_at"]),
+    )
+    found = pd.Index(users["user_id"].to_numpy()).get_indexer(tx["user_id"])
+    created = users["created_at"].to_numpy()[found]
+    age = (ts - created.astype("datetime64[us]").astype(np.int64)) / 1e6 / 86_400.0
+    unknown = (found < 0) | np.isnat(created)
+    return pa.table(
+        {"transaction_id": pa.array(tx["transaction_id"]), "account_age_days": pa.array(age, mask=unknown), **computed}
+    )
+
+
 def run_reference(database: Path) -> dict:
     """Times the pandas reference and the engine on the same frames in memory, and compares every value.
 
@@ -288,7 +340,8 @@ def run_reference(database: Path) -> dict:
 
     from fraud_pipeline.features.pandas_reference import pandas_features
 
-    columns = compared_features()
+    spec = bench_spec()
+    columns = compared_features(spec)
     with duckdb.connect(str(database), read_only=True) as con:
         transactions = con.execute("SELECT * FROM transactions ORDER BY transaction_id").df()
         chargebacks = con.execute("SELECT * FROM chargebacks").df()
@@ -297,11 +350,13 @@ def run_reference(database: Path) -> dict:
             f"SELECT transaction_id, {', '.join(columns)} FROM bench_features ORDER BY transaction_id"
         ).df()
     started = time.perf_counter()
-    engine_frame = engine_on_frames(transactions, chargebacks, users)
+    engine_frame = engine_on_frames(transactions, chargebacks, users, spec)
     engine_seconds = time.perf_counter() - started
     started = time.perf_counter()
     pandas_frame = pandas_features(transactions, chargebacks, users)
     seconds = time.perf_counter() - started
+    # a spec the pandas reference does not compute in full is compared on the columns both have
+    columns = [c for c in columns if c in pandas_frame.columns]
     engine_frame = engine_frame.to_pandas().sort_values("transaction_id", ignore_index=True)
     return {
         "pandas_feature_seconds": seconds,
@@ -484,12 +539,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", type=int, default=0, help="also time this many default-world runs through the CLI")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's numbers to this file")
     parser.add_argument("--folder", type=Path, default=None)
+    parser.add_argument(
+        "--spec", type=Path, default=None, help="a feature spec file to benchmark (default: the built-in default spec)"
+    )
     parser.add_argument("--job", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from fraud_pipeline.resources import data_dir
 
     folder = args.folder or data_dir() / "benchmark"
+    if args.spec:
+        os.environ["FRAUD_PIPELINE_FEATURE_SPEC"] = str(args.spec.resolve())  # the children inherit it
     if args.job:
         print(json.dumps(run_job(args.job, folder)))
         return 0

@@ -72,10 +72,19 @@ def ingest(args) -> int:
     command fails. ``--rebuild`` first empties the landing tables (a warehouse that cannot be
     opened is moved aside to ``warehouse.duckdb.corrupt``), so every day folder is landed again.
     """
-    from datetime import date
+    import os
+
+    from fraud_pipeline.ingestion.landing import PARTITION_START_VARIABLE, partition_start
+
+    try:
+        # the partitions are defined when the definitions load: a bad setting is one line here, not a traceback there
+        partition_start(os.environ.get(PARTITION_START_VARIABLE))
+    except ValueError as error:
+        print(error)
+        return 2
 
     from fraud_pipeline.cli.runner import execute_job, failed_steps, pipeline_lock
-    from fraud_pipeline.ingestion.assets import DAY_PARTITIONS, skipped_summary
+    from fraud_pipeline.ingestion.assets import ended_days, skipped_summary
     from fraud_pipeline.ingestion.landing import scan_input_folder
     from fraud_pipeline.resources import DataSource, data_dir
 
@@ -84,18 +93,13 @@ def ingest(args) -> int:
     if not folder.is_dir():
         print(f"{folder}: no such folder")
         return 2
-    last = DAY_PARTITIONS.get_last_partition_key()
-    landable, skipped = scan_input_folder(
-        folder,
-        DAY_PARTITIONS.start.date(),
-        date.fromisoformat(last) if last else date.min,
-    )
-    if skipped:
-        print(skipped_summary(folder, skipped))
+    landable, skipped = scan_input_folder(folder, *ended_days())
     days = sorted(landable)
     if not days:
-        print(f"no day folder (YYYY-MM-DD) of an ended day under {folder}: nothing to land")
+        print(nothing_to_land(folder, skipped))
         return 2
+    if skipped:
+        print(skipped_summary(folder, skipped))
     with pipeline_lock():
         if getattr(args, "rebuild", False):
             print(rebuild_landing(data_dir() / "warehouse.duckdb"))
@@ -117,6 +121,14 @@ def ingest(args) -> int:
     return 0 if result.success else 1
 
 
+def nothing_to_land(folder: Path, skipped: list) -> str:
+    """The one line saying why no entry of the folder can be landed, each entry with its reason."""
+    if not skipped:
+        return f"nothing to land under {folder}: it holds no day folder (YYYY-MM-DD/transactions.csv ...)"
+    reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped)
+    return f"nothing to land under {folder}: no landable day folder among its {len(skipped)} entries ({reasons})"
+
+
 def rebuild_landing(warehouse: Path) -> str:
     """Empties the landing tables so that every day folder lands again; returns what it did, in one line.
 
@@ -126,14 +138,15 @@ def rebuild_landing(warehouse: Path) -> str:
     """
     import duckdb
 
-    from fraud_pipeline.ingestion.landing import KINDS, landing_table
+    from fraud_pipeline.ingestion.landing import ID_NAMESPACES, KINDS, id_dictionary, landing_table
 
     if warehouse.exists():
         try:
             with duckdb.connect(str(warehouse)) as con:
                 con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
                 con.execute("BEGIN TRANSACTION")
-                for name in [*(landing_table(kind) for kind in KINDS), "landing_files"]:
+                dictionaries = [id_dictionary(name) for name in ID_NAMESPACES]
+                for name in [*(landing_table(kind) for kind in KINDS), "landing_files", *dictionaries]:
                     con.execute(f"DROP TABLE IF EXISTS {name}")
                 con.execute("DROP TABLE IF EXISTS quarantine")
                 con.execute("COMMIT")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from fraud_pipeline.cli.estimates import add_arguments as add_estimate_arguments
+from fraud_pipeline.cli.estimates import run as run_estimates
 from fraud_pipeline.cli.files import FILE_COMMANDS, add_file_commands, file_command
 from fraud_pipeline.cli.registry import BUSY, USAGE, add_registry_commands, registry_command, score_file
 from fraud_pipeline.cli.run import add_run_command, run_command
@@ -24,8 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     add_run_command(commands)
     add_file_commands(commands)
     add_registry_commands(commands)
+    estimates = commands.add_parser(
+        "estimates", help="validate the pre-maturity estimates on past nights of a simulated world (docs/estimation.md)"
+    )
+    add_estimate_arguments(estimates)
     # creates the instance's storages under its lock; `tasks.py ui` runs it before `dagster dev`
-    commands.add_parser("init-instance", help=argparse.SUPPRESS)
+    commands.add_parser("init-instance")
+    # argparse has no public way to keep a subcommand out of the help listing
+    commands._choices_actions = [a for a in commands._choices_actions if a.dest != "init-instance"]
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -47,4 +55,6 @@ def _dispatch(args) -> int:
     if args.command == "init-instance":
         project_instance().dispose()
         return 0
+    if args.command == "estimates":
+        return run_estimates(args)
     return run_command(args)

@@ -14,7 +14,18 @@ def add_registry_commands(commands) -> None:
     """The ``champion``, ``rollback`` and ``score`` commands."""
     rollback = commands.add_parser("rollback", help="make an earlier model version the champion again")
     rollback.add_argument("version", help="a version listed by `champion`")
-    commands.add_parser("champion", help="show the champion and every version in the registry")
+    champion = commands.add_parser(
+        "champion", help="show the champion, every version in the registry and the nights' deploy decisions"
+    )
+    champion.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two versions side by side on the warehouse's matured test window, with one cost model",
+    )
+    champion.add_argument(
+        "--decisions", type=int, default=10, metavar="N", help="how many of the latest decisions to show (default 10)"
+    )
     scorer = commands.add_parser("score", help="score a CSV or Parquet file of transactions with the champion")
     scorer.add_argument("file", help=f"columns: {', '.join(FILE_COLUMNS)}")
     scorer.add_argument("--out", required=True, help="where to write the decisions (.parquet writes Parquet, else CSV)")
@@ -36,6 +47,8 @@ def registry_command(args) -> int:
         except LockHeld as busy:
             print(busy)
             return BUSY
+    if getattr(args, "compare", None):
+        return compare_command(store, *args.compare)
     problems = 0
     champion, problem = store.valid_champion()
     if problem:
@@ -55,7 +68,70 @@ def registry_command(args) -> int:
             problems += 1
             reason = str(error) if isinstance(error, RegistryError) else f"bundle lacks {error}"
             print(f"  {version}  unreadable: {reason}")
+    try:
+        decisions = store.decisions()
+    except RegistryError as error:
+        print(f"decisions: unreadable: {error}")
+        return 1
+    shown = decisions[-max(getattr(args, "decisions", 10), 0) :] if decisions else []
+    print(f"decisions ({len(shown)} of {len(decisions)}, newest last):" if decisions else "decisions: none yet")
+    for event in shown:
+        print(
+            f"  {str(event.get('as_of', ''))[:10]}  {DECISION_LABELS.get(event['event'], event['event']):<14} "
+            f"{event.get('reason', '')}"
+        )
     return 1 if problems else 0
+
+
+#: How ``champion`` names each decision in the history.
+DECISION_LABELS = {"promoted": "promoted", "kept_champion": "kept champion", "blocked": "blocked", "refused": "refused"}
+
+
+def compare_command(store, first: str, second: str) -> int:
+    """Prints two versions side by side on the warehouse's matured test window (exit 2 when they cannot be)."""
+    import duckdb
+
+    from fraud_pipeline.deployment.compare import CompareError, compare_versions
+    from fraud_pipeline.deployment.registry import RegistryError
+    from fraud_pipeline.lib.warehouse import open_problem
+    from fraud_pipeline.resources import CostSettings, data_dir
+
+    warehouse = data_dir() / "warehouse.duckdb"
+    if not warehouse.exists():
+        print(f"{warehouse}: no warehouse yet: run the pipeline first (python3 tasks.py run)")
+        return USAGE
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            comparison = compare_versions(con, store, first, second, CostSettings().cost_model())
+    except (CompareError, RegistryError) as error:
+        print(error)
+        return USAGE
+    except duckdb.Error as error:
+        print(open_problem(warehouse, error))
+        return USAGE
+    a, b = comparison.columns
+    print(
+        f"{a.version} (trained as_of {a.trained_as_of}) vs {b.version} (trained as_of {b.trained_as_of}) on the "
+        f"warehouse's matured test window {comparison.window_start} .. {comparison.window_end}: "
+        f"{comparison.n_transactions:,} transactions, {comparison.n_frauds:,} frauds, one cost model"
+    )
+    width = max(len(a.version), len(b.version), 12)
+    print(f"  {'metric':<28} {a.version:>{width}} {b.version:>{width}} {'B - A':>12}  better")
+    for row in comparison.rows():
+        cells = [_shown(row[key], row["metric"]) for key in (a.version, b.version, "b_minus_a")]
+        print(f"  {row['metric']:<28} {cells[0]:>{width}} {cells[1]:>{width}} {cells[2]:>12}  {row.get('better', '')}")
+    return 0
+
+
+def _shown(value, metric: str) -> str:
+    """A number rounded for people: counts and costs whole, percentages to 0.1 point, scores to 3 decimals."""
+    if value is None or value != value:
+        return ""
+    if metric.endswith("_pct"):
+        return f"{value:.1%}"
+    if metric.startswith("n_") or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
 
 
 def _rollback(store, version: str) -> int:
@@ -82,9 +158,10 @@ def score_file(path: str, out: str) -> int:
     """
     import duckdb
 
-    from fraud_pipeline.deployment.registry import ModelRegistryStore
+    from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
     from fraud_pipeline.deployment.serving import (
         ScoringModels,
+        file_columns,
         parse_new_transactions_sql,
         score_new_transactions,
     )
@@ -138,23 +215,24 @@ def score_file(path: str, out: str) -> int:
         except duckdb.Error as error:
             print(f"{path}: cannot be read as {source.suffix[1:].lower()}: {_first_line(error)}")
             return USAGE
-        missing = [c for c in FILE_COLUMNS if c not in types]
+        try:
+            models = ScoringModels.from_candidate(store.scoring_bundle(champion["version"]))
+        except RegistryError as error:
+            print(f"no valid champion to score with: {error}")
+            return USAGE
+        # the champion's feature spec says which columns a file must carry (a device key needs device_id)
+        needed = file_columns(models.spec)
+        missing = [c for c in needed if c not in types]
         if missing:
-            print(
-                f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(FILE_COLUMNS)}"
-            )
+            print(f"{path}: missing required column(s) {', '.join(missing)}; a file to score needs {', '.join(needed)}")
             return USAGE
         try:
             require_written_together(con, ["transactions", "chargebacks", "users"])
-            con.execute(f"CREATE TEMP TABLE new_transactions AS {parse_new_transactions_sql(reader, types)}", [literal])
+            parse = parse_new_transactions_sql(reader, types, models.spec)
+            con.execute(f"CREATE TEMP TABLE new_transactions AS {parse}", [literal])
             n_rows = con.execute("SELECT count(*) FROM new_transactions").fetchone()[0]
             known_until = _known_until(con)
-            decisions = score_new_transactions(
-                con,
-                "new_transactions",
-                ScoringModels.from_candidate(store.scoring_bundle(champion["version"])),
-                known_until=known_until,
-            )
+            decisions = score_new_transactions(con, "new_transactions", models, known_until=known_until)
         except WarehouseError as error:
             print(error)
             return USAGE

@@ -29,8 +29,25 @@ class RunsInProgress(RuntimeError):
     """The instance has a run queued or running; the message is one line naming the runs."""
 
 
-def run_config(as_of: str, n_transactions: int | None, seed: int | None, source: dict | None = None) -> dict:
-    """Run config that sets the run's as_of and, optionally, the simulated world's size and seed and the source."""
+def run_config(
+    as_of: str,
+    n_transactions: int | None,
+    seed: int | None,
+    source: dict | None = None,
+    base: dict | None = None,
+    spec_path: str | None = None,
+) -> dict:
+    """Run config that sets the run's as_of and, optionally, the world, the source and the feature spec.
+
+    Args:
+        as_of: The run's logical date.
+        n_transactions: Size of the simulated world (None: its default).
+        seed: Seed of the simulated world (None: its default).
+        source: The ``source`` resource's config (mode, folder, naive_timestamps).
+        base: Run config these settings are merged over (e.g. a ``--config`` file with the options'
+            step config already merged in); what the arguments set wins.
+        spec_path: The feature spec file (``resources.feature_spec.config.path``).
+    """
     world = {k: v for k, v in {"n_transactions": n_transactions, "seed": seed}.items() if v is not None}
     config: dict = {
         "resources": {"clock": {"config": {"as_of": as_of}}},
@@ -40,7 +57,18 @@ def run_config(as_of: str, n_transactions: int | None, seed: int | None, source:
         config["resources"]["world"] = {"config": world}
     if source:
         config["resources"]["source"] = {"config": source}
-    return config
+    if spec_path:
+        config["resources"]["feature_spec"] = {"config": {"path": spec_path}}
+    return merge_config(base or {}, config)
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """``override`` deep-merged over ``base`` (a new dict; mappings merge, anything else is replaced)."""
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge_config(merged[key], value) if both else value
+    return merged
 
 
 #: Tags of a command-line run: the process that executes it, so a run whose process died can be told apart.
@@ -186,5 +214,9 @@ def failed_steps(result) -> list[str]:
             message = (error.message or "").strip().splitlines()
             # the message starts with the error's qualified class name, which says nothing to a user
             first = re.sub(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ", "", message[0]) if message else error.cls_name
+            if error.cls_name == "DagsterAssetCheckFailedError" or first.startswith("1 blocking asset check failed"):
+                # a gate that held the night back: the decision line above says which and by how much
+                lines.append(f"step {event.step_key}: blocked (see the decision above)")
+                continue
             lines.append(f"step {event.step_key} failed: {first}")
     return lines

@@ -17,7 +17,12 @@ def _output(result: dg.ExecuteInProcessResult, node: str):
 def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
     """Prints windows, headline cost metrics, the per-cohort table, the gates and the deploy outcome."""
     write = lambda line="": print(line, file=out)  # noqa: E731
-    write(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    decision = _output(result, "deploy_gate")
+    blocked = decision is not None and decision.outcome == "blocked"
+    status = (
+        "SUCCESS" if result.success else "BLOCKED (the deploy gate held back the promotion)" if blocked else "FAILURE"
+    )
+    write(f"\nrun {result.run_id}: {status}")
     windows = _output(result, "training_windows")
     if windows:
         write(
@@ -69,13 +74,36 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
     for evaluation_event in result.get_asset_check_evaluations():
         status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"
         write(f"  {evaluation_event.asset_check_key.name:<26} {status:<12} {evaluation_event.description or ''}")
+    _decision_lines(result, write)
+
+
+def _decision_lines(result: dg.ExecuteInProcessResult, write) -> None:
+    """The night's deploy decision in one line, then what the deploy did."""
+    decision = _output(result, "deploy_gate")
+    if decision is not None:
+        write(f"decision: {decision.headline()}")
+    else:
+        upstream = sorted(
+            {
+                e.asset_check_key.name
+                for e in result.get_asset_check_evaluations()
+                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+            }
+        )
+        held = f"blocked upstream by {', '.join(upstream)}" if upstream else "not reached (see the failed step below)"
+        write(f"decision: none taken, the deploy gate was {held}; the champion stays")
     deployed = _output(result, "deployed_model")
     if deployed and deployed["promoted"]:
         write(f"deployed: champion is now {deployed['version']} ({deployed['path']})")
     elif deployed:
         write(f"deployed: candidate {deployed['version']} kept in the registry; champion stays {deployed['champion']}")
+    elif decision is not None and decision.outcome == "blocked":
+        write("deployed: nothing; the decision is in the registry history (`python3 tasks.py champion`)")
     else:
-        write("deployed: nothing; the previous champion stays (see the failed checks or step above)")
+        write("deployed: nothing; the previous champion stays (see the failed checks or step below)")
+    reports = result.asset_materializations_for_node("evaluation_report")
+    if reports and "report_path" in reports[0].metadata:
+        write(f"report: {reports[0].metadata['report_path'].value}")
 
 
 def _population_lines(result: dg.ExecuteInProcessResult, write) -> None:

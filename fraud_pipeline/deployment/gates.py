@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore
+from fraud_pipeline.deployment.serving import misreads_unavailable_history
 from fraud_pipeline.lib.costs import CostModel, ThresholdChoice, choose_threshold, decision_costs
 from fraud_pipeline.training.model import (
     ModelParams,
@@ -39,8 +40,9 @@ from fraud_pipeline.training.model import (
 if TYPE_CHECKING:  # settings objects are passed in; this module needs no Dagster at run time
     from fraud_pipeline.resources import CostSettings, DeployGates
 from fraud_pipeline.evaluation.result import CohortFloors, ModelEvaluation
+from fraud_pipeline.features.spec import FeatureSpec
 from fraud_pipeline.lib.warehouse import fetch_frame
-from fraud_pipeline.training.candidate import MODEL_ROWS, Candidate
+from fraud_pipeline.training.candidate import Candidate, history_count, model_rows
 from fraud_pipeline.training.training_set import load_split
 from fraud_pipeline.training.windows import TrainingWindows, window_problems
 
@@ -48,16 +50,73 @@ from fraud_pipeline.training.windows import TrainingWindows, window_problems
 SPLITS = ("train", "validation", "test")
 #: Test rows the evaluation's scores are recomputed on at most (a fixed hash sample above it).
 MAX_RESCORED_ROWS = 20_000
+#: The outage replay's bounds: the share of outage rows the serving path must recognise as
+#: history-unavailable, and how far (either way) the affected frauds' mean score may move when it
+#: does not (a quarter up or down moves a cost-optimal alert set materially).
+MIN_OUTAGE_IDENTIFIED, MAX_SCORE_SHIFT = 0.99, 1.25
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One number a gate judges: what was observed, the bound it must respect, and the slack left.
+
+    ``margin`` is positive when the bound holds with room to spare and negative by how much it is
+    missed, whichever way the bound points, so one plot over nights reads the same for every gate.
+    """
+
+    name: str
+    observed: float
+    bound: float
+    at_most: bool
+    margin: float
+
+    def holds(self) -> bool:
+        """Whether the observed value respects the bound (a NaN never does)."""
+        return self.margin >= 0
+
+    def shown(self) -> str:
+        """``cost_vs_approve_all 12,345 > bound 11,000``: the comparison as a person reads it."""
+        if self.holds():
+            relation = "<=" if self.at_most else ">="
+        else:
+            relation = ">" if self.at_most else "<"
+        return f"{self.name} {_number(self.observed)} {relation} bound {_number(self.bound)}"
+
+
+def measure(name: str, observed, bound, at_most: bool = True) -> Measure:
+    """A :class:`Measure`, its margin computed (NaN when either number is missing)."""
+    value = float("nan") if observed is None else observed
+    limit = float("nan") if bound is None else bound
+    margin = float(limit) - float(value) if at_most else float(value) - float(limit)
+    return Measure(name, value, limit, at_most, margin if margin == margin else float("-inf"))
+
+
+def _number(value: float) -> str:
+    """A number rounded for people: thousands separated, small ones to 3 significant digits."""
+    if value != value:
+        return "n/a"
+    if float(value).is_integer() or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The verdict of one gate with the numbers behind it."""
+    """The verdict of one gate with the numbers behind it.
+
+    ``measures`` are the gate's numbers against their bounds (observed, bound, margin), what the
+    check results plot night over night and what a blocked night's decision quotes.
+    """
 
     name: str
     passed: bool
     reason: str
     details: dict = field(default_factory=dict)
+    measures: tuple[Measure, ...] = ()
+
+    def missed(self) -> list[Measure]:
+        """The measures whose bound does not hold."""
+        return [m for m in self.measures if not m.holds()]
 
 
 def measured_label_cutoff(as_of: datetime, horizon_days: float) -> datetime:
@@ -89,6 +148,7 @@ def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateR
         else f"train, validation and test are consecutive and end by {cutoff:%Y-%m-%d}, as_of minus the measured "
         f"{measured_horizon_days:g}-day horizon"
     )
+    latest = max([windows.label_cutoff, *(end for _, end in windows.splits().values())])
     return GateResult(
         "windows_valid",
         not problems,
@@ -99,6 +159,10 @@ def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateR
             "measured_label_cutoff": cutoff.isoformat(),
             **windows.as_dict(),
         },
+        (
+            measure("window_problems", len(problems), 0),
+            measure("days_before_measured_cutoff", (cutoff - latest).total_seconds() / 86_400, 0, at_most=False),
+        ),
     )
 
 
@@ -148,7 +212,10 @@ def maturity_gate(summary: dict[str, dict]) -> GateResult:
         if s["n_immature"] or s["n_known_after_as_of"] or s["n_label_mismatch"]
     }
     reason = f"immature or late labels in {sorted(bad)}: {bad}" if bad else "every label used is mature at as_of"
-    return GateResult("mature_labels_only", not bad, reason, {"by_split": bad})
+    late = sum(int(s[k]) for s in summary.values() for k in ("n_immature", "n_known_after_as_of", "n_label_mismatch"))
+    return GateResult(
+        "mature_labels_only", not bad, reason, {"by_split": bad}, (measure("immature_or_late_labels", late, 0),)
+    )
 
 
 def completeness_gate(summary: dict[str, dict], min_completeness: float) -> GateResult:
@@ -162,7 +229,21 @@ def completeness_gate(summary: dict[str, dict], min_completeness: float) -> Gate
         + ", ".join(f"{k} {v:.1%}" for k, v in lowest.items())
         + ")"
     )
-    return GateResult("labels_complete_enough", not short, reason, {"lowest_completeness": lowest})
+    known = [v for v in lowest.values() if v is not None]
+    return GateResult(
+        "labels_complete_enough",
+        not short,
+        reason,
+        {"lowest_completeness": lowest, "min_completeness": min_completeness},
+        (
+            measure(
+                "lowest_label_completeness",
+                min(known) if len(known) == len(lowest) else None,
+                min_completeness,
+                at_most=False,
+            ),
+        ),
+    )
 
 
 def fraud_count_gate(summary: dict[str, dict], min_frauds: int) -> GateResult:
@@ -172,27 +253,49 @@ def fraud_count_gate(summary: dict[str, dict], min_frauds: int) -> GateResult:
     reason = (
         f"too few frauds (< {min_frauds}) in {short}" if short else f"every window has >= {min_frauds} frauds: {counts}"
     )
-    return GateResult("min_frauds_per_window", not short, reason, {"frauds": counts, "min_frauds": min_frauds})
+    return GateResult(
+        "min_frauds_per_window",
+        not short,
+        reason,
+        {"frauds": counts, "min_frauds": min_frauds},
+        (measure("fewest_frauds_in_a_window", min(counts.values(), default=0), min_frauds, at_most=False),),
+    )
 
 
 def cost_gate(evaluation: ModelEvaluation, margin: float) -> GateResult:
     """The model's test cost beats approve-all and the simple rule, each by at least ``margin`` (a share)."""
     cost = evaluation.total_cost
-    limits = {
+    bounds = {
         "approve_all": evaluation.approve_all_cost * (1.0 - margin),
         "rule": evaluation.rule_cost * (1.0 - margin),
     }
-    failing = {name: limit for name, limit in limits.items() if not cost <= limit}
+    failing = {name: bound for name, bound in bounds.items() if not cost <= bound}
     if failing:
         reason = f"test cost {cost:,.0f} does not beat " + ", ".join(
-            f"{name} by {margin:.0%} (must be <= {limit:,.0f})" for name, limit in failing.items()
+            f"{name.replace('_', '-')} by {margin:.0%} (must be <= {bound:,.0f})" for name, bound in failing.items()
         )
     else:
         reason = (
             f"test cost {cost:,.0f} beats approve-all ({evaluation.approve_all_cost:,.0f}) and the rule "
             f"({evaluation.rule_cost:,.0f}) by at least {margin:.0%}"
         )
-    return GateResult("cost_gate", not failing, reason, {"total_cost": cost, "margin": margin, **limits})
+    return GateResult(
+        "cost_beats_baselines",
+        not failing,
+        reason,
+        {
+            "test_cost": cost,
+            "required_margin": margin,
+            "approve_all_cost": evaluation.approve_all_cost,
+            "rule_cost": evaluation.rule_cost,
+            "max_cost_vs_approve_all": bounds["approve_all"],
+            "max_cost_vs_rule": bounds["rule"],
+        },
+        (
+            measure("cost_vs_approve_all", cost, bounds["approve_all"]),
+            measure("cost_vs_rule", cost, bounds["rule"]),
+        ),
+    )
 
 
 def challenger_gate(candidate_cost: float, champion_cost: float | None, tolerance: float) -> GateResult:
@@ -212,7 +315,8 @@ def challenger_gate(candidate_cost: float, champion_cost: float | None, toleranc
         "not_worse_than_champion",
         passed,
         reason,
-        {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "limit": limit},
+        {"candidate_cost": candidate_cost, "champion_cost": champion_cost, "max_candidate_cost": limit},
+        (measure("cost_vs_champion", candidate_cost, limit),),
     )
 
 
@@ -235,7 +339,7 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
         ("recall", floors.min_recall),
         ("calibration_ratio", floors.min_calibration_ratio),
     )
-    failures, judged, skipped = [], [], []
+    failures, judged, skipped, measures = [], [], [], []
     for row in cohorts:
         label = f"{row['cohort']}={row['value']}"
         if row["n_frauds"] < floors.min_frauds:
@@ -247,6 +351,8 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
                 value, shown = float(row[metric]), f"{row[metric]:.3f}"
             else:
                 value, shown = _judged_value(row, metric)
+            judged_on = f"{metric}_upper90" if shown.startswith("upper") else metric
+            measures.append(measure(f"{row['cohort']}_{row['value']}_{judged_on}", value, floor, at_most=False))
             if not value >= floor:
                 failures.append(f"{label} {metric} {shown} < {floor:g}")
     if failures:
@@ -260,6 +366,7 @@ def cohort_floor_gate(cohorts: list[dict], floors: CohortFloors) -> GateResult:
         not failures,
         reason,
         {"failures": failures, "judged": judged, "skipped": skipped, **asdict(floors)},
+        (*measures, measure("cohort_floors_missed", len(failures), 0)),
     )
 
 
@@ -269,19 +376,21 @@ class Splits:
     ``ids(split)`` reads only what the row digests are recomputed from; ``frame(split)`` every column.
     """
 
-    def __init__(self, con) -> None:
+    def __init__(self, con, spec: FeatureSpec | None = None) -> None:
         self.con = con
+        #: The count that says a row has history under the candidate's spec (the fallback's rows).
+        self.history_count = history_count(spec)
         self._ids: dict[str, pd.DataFrame] = {}
         self._frames: dict[str, pd.DataFrame] = {}
 
     def ids(self, split: str) -> pd.DataFrame:
-        """transaction_id, is_fraud and n_prior_tx_30d of one split, in transaction_id order."""
+        """transaction_id, is_fraud and the spec's history count of one split, in transaction_id order."""
         if split in self._frames:
             return self._frames[split]
         if split not in self._ids:
             self._ids[split] = fetch_frame(
                 self.con,
-                "SELECT transaction_id, is_fraud, n_prior_tx_30d FROM training_set WHERE split = $split "
+                f"SELECT transaction_id, is_fraud, {self.history_count} FROM training_set WHERE split = $split "
                 "ORDER BY transaction_id",
                 {"split": split},
             )
@@ -330,7 +439,7 @@ def learnt_rows_gate(splits: Splits, candidate: Candidate) -> GateResult:
     params = _params(candidate)
     failures, details = [], {}
     for name, thresholded in candidate.models().items():
-        model, select = thresholded.model, MODEL_ROWS[name]
+        model, select = thresholded.model, model_rows(candidate.feature_spec())[name]
         train, validation = select(splits.ids("train")), select(splits.ids("validation"))
         fitted = genuine_sample(train, params.max_genuine_rows, params.seed).frame
         expected = {
@@ -378,7 +487,13 @@ def learnt_rows_gate(splits: Splits, candidate: Candidate) -> GateResult:
         else "main and fallback learnt from their train split, fitted its genuine-row sample and stopped on their "
         "validation split (digests recomputed from training_set; the model files' row counts agree)"
     )
-    return GateResult("model_learnt_from_its_train_split", not failures, reason, details)
+    return GateResult(
+        "model_learnt_from_its_train_split",
+        not failures,
+        reason,
+        details,
+        (measure("provenance_mismatches", len(failures), 0),),
+    )
 
 
 def _choice(model: TrainedModel, rows: pd.DataFrame, cost_model: CostModel) -> ThresholdChoice:
@@ -393,7 +508,7 @@ def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) 
     """
     failures, details = [], {}
     for name, thresholded in candidate.models().items():
-        select = MODEL_ROWS[name]
+        select = model_rows(candidate.feature_spec())[name]
         validation = select(splits.frame("validation"))
         recomputed = _choice(thresholded.model, validation, cost_model)
         expected_rows = RowDigest.of(validation["transaction_id"])
@@ -431,7 +546,23 @@ def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) 
         else "main and fallback thresholds are the cost-minimising thresholds on validation, recomputed from the "
         f"model files (main {candidate.main.threshold:.6g}, fallback {candidate.fallback.threshold:.6g})"
     )
-    return GateResult("threshold_chosen_on_validation", not failures, reason, details)
+    return GateResult(
+        "threshold_chosen_on_validation",
+        not failures,
+        reason,
+        details,
+        (
+            measure("thresholds_not_recomputed", len(failures), 0),
+            *(
+                measure(
+                    f"{name}_threshold_difference",
+                    abs(d["stored"] - d["recomputed_on_validation"]),
+                    1e-12 * max(abs(d["stored"]), abs(d["recomputed_on_validation"])),
+                )
+                for name, d in details.items()
+            ),
+        ),
+    )
 
 
 def model_matrix_gate(splits: Splits, candidate: Candidate, max_served_rows: int = MAX_RESCORED_ROWS) -> GateResult:
@@ -447,7 +578,7 @@ def model_matrix_gate(splits: Splits, candidate: Candidate, max_served_rows: int
     failures, details = [], {}
     test = splits.sample("test", max_served_rows)
     for name, thresholded in candidate.models().items():
-        model, select = thresholded.model, MODEL_ROWS[name]
+        model, select = thresholded.model, model_rows(candidate.feature_spec())[name]
         fitted = genuine_sample(select(splits.frame("train")), params.max_genuine_rows, params.seed).frame
         cells = matrix_problems(fitted, model)
         numeric = [f for f in model.features if f not in model.categories]
@@ -480,7 +611,21 @@ def model_matrix_gate(splits: Splits, candidate: Candidate, max_served_rows: int
         else "the matrix LightGBM receives is NaN exactly where training_set is NULL and equal elsewhere "
         "(training matrix, model file, served scores; main and fallback)"
     )
-    return GateResult("model_matrix_keeps_absence", not failures, reason, details)
+    total = lambda key: sum(  # noqa: E731
+        sum(v for c in d[key].values() for v in c.values()) if key == "matrix_cells" else len(d[key])
+        for d in details.values()
+    )
+    return GateResult(
+        "model_matrix_keeps_absence",
+        not failures,
+        reason,
+        details,
+        (
+            measure("matrix_cells_differing", total("matrix_cells"), 0),
+            measure("features_without_nan_in_the_model_file", total("features_without_nan_in_the_model_file"), 0),
+            measure("served_score_mismatches", sum(d["served_score_mismatches"] for d in details.values()), 0),
+        ),
+    )
 
 
 def evaluation_scores_gate(
@@ -503,7 +648,13 @@ def evaluation_scores_gate(
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if "evaluation_scores" not in tables:
         failures.append("no evaluation_scores table: the test scores cannot be recomputed")
-        return GateResult("evaluation_scores_reproduce", False, "; ".join(failures), details)
+        return GateResult(
+            "evaluation_scores_reproduce",
+            False,
+            "; ".join(failures),
+            details,
+            (measure("evaluation_problems", len(failures), 0),),
+        )
     coverage = con.execute(
         """
         SELECT count(*) FILTER (WHERE t.transaction_id IS NULL) AS not_in_test,
@@ -566,7 +717,22 @@ def evaluation_scores_gate(
         else f"the evaluation's test scores are the model file's ({len(sample):,} rows rescored), on exactly the test "
         "split, and its cost is its stored decisions'"
     )
-    return GateResult("evaluation_scores_reproduce", not failures, reason, details)
+    return GateResult(
+        "evaluation_scores_reproduce",
+        not failures,
+        reason,
+        details,
+        (
+            measure("evaluation_problems", len(failures), 0),
+            measure("rescored_mismatches", differ, 0),
+            measure("test_rows_not_scored", int(coverage[1]), 0),
+            measure(
+                "cost_difference_to_stored_decisions",
+                abs(cost - evaluation.total_cost),
+                max(1e-9 * max(abs(cost), abs(evaluation.total_cost)), 1e-6),
+            ),
+        ),
+    )
 
 
 def history_gate(backtest: dict, evaluation: ModelEvaluation, max_n_std: float) -> GateResult:
@@ -613,7 +779,37 @@ def history_gate(backtest: dict, evaluation: ModelEvaluation, max_n_std: float) 
             f"its test AP {candidate_ap:.3f} is not far above its history (fold mean {details['fold_mean']:.3f} + "
             f"{max_n_std:g} std = {details['limit']:.3f}, its own windows' retrain included)"
         )
-    return GateResult("within_its_own_history", not findings, reason, details)
+    judged = (measure("average_precision_vs_history", candidate_ap, details["limit"]),) if "limit" in details else ()
+    return GateResult("within_its_own_history", not findings, reason, details, judged)
+
+
+def outage_gate(
+    outage_replay: dict, min_identified: float = MIN_OUTAGE_IDENTIFIED, max_score_shift: float = MAX_SCORE_SHIFT
+) -> GateResult:
+    """The serving path recognises unavailable history instead of scoring it as known-empty (new-user) history.
+
+    It fails only when both bounds are missed: too few outage rows recognised, and the affected
+    frauds' mean score moved more than ``max_score_shift`` times either way.
+    """
+    misread, reason = misreads_unavailable_history(outage_replay, min_identified, max_score_shift)
+    full = outage_replay["mean_score_affected_frauds_full_history"]
+    outage = outage_replay["mean_score_affected_frauds_outage"]
+    shift = outage / full if full and full == full and outage == outage else float("nan")
+    factor = None if shift != shift else (math.inf if shift == 0 else max(shift, 1.0 / shift))
+    return GateResult(
+        "unavailable_history_not_misread",
+        not misread,
+        reason,
+        {
+            "min_identified_share": min_identified,
+            "max_score_shift": max_score_shift,
+            **{k: v for k, v in outage_replay.items() if isinstance(v, (int, float))},
+        },
+        (
+            measure("identified_share", outage_replay["identified_share"], min_identified, at_most=False),
+            measure("score_shift_factor", factor, max_score_shift),
+        ),
+    )
 
 
 def evaluate_gates(
@@ -633,7 +829,7 @@ def evaluate_gates(
     """
     summary = split_summary(con, windows)
     same_candidate = evaluation.model_version == candidate.version
-    splits = Splits(con)
+    splits = Splits(con, candidate.feature_spec())
     cost_model = costs.cost_model()
     return [
         window_gate(windows, measured_horizon_days),
@@ -651,6 +847,7 @@ def evaluate_gates(
             "the evaluation is of this candidate"
             if same_candidate
             else f"evaluation is of {evaluation.model_version}, candidate is {candidate.version}",
+            measures=(measure("evaluation_of_another_candidate", int(not same_candidate), 0),),
         ),
         evaluation_scores_gate(con, candidate, evaluation, cost_model),
     ]

@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
+from fraud_pipeline.deployment.gates import Measure
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.lib.markdown import md_text
+
+
+def _measures(measures: list[dict]) -> str:
+    """A gate's numbers as a person reads them: ``cost_vs_approve_all 9,876 <= bound 11,000``."""
+    return "; ".join(Measure(**m).shown() for m in measures)
+
+
+def _spec_lines(bundle: dict) -> list[str]:
+    """The feature spec the model was trained on: its digest, keys and every feature with key, window and aggregate."""
+    recorded = bundle.get("feature_spec")
+    spec = FeatureSpec.from_dict(recorded, "<bundle>") if recorded else default_spec()
+    keys = "; ".join(f"{md_text(name)} = {md_text(' x '.join(columns))}" for name, columns in spec.keys.items())
+    lines = [
+        "",
+        "## Feature spec",
+        "",
+        f"- digest: {spec.digest()}" + ("" if recorded else " (the built-in default spec: the bundle records none)"),
+        f"- keys: {keys}",
+        f"- fallback model (history unavailable) reads: {', '.join(md_text(n) for n in spec.fallback)}",
+        "",
+        "| feature | kind | key | window | agg | of | description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in spec.features:
+        kind = "attribute" + (", categorical" if f.categorical else "") + (", nullable" if f.nullable else "")
+        lines.append(
+            f"| {md_text(f.name)} | {kind if f.kind == 'attribute' else 'history ' + f.kind} | {md_text(f.key or '')} "
+            f"| {f.window or ''} | {md_text(f.agg or f.derive or 'column ' + str(f.column))} | {md_text(f.of or '')} "
+            f"| {md_text(f.description)} |"
+        )
+    return lines
 
 
 def render_model_card(bundle: dict) -> str:
@@ -47,8 +80,12 @@ def render_model_card(bundle: dict) -> str:
     ):
         value = evaluation.get(key)
         lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
-    lines += ["", "## Gates", "", "| gate | passed | reason |", "|---|---|---|"]
-    lines += [f"| {md_text(g['name'])} | {g['passed']} | {md_text(g['reason'])} |" for g in bundle["gates"]]
+    lines += _spec_lines(bundle)
+    lines += ["", "## Gates", "", "| gate | passed | observed vs bound | reason |", "|---|---|---|---|"]
+    lines += [
+        f"| {md_text(g['name'])} | {g['passed']} | {md_text(_measures(g.get('measures', [])))} | {md_text(g['reason'])} |"
+        for g in bundle["gates"]
+    ]
     lines += [
         "",
         "## Per cohort (test window)",

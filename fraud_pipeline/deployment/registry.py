@@ -39,6 +39,10 @@ MODEL_FILES = ("model.txt", "fallback_model.txt")
 SERVING_KEYS = ("threshold", "features", "categories", "fallback", "windows")
 
 
+#: The history events that are a night's deploy decision (a rollback is a promotion too, by hand).
+DECISION_EVENTS = ("promoted", "kept_champion", "blocked", "refused")
+
+
 class RegistryError(RuntimeError):
     """A registry file is missing or unreadable; the message is one line naming the file."""
 
@@ -248,10 +252,11 @@ class ModelRegistryStore:
             return None, str(error)
         return pointer, None
 
-    def promote(self, version: str, as_of: str, reason: str) -> dict:
+    def promote(self, version: str, as_of: str, reason: str, details: dict | None = None) -> dict:
         """Moves the champion pointer to ``version``: one history line, then ``champion.json`` to match.
 
         An unreadable previous champion does not stop the promotion; the event says what it replaced.
+        ``details`` (the gates' numbers, say) go into the history line only, not into the pointer.
         """
         self.read_bundle(version)
         try:
@@ -265,7 +270,14 @@ class ModelRegistryStore:
             "reason": reason,
             "previous_version": previous["version"] if previous else None,
         }
-        self.record({"event": "promoted", **pointer, **({"replaced_unreadable": replaced} if replaced else {})})
+        self.record(
+            {
+                **(details or {}),
+                "event": "promoted",
+                **pointer,
+                **({"replaced_unreadable": replaced} if replaced else {}),
+            }
+        )
         _write_atomic(self.root / "champion.json", json.dumps(pointer, indent=2, sort_keys=True))
         return pointer
 
@@ -283,6 +295,10 @@ class ModelRegistryStore:
             handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
+
+    def decisions(self) -> list[dict]:
+        """The nights' deploy decisions, oldest first: promoted, kept the champion, blocked (and refused deploys)."""
+        return [e for e in self.history() if e.get("event") in DECISION_EVENTS]
 
     def history(self) -> list[dict]:
         """All recorded events, oldest first; a torn line (a kill while appending) is skipped.

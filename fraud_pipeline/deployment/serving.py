@@ -9,38 +9,57 @@ Two kinds of absence reach a scorer, and neither may become a value:
 * **A required field missing** (e.g. no amount): the row is routed to review with the reason; it is
   never defaulted to a value (a "high-risk" default rejects everyone, a "safe" one waves fraud through).
 
+What is required and what is history comes from the feature spec the model was trained on (the
+bundle records it): its non-nullable attributes are the required fields, its history counts tell an
+outage from a new user, its history features are what an outage hides.
+
+Every decision says why: its ``reason`` names the route and its cause (``main: history available``,
+``fallback: history unavailable (n_prior_tx_30d NULL)``, ``missing required field: amount``), and an
+alert a model scored names in ``top_features`` the features that raised its score most, with their
+values (LightGBM ``pred_contrib``, largest first, ties by name).
+
 The same :func:`decide` serves the batch scoring asset, the command-line file scorer and the outage
 replay, so what is evaluated is what is served.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.features.catalog import (
-    FEATURES,
-    HISTORY_FEATURES,
-)
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.features.table import transaction_features_table
 from fraud_pipeline.lib.costs import CostModel, decision_costs
 from fraud_pipeline.lib.schema import (
+    DECIMAL_ID,
     INTEGER_ID,
+    MAX_ID_LENGTH,
     NAIVE_TIMESTAMP,
     OFFSET_TIMESTAMP,
     RAW_COLUMNS,
+    SQL_TYPES,
     amount_problem_sql,
     columns,
+    encode_id_sql,
 )
-from fraud_pipeline.training.model import TrainedModel, score
+from fraud_pipeline.training.candidate import history_count
+from fraud_pipeline.training.model import TrainedModel, score, to_model_matrix
 
-#: Fields without which no model may score a row.
-REQUIRED_FIELDS = ("amount", "channel", "mcc", "country", "hour_of_day")
-#: Counts are never NULL for real rows, so NULL counts mean the history service did not answer.
-HISTORY_COUNTS = tuple(f.name for f in FEATURES if f.history and f.kind == "count")
+
+def required_fields(spec: FeatureSpec | None = None) -> tuple[str, ...]:
+    """Fields without which no model may score a row: the spec's attributes not declared nullable."""
+    return tuple(f.name for f in (spec or default_spec()).attributes if not f.nullable)
+
+
+#: :func:`required_fields` of the default spec.
+REQUIRED_FIELDS = required_fields()
+#: The default spec's history counts. Counts are never NULL for real rows, so NULL counts mean the
+#: history service did not answer.
+HISTORY_COUNTS = default_spec().history_counts
 
 POLICY = {
     "history_unavailable": "score with the fallback model (no history features) and its own threshold",
@@ -50,63 +69,153 @@ POLICY = {
 
 @dataclass(frozen=True)
 class ScoringModels:
-    """The champion's main model and its fallback, each with its decision threshold."""
+    """The champion's main model and its fallback, each with its decision threshold, and the spec they read.
+
+    Attributes:
+        spec: The feature spec both models were trained on (what is required, what is history).
+    """
 
     main: TrainedModel
     main_threshold: float
     fallback: TrainedModel
     fallback_threshold: float
+    spec: FeatureSpec = field(default_factory=default_spec)
 
     @classmethod
     def from_candidate(cls, candidate: dict) -> ScoringModels:
-        """From a ``fraud_model`` output (or a registry bundle with its model texts filled in)."""
+        """From a ``fraud_model`` output (or a registry bundle with its model texts filled in).
+
+        A candidate or bundle that records no ``feature_spec`` was trained on the default spec.
+        """
+        recorded = candidate.get("feature_spec")
         return cls(
             main=TrainedModel.from_dict(candidate),
             main_threshold=float(candidate["threshold"]),
             fallback=TrainedModel.from_dict(candidate["fallback"]),
             fallback_threshold=float(candidate["fallback"]["threshold"]),
+            spec=FeatureSpec.from_dict(recorded, "<bundle>") if recorded else default_spec(),
         )
 
 
-def history_available(frame: pd.DataFrame) -> np.ndarray:
-    """True where every history count is present (a 0 is known-empty history, NULL is unknown)."""
-    return frame[list(HISTORY_COUNTS)].notna().all(axis=1).to_numpy()
+def history_available(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> np.ndarray:
+    """True where every history count of the spec is present (a 0 is known-empty history, NULL is unknown)."""
+    return frame[list((spec or default_spec()).history_counts)].notna().all(axis=1).to_numpy()
 
 
-def missing_fields(frame: pd.DataFrame) -> pd.Series:
-    """For each row, the required fields it lacks, comma-separated ('' when complete)."""
+def missing_fields(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.Series:
+    """For each row, the spec's required fields it lacks, comma-separated ('' when complete)."""
     names = np.full(len(frame), "", dtype=object)
-    for field in REQUIRED_FIELDS:
-        lacking = frame[field].isna().to_numpy() if field in frame else np.ones(len(frame), bool)
-        names = np.where(lacking, names + np.where(names == "", "", ",") + field, names)
+    for name in required_fields(spec):
+        lacking = frame[name].isna().to_numpy() if name in frame else np.ones(len(frame), bool)
+        names = np.where(lacking, names + np.where(names == "", "", ",") + name, names)
     return pd.Series(names, index=frame.index, dtype=object)
 
 
-def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
-    """Routes and scores every row: main model, fallback model, or review.
+#: Features named as an alert's reasons at most.
+TOP_FEATURES = 3
+
+
+def _shown_value(value) -> str:
+    """A feature value as a reason shows it: NULL for absence, whole numbers without decimals."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "NULL"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return f"{number:,.0f}" if number.is_integer() else f"{number:,.2f}" if abs(number) >= 1 else f"{number:.3g}"
+    return str(value)
+
+
+def top_contributions(
+    model: TrainedModel, frame: pd.DataFrame, booster: lgb.Booster | None = None, n: int = TOP_FEATURES
+) -> list[str]:
+    """Each row's features that pushed its score up most, with their values, from LightGBM's ``pred_contrib``.
+
+    A contribution is the feature's additive share of the row's raw score (log-odds; the row's
+    contributions plus the model's bias are its raw score). Only features that raised the score are
+    reasons; they come largest first, ties broken by feature name, so the same row always reads the same.
 
     Returns:
-        transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), alert, reason.
+        One text per row, ``name=value (+contribution)`` joined by ``; `` (``''`` when nothing raised it).
     """
-    lacking = missing_fields(frame).to_numpy()
+    if frame.empty:
+        return []
+    booster = booster or model.booster()
+    contributions = booster.predict(to_model_matrix(frame, model.features, model.categories), pred_contrib=True)
+    contributions = np.asarray(contributions)[:, : len(model.features)]
+    names = np.array(model.features, dtype=object)
+    by_name = np.broadcast_to(np.argsort(np.argsort(names)), contributions.shape)
+    order = np.lexsort((by_name, -contributions), axis=1)[:, :n]
+    values = frame[list(model.features)].to_numpy(dtype=object)
+    texts = []
+    for row, chosen in enumerate(order):
+        parts = [
+            f"{names[c]}={_shown_value(values[row, c])} (+{contributions[row, c]:.2f})"
+            for c in chosen
+            if contributions[row, c] > 0
+        ]
+        texts.append("; ".join(parts))
+    return texts
+
+
+def fallback_reason(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.Series:
+    """Why each row goes to the fallback: the spec's history counts that arrived NULL."""
+    counts = list((spec or default_spec()).history_counts)
+    lacking = frame[counts].isna().to_numpy()
+    return pd.Series(
+        [
+            "fallback: history unavailable (" + ", ".join(c for c, gone in zip(counts, row) if gone) + " NULL)"
+            for row in lacking
+        ],
+        index=frame.index,
+        dtype=object,
+    )
+
+
+#: Why a complete row with its history goes to the main model.
+MAIN_REASON = "main: history available"
+
+
+def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
+    """Routes and scores every row: main model, fallback model, or review; every alert says why.
+
+    Returns:
+        transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), alert,
+        reason (the route and why: ``main: history available``, ``fallback: history unavailable
+        (n_prior_tx_30d NULL)``, ``missing required field: amount``) and top_features (for an
+        alert a model scored, its :data:`TOP_FEATURES` largest contributions, :func:`top_contributions`;
+        ``''`` otherwise).
+    """
+    lacking = missing_fields(frame, models.spec).to_numpy()
     complete = lacking == ""
-    available = history_available(frame)
+    available = history_available(frame, models.spec)
     route = np.where(~complete, "review", np.where(available, "main", "fallback"))
     scores = np.full(len(frame), np.nan)
     main_rows, fallback_rows = route == "main", route == "fallback"
-    if main_rows.any():
-        scores[main_rows] = score(models.main, frame.loc[main_rows])
+    reason = np.where(route == "review", np.char.add("missing required field: ", lacking.astype(str)), MAIN_REASON)
+    reason = reason.astype(object)
+    top_features = np.full(len(frame), "", dtype=object)
+    for rows, model, threshold in (
+        (main_rows, models.main, models.main_threshold),
+        (fallback_rows, models.fallback, models.fallback_threshold),
+    ):
+        if not rows.any():
+            continue
+        booster = model.booster()
+        scores[rows] = score(model, frame.loc[rows], booster)
+        alerted = rows.copy()
+        alerted[rows] = scores[rows] >= threshold
+        if alerted.any():
+            top_features[alerted] = top_contributions(model, frame.loc[alerted], booster)
     if fallback_rows.any():
-        scores[fallback_rows] = score(models.fallback, frame.loc[fallback_rows])
+        reason[fallback_rows] = fallback_reason(frame.loc[fallback_rows], models.spec).to_numpy()
     alert = np.where(
         route == "review",
         True,
         np.where(main_rows, scores >= models.main_threshold, scores >= models.fallback_threshold),
-    )
-    reason = np.where(
-        route == "review",
-        np.char.add("missing required field: ", lacking.astype(str)),
-        np.where(fallback_rows, "history unavailable: fallback model", "main model"),
     )
     return pd.DataFrame(
         {
@@ -115,6 +224,7 @@ def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
             "score": scores,
             "alert": alert.astype(bool),
             "reason": reason,
+            "top_features": top_features,
         }
     )
 
@@ -138,25 +248,36 @@ def decide_where_changed(
     return pd.DataFrame(columns, index=full.index)
 
 
+def _hours(frame: pd.DataFrame) -> pd.Series:
+    """The UTC hour of each row: its ``hour_of_day`` where the spec has it, else its event_time's hour."""
+    return frame["hour_of_day"] if "hour_of_day" in frame else pd.to_datetime(frame["event_time"]).dt.hour
+
+
 def peak_hours(frame: pd.DataFrame, n_hours: int) -> list[int]:
     """The ``n_hours`` UTC hours with the most traffic (ties broken by hour)."""
-    counts = frame["hour_of_day"].value_counts()
+    counts = _hours(frame).value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return sorted(int(h) for h, _ in ranked[:n_hours])
 
 
-def outage_rows(frame: pd.DataFrame, share: float, hours: list[int], seed: int) -> np.ndarray:
-    """Which rows a history-service outage hits: a share of active users' transactions in the given hours."""
+def outage_rows(
+    frame: pd.DataFrame, share: float, hours: list[int], seed: int, spec: FeatureSpec | None = None
+) -> np.ndarray:
+    """Which rows a history-service outage hits: a share of active users' transactions in the given hours.
+
+    Active means history to lose: the spec's history count (:func:`~fraud_pipeline.training.candidate.history_count`,
+    ``n_prior_tx_30d`` on the default spec) is above 0.
+    """
     rng = np.random.default_rng(seed)
-    active = (frame["n_prior_tx_30d"] > 0).to_numpy()
-    in_peak = frame["hour_of_day"].isin(hours).to_numpy()
+    active = (frame[history_count(spec)] > 0).to_numpy()
+    in_peak = _hours(frame).isin(hours).to_numpy()
     return active & in_peak & (rng.random(len(frame)) < share)
 
 
-def without_history(frame: pd.DataFrame, affected: np.ndarray) -> pd.DataFrame:
-    """The frame with every history feature NULL on the affected rows, as the outage serves them."""
+def without_history(frame: pd.DataFrame, affected: np.ndarray, spec: FeatureSpec | None = None) -> pd.DataFrame:
+    """The frame with every history feature of the spec NULL on the affected rows, as the outage serves them."""
     masked = frame.copy()
-    for name in HISTORY_FEATURES:
+    for name in (spec or default_spec()).history:
         masked[name] = masked[name].astype("float64")
         masked.loc[affected, name] = np.nan
     return masked
@@ -171,26 +292,33 @@ def replay_outage(
     and :func:`decide` takes each row on its own, so the rest of the window need not be scored: the
     numbers equal deciding every row with and without the outage (tested).
     """
-    affected = outage_rows(frame, share, hours, seed)
-    read = affected | (frame["n_prior_tx_30d"] == 0).to_numpy()
+    spec = models.spec
+    affected = outage_rows(frame, share, hours, seed, spec)
+    read = affected | (frame[history_count(spec)] == 0).to_numpy()
     rows, hit = frame.loc[read], affected[read]
     full = decide(rows, models)
     return outage_report(
-        rows, hit, full, decide_where_changed(full, without_history(rows, hit), hit, models), cost_model
+        rows, hit, full, decide_where_changed(full, without_history(rows, hit, spec), hit, models), cost_model, spec
     )
 
 
 def outage_report(
-    frame: pd.DataFrame, affected: np.ndarray, full: pd.DataFrame, outage: pd.DataFrame, cost_model: CostModel
+    frame: pd.DataFrame,
+    affected: np.ndarray,
+    full: pd.DataFrame,
+    outage: pd.DataFrame,
+    cost_model: CostModel,
+    spec: FeatureSpec | None = None,
 ) -> dict:
     """What the serving path did with the affected rows, against the same rows with full history.
 
-    ``full`` and ``outage`` are :func:`decide` outputs for the frame without and with the outage.
+    ``full`` and ``outage`` are :func:`decide` outputs for the frame without and with the outage;
+    ``spec`` is the models' feature spec (whose history count tells the new users).
     """
     is_fraud = frame["is_fraud"].to_numpy().astype(bool)
     amount = frame["amount"].to_numpy()
     frauds = affected & is_fraud
-    new_users = (frame["n_prior_tx_30d"] == 0).to_numpy()  # no history a service could have lost
+    new_users = (frame[history_count(spec)] == 0).to_numpy()  # no history a service could have lost
 
     def recall(decisions):
         return float(decisions["alert"].to_numpy()[frauds].mean()) if frauds.any() else float("nan")
@@ -247,35 +375,61 @@ def misreads_unavailable_history(report: dict, min_identified: float, max_score_
     return verdict, reason
 
 
-#: Columns a file of transactions to score must have.
-FILE_COLUMNS = columns("transactions")
+#: Columns a file of transactions to score must have (on any spec; the default spec reads the rest of
+#: the raw transaction columns too, see :func:`file_columns`).
 KEY_FIELDS = ("transaction_id", "user_id", "merchant_id", "event_time")
+#: Every raw transaction column (what a file for the default spec carries).
+FILE_COLUMNS = columns("transactions")
 
 
-def parse_new_transactions_sql(source: str, source_types: dict[str, str]) -> str:
+def file_columns(spec: FeatureSpec | None = None) -> tuple[str, ...]:
+    """The columns a file to score with a model of ``spec`` must carry: the keys and every column the spec reads.
+
+    On the default spec that is :data:`FILE_COLUMNS`; a spec keyed on ``device_id`` needs it too, one
+    without ``channel`` does not.
+    """
+    return tuple(dict.fromkeys([*KEY_FIELDS, *(spec or default_spec()).transaction_columns]))
+
+
+def parse_new_transactions_sql(source: str, source_types: dict[str, str], spec: FeatureSpec | None = None) -> str:
     """A SELECT over ``source`` giving the transaction columns typed, plus ``invalid``.
 
-    ``invalid`` names every value that is present but unreadable (``amount: not a number (abc)``,
-    an id that is not an integer, an unparseable timestamp, an amount outside the one valid range);
+    Ids are read the way landing encodes them (:func:`~fraud_pipeline.lib.schema.encode_id_sql`): an
+    integer is itself, any other text (``CU-0042``) its fixed hash, so a string id finds its history.
+    ``invalid`` names every value that is present but unreadable (``amount: not a number (abc)``, an
+    id written as a decimal number, an unparseable timestamp, an amount outside the one valid range);
     NULL when every value is readable. Such a value becomes NULL, so its row goes to review with the
     reason instead of being scored. Timestamps with an offset (``10:00+02:00``) are instants, stored
     as naive UTC (``08:00``), as landing stores them; a timestamp without one is read as UTC, and a
-    Parquet timestamp with a time zone is converted to UTC.
+    Parquet timestamp with a time zone is converted to UTC. A raw column the source lacks is NULL;
+    a column the spec reads beyond the raw ones (``device_id``) is kept as text, as landing keeps it.
 
     Args:
         source: What to select from (a table, a view or a reader call).
         source_types: Column -> its DuckDB type in ``source`` (``VARCHAR`` for a CSV read as text).
+        spec: The feature spec of the models that will score the rows (the default spec when None).
     """
     selected, problems = [], []
     for column, logical in RAW_COLUMNS["transactions"].items():
         quoted = f'"{column}"'
+        if column not in source_types:
+            selected.append(f"CAST(NULL AS {SQL_TYPES[logical]}) AS {column}")
+            continue
         kind = source_types[column].upper()
         text = f"NULLIF(trim(CAST({quoted} AS VARCHAR)), '')"
         if logical == "id":
             # a zero fraction is an integer: a CSV column with an empty cell is written as 238.0 by pandas
-            digits = f"regexp_replace({text}, '\\.0+$', '')"
-            value = f"CASE WHEN regexp_full_match({text}, '{INTEGER_ID}(\\.0+)?') THEN CAST({digits} AS BIGINT) END"
-            problem = f"'{column}: not an integer id (' || {text} || ')'"
+            integral = f"regexp_replace({text}, '\\.0+$', '')"
+            whole = f"regexp_full_match({text}, '{INTEGER_ID}(\\.0+)?')"
+            decimal = f"regexp_full_match({text}, '(?:{DECIMAL_ID})')"
+            value = (
+                f"CASE WHEN {whole} THEN CAST({integral} AS BIGINT) "
+                f"WHEN NOT {decimal} AND length({text}) <= {MAX_ID_LENGTH} THEN {encode_id_sql(text)} END"
+            )
+            problem = (
+                f"CASE WHEN {decimal} THEN '{column}: looks like a decimal number (' || {text} || ')' "
+                f"ELSE '{column}: longer than {MAX_ID_LENGTH} characters' END"
+            )
         elif logical == "timestamp":
             if "TIME ZONE" in kind:
                 value = f"timezone('UTC', {quoted})"
@@ -299,29 +453,43 @@ def parse_new_transactions_sql(source: str, source_types: dict[str, str]) -> str
             continue
         selected.append(f"{value} AS {column}")
         problems.append(f"CASE WHEN {text} IS NOT NULL AND ({value}) IS NULL THEN {problem} END")
+    for column in _extra_columns(spec):
+        quoted = f'"{column}"'
+        selected.append(
+            f"NULLIF(trim(CAST({quoted} AS VARCHAR)), '') AS {column}"
+            if column in source_types
+            else f"CAST(NULL AS VARCHAR) AS {column}"
+        )
     invalid = f"NULLIF(array_to_string(list_filter([{', '.join(problems)}], lambda p: p IS NOT NULL), '; '), '')"
     return f"SELECT {', '.join(selected)}, {invalid} AS invalid FROM {source}"
 
 
-def features_for_new_transactions(con, new_table: str) -> pd.DataFrame:
-    """Point-in-time features of the rows of ``new_table`` against the warehouse's history.
+def _extra_columns(spec: FeatureSpec | None) -> tuple[str, ...]:
+    """The transaction columns the spec reads beyond the raw table's (kept as text at landing, e.g. ``device_id``)."""
+    return tuple(c for c in (spec or default_spec()).transaction_columns if c not in RAW_COLUMNS["transactions"])
 
-    Uses the same engine as ``transaction_features``: the new rows join the history of their users and
-    merchants (the only records their features can depend on), replacing any stored row of the same
-    id, so a stored transaction scored again gets exactly its stored features. Every window ends
-    strictly before the row's own event_time, for transactions and chargebacks (by ``reported_at``)
-    alike, so what the warehouse holds after a row never reaches it.
+
+def features_for_new_transactions(con, new_table: str, spec: FeatureSpec | None = None) -> pd.DataFrame:
+    """Point-in-time features of the rows of ``new_table`` against the warehouse's history, under ``spec``.
+
+    Uses the same engine as ``transaction_features``: the new rows join the history of every key of
+    the spec they share (user, merchant, device, ...: the only records their features can depend on),
+    replacing any stored row of the same id, so a stored transaction scored again gets exactly its
+    stored features. Every window ends strictly before the row's own event_time, for transactions
+    and chargebacks (by ``reported_at``) alike, so what the warehouse holds after a row never reaches it.
     """
-    columns = ", ".join(FILE_COLUMNS)
+    spec = spec or default_spec()
+    wanted = file_columns(spec)
+    columns = ", ".join(wanted)
+    shared = " OR ".join(f"{c} IN (SELECT {c} FROM {new_table})" for c in spec.key_columns or ("user_id",))
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW serving_transactions AS
         SELECT {columns} FROM transactions
-        WHERE transaction_id NOT IN (SELECT transaction_id FROM {new_table})
-          AND (user_id IN (SELECT user_id FROM {new_table}) OR merchant_id IN (SELECT merchant_id FROM {new_table}))
+        WHERE transaction_id NOT IN (SELECT transaction_id FROM {new_table}) AND ({shared})
         UNION ALL
         SELECT {columns} FROM {new_table}
     """)
-    computed = transaction_features_table(con, "serving_transactions", "chargebacks", "users")
+    computed = transaction_features_table(con, "serving_transactions", "chargebacks", "users", spec)
     con.register("serving_features", computed)
     try:
         return con.execute(
@@ -352,8 +520,8 @@ def score_new_transactions(
 
     Args:
         con: A connection to the warehouse (read-only is enough).
-        new_table: The rows to score: :data:`FILE_COLUMNS`, and optionally ``invalid`` as
-            :func:`parse_new_transactions_sql` gives it.
+        new_table: The rows to score: :func:`file_columns` of the models' spec, and optionally
+            ``invalid`` as :func:`parse_new_transactions_sql` gives it.
         models: The champion's models.
         known_until: The warehouse's as_of; None scores every row against what the warehouse holds.
     """
@@ -363,11 +531,11 @@ def score_new_transactions(
     keys_missing = " OR ".join(f"{k} IS NULL" for k in KEY_FIELDS)
     unkeyed = con.execute(f"SELECT * FROM scoring_input WHERE {keys_missing}").df()
     con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM scoring_input WHERE NOT ({keys_missing})")
-    frame = features_for_new_transactions(con, "keyed_new")
+    frame = features_for_new_transactions(con, "keyed_new", models.spec)
     beyond = np.zeros(len(frame), dtype=bool)
     if known_until is not None and len(frame):
         beyond = (pd.to_datetime(frame["event_time"]) > pd.Timestamp(known_until)).to_numpy()
-        frame = without_history(frame, beyond)
+        frame = without_history(frame, beyond, models.spec)
     decided = decide(frame, models)
     if beyond.any():
         gap = beyond & (decided["route"] == "fallback").to_numpy()
@@ -376,7 +544,7 @@ def score_new_transactions(
     if problems:
         bad = dict(problems)
         rows = decided["transaction_id"].isin(list(bad)).to_numpy()
-        decided.loc[rows, ["route", "score", "alert"]] = ["review", np.nan, True]
+        decided.loc[rows, ["route", "score", "alert", "top_features"]] = ["review", np.nan, True, ""]
         decided.loc[rows, "reason"] = ["invalid value: " + bad[i] for i in decided.loc[rows, "transaction_id"]]
 
     def unkeyed_reason(row) -> str:
@@ -392,6 +560,7 @@ def score_new_transactions(
             "score": np.nan,
             "alert": True,
             "reason": reasons.to_numpy(),
+            "top_features": "",
         }
     )
     return pd.concat([decided, review], ignore_index=True) if len(review) else decided

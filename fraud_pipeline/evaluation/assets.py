@@ -7,7 +7,9 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.deployment.gates import evaluate_gates, history_gate
+from fraud_pipeline.deployment.checks import UPSTREAM_GUARDING_CHECKS, check_record_problems
+from fraud_pipeline.deployment.decision import deploy_decision
+from fraud_pipeline.deployment.gates import challenger_gate, evaluate_gates, history_gate, outage_gate
 from fraud_pipeline.deployment.serving import (
     POLICY,
     ScoringModels,
@@ -26,18 +28,35 @@ from fraud_pipeline.evaluation.backtest import (
     spread_findings,
 )
 from fraud_pipeline.evaluation.cohorts import (
+    DEFAULT_COHORT_NAMES,
     cohort_details,
+    cohorts_named,
+    cohorts_of,
     decompose,
+    evaluated_cohorts,
     window_headline,
+    with_cohort_columns,
 )
 from fraud_pipeline.evaluation.metrics import (
-    DEFAULT_COHORTS,
+    CohortSpec,
     cohort_table,
+    day_bootstrap,
     evaluate_decisions,
+    feature_importance,
+    reliability_bins,
 )
-from fraud_pipeline.evaluation.report import build_report
+from fraud_pipeline.evaluation.report import (
+    ReportInputs,
+    build_report,
+    champion_headline,
+    champion_to_compare,
+    compare_with_champion,
+    decision_view,
+    report_facts,
+)
 from fraud_pipeline.evaluation.result import CohortFloors, ModelEvaluation
-from fraud_pipeline.lib.costs import rule_baseline
+from fraud_pipeline.labels.maturity import delay_observations_sql, estimate_delay_profile
+from fraud_pipeline.lib.costs import choose_threshold, rule_baseline
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.plots import (
     markdown_image,
@@ -56,6 +75,7 @@ from fraud_pipeline.training.model import (
     ModelParams,
     RowDigest,
     score,
+    to_model_matrix,
     uniform_sample,
 )
 from fraud_pipeline.training.training_set import load_split, training_set_sql
@@ -77,6 +97,12 @@ class EvaluationConfig(dg.Config):
         default=500_000,
         description="The train window's in-sample summary (the train-to-test decomposition) is computed on a fixed "
         "hash sample of about this many of its rows, one rate for all; 0 scores every row.",
+    )
+    cohorts: list[str] = Field(
+        default=list(DEFAULT_COHORT_NAMES),
+        description="Cohort splits every metric is reported per: account_age (new vs mature accounts), channel, "
+        "region (country), or the name of a categorical transaction column. A split whose column the data "
+        "does not have is left out.",
     )
     cohort_min_frauds: int = Field(
         default=CohortFloors.min_frauds,
@@ -142,9 +168,12 @@ def model_evaluation(
     model = fraud_model.main.model
     booster = model.booster()
     with duckdb.get_connection() as con:
-        train = uniform_sample(load_split(con, "train"), config.max_train_rows, seed=0)
-        validation = load_split(con, "validation")
-        test = load_split(con, "test")
+        wanted = cohorts_named(config.cohorts)
+        train, _ = with_cohort_columns(
+            con, uniform_sample(load_split(con, "train"), config.max_train_rows, seed=0), wanted
+        )
+        validation, _ = with_cohort_columns(con, load_split(con, "validation"), wanted)
+        test, splits = with_cohort_columns(con, load_split(con, "test"), wanted)
         train["score"] = score(model, train, booster)
         validation["score"] = score(model, validation, booster)
         test["score"] = score(model, test, booster)
@@ -168,14 +197,17 @@ def model_evaluation(
         test, fraud_model.threshold, cost_model, rule["amount_threshold"], config.daily_review_capacity
     )
     threshold = fraud_model.threshold
-    cohorts = _cohort_rows(test, threshold, cost_model, rule["amount_threshold"], config)
+    cohorts = _cohort_rows(test, threshold, cost_model, rule["amount_threshold"], config, splits)
     train_headline = window_headline(train, threshold, cost_model)
     # The train window is in-sample (its "within" includes overfitting); validation is the out-of-sample reference.
     decomposition = decompose(
-        _cohort_metrics(train, threshold, cost_model, rule["amount_threshold"]), cohorts, train_headline, headline
+        _cohort_metrics(train, threshold, cost_model, rule["amount_threshold"], splits),
+        cohorts,
+        train_headline,
+        headline,
     )
     decomposition_validation = decompose(
-        _cohort_metrics(validation, threshold, cost_model, rule["amount_threshold"]),
+        _cohort_metrics(validation, threshold, cost_model, rule["amount_threshold"], splits),
         cohorts,
         window_headline(validation, threshold, cost_model),
         headline,
@@ -206,20 +238,33 @@ def model_evaluation(
     return evaluation
 
 
-def _cohort_metrics(frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float) -> list[dict]:
-    """The plain cohort tables of a scored window, every cohort split in one list."""
-    return pd.concat(
-        [cohort_table(frame, threshold, cost_model, rule_amount_threshold, spec) for spec in DEFAULT_COHORTS],
-        ignore_index=True,
-    ).to_dict(orient="records")
+def _cohort_metrics(
+    frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float, cohorts: tuple[CohortSpec, ...]
+) -> list[dict]:
+    """The plain cohort tables of a scored window, every cohort split in one list (empty without a split)."""
+    return [
+        row
+        for spec in cohorts
+        for row in cohort_table(frame, threshold, cost_model, rule_amount_threshold, spec).to_dict(orient="records")
+    ]
 
 
 def _cohort_rows(
-    frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float, config: EvaluationConfig
+    frame: pd.DataFrame,
+    threshold: float,
+    cost_model,
+    rule_amount_threshold: float,
+    config: EvaluationConfig,
+    cohorts: tuple[CohortSpec, ...] | None = None,
 ) -> list[dict]:
-    """Every cohort's decision metrics joined with its calibration and, where small, bootstrap intervals."""
+    """Every cohort's decision metrics joined with its calibration and, where small, bootstrap intervals.
+
+    ``cohorts`` None: the configured splits whose column the frame has.
+    """
+    if cohorts is None:
+        cohorts = cohorts_of(frame.columns, cohorts_named(config.cohorts))
     tables = []
-    for spec in DEFAULT_COHORTS:
+    for spec in cohorts:
         metrics = cohort_table(frame, threshold, cost_model, rule_amount_threshold, spec)
         details = cohort_details(
             frame,
@@ -231,7 +276,7 @@ def _cohort_rows(
             config.bootstrap_seed,
         )
         tables.append(metrics.merge(details, on=["cohort", "value"], how="left"))
-    return pd.concat(tables, ignore_index=True).to_dict(orient="records")
+    return [row for table in tables for row in table.to_dict(orient="records")]
 
 
 class OutageConfig(dg.Config):
@@ -355,6 +400,9 @@ def backtest(
     design, sources = fold_design(run, {name: getattr(config, name) for name in DESIGN_SETTINGS})
     params = replace(params, max_genuine_rows=design.max_genuine_rows)
     cost_model = costs.cost_model()  # the run's costs resource, as fraud_model and model_evaluation use
+    spec = fraud_model.feature_spec()
+    # the fold's cohort is the evaluation's first split (account age where the data gives it)
+    cohort = evaluated_cohorts(model_evaluation.cohorts)[:1]
     folds, cohort_rows = [], []
     with duckdb.get_connection() as con:
         first, last = con.execute("SELECT min(event_time), max(event_time) FROM transactions").fetchone()
@@ -373,13 +421,15 @@ def backtest(
                 )
                 for name in windows.splits()
             }
+            splits["test"], _ = with_cohort_columns(con, splits["test"], cohort)
             headline, cohorts = run_fold(
                 splits,
                 params,
                 cost_model,
                 model_evaluation.rule_amount_threshold,
                 design.daily_review_capacity,
-                DEFAULT_COHORTS[0],
+                cohort[0] if cohort else None,
+                spec,
             )
             del splits
             folds.append(fold_row(index, windows, headline, current))
@@ -442,11 +492,29 @@ def backtest(
     }
 
 
+class ReportConfig(dg.Config):
+    """How the report's intervals, calibration and importances are computed."""
+
+    bootstrap_resamples: int = Field(default=1000, description="Resamples of whole test days behind every interval.")
+    bootstrap_seed: int = Field(default=0, description="Seed of the day bootstrap.")
+    interval_level: float = Field(default=0.9, description="Two-sided coverage of the report's intervals.")
+    calibration_bins: int = Field(default=10, description="Bins of the reliability diagram (equal expected frauds).")
+    importance_rows: int = Field(
+        default=1_500,
+        description="Test rows (a fixed hash sample) the mean |contribution| is computed on (pred_contrib costs about half "
+        "a millisecond a row on the default world); 0: all.",
+    )
+    importance_seed: int = Field(default=0, description="Seed of the importance sample.")
+
+
 @dg.asset(group_name="evaluation", deps=["training_set"], kinds={"html"}, pool=DUCKDB_POOL, op_tags=AFTER_THE_DEPLOY)
 def evaluation_report(
     context: dg.AssetExecutionContext,
+    config: ReportConfig,
     fraud_model: Candidate,
     model_evaluation: ModelEvaluation,
+    outage_replay: dict,
+    backtest: dict,
     population_drift: dict,
     label_delay_profile: dict,
     duckdb: DuckDBResource,
@@ -454,36 +522,107 @@ def evaluation_report(
     gates: DeployGates,
     costs: CostSettings,
 ) -> dg.MaterializeResult:
-    """An HTML report (metrics, gates, precision-recall, cohorts, drift) written next to the candidate's model."""
+    """The report a risk lead reads: the decision and why, cost with intervals, the champion, cohorts, calibration,
+    backtest, outage replay, drift and importances, written as one HTML file next to the candidate's model."""
+    store = registry.store()
+    cost_model = costs.cost_model()
+    evaluation = model_evaluation
+    windows = fraud_model.windows
+    model = fraud_model.main.model
+    booster = model.booster()
     with duckdb.get_connection() as con:
-        test = con.execute(
-            """SELECT t.is_fraud, s.score FROM evaluation_scores s JOIN training_set t USING (transaction_id)
-               WHERE t.split = 'test' ORDER BY transaction_id"""
-        ).fetchnumpy()
+        test, cohorts = with_cohort_columns(con, load_split(con, "test"), evaluated_cohorts(evaluation.cohorts))
+        stored = con.execute("SELECT transaction_id, score FROM evaluation_scores ORDER BY transaction_id").df()
+        validation = load_split(con, "validation")
         verdicts = evaluate_gates(
-            con,
-            fraud_model.windows,
-            fraud_model,
-            model_evaluation,
-            gates,
-            costs,
-            float(label_delay_profile["horizon_days"]),
+            con, windows, fraud_model, evaluation, gates, costs, float(label_delay_profile["horizon_days"])
         )
-    html, plots = build_report(
-        fraud_model, model_evaluation, test["is_fraud"], test["score"], [asdict(v) for v in verdicts], population_drift
+        sql, params = delay_observations_sql(windows.as_of)
+        observations = con.execute(sql, params).fetchnumpy()
+    verdicts.append(outage_gate(outage_replay))
+    test = test.merge(stored, on="transaction_id", how="inner", validate="one_to_one")
+    champion, note = champion_to_compare(store, fraud_model.version)
+    champion_metrics = (
+        champion_headline(
+            store, champion, test, cost_model, evaluation.rule_amount_threshold, evaluation.review_capacity_k
+        )
+        if champion
+        else None
     )
-    path = registry.store().write_report(fraud_model.version, html)
+    if isinstance(champion_metrics, str):
+        note, champion_metrics = champion_metrics, None
+    challenge = challenger_gate(
+        evaluation.total_cost,
+        champion_metrics["total_cost"] if champion_metrics else None,
+        gates.champion_tolerance,
+    )
+    decision = deploy_decision(
+        windows.as_of.isoformat(),
+        fraud_model.version,
+        champion,
+        verdicts,
+        challenge,
+        check_record_problems(context.instance, UPSTREAM_GUARDING_CHECKS),
+    )
+    profile = estimate_delay_profile(
+        observations["delay_days"], observations["truncation_days"], float(label_delay_profile["coverage"])
+    )
+    sample = uniform_sample(test, config.importance_rows, seed=config.importance_seed)
+    inputs = ReportInputs(
+        version=fraud_model.version,
+        facts=report_facts(fraud_model, evaluation, cost_model),
+        decision=decision_view(decision),
+        evaluation=evaluation,
+        bootstrap=day_bootstrap(
+            test,
+            evaluation.threshold,
+            cost_model,
+            evaluation.rule_amount_threshold,
+            config.bootstrap_resamples,
+            config.bootstrap_seed,
+            config.interval_level,
+            cohorts,
+        ),
+        validation_curve=choose_threshold(
+            score(model, validation, booster),
+            validation["is_fraud"].to_numpy(),
+            validation["amount"].to_numpy(),
+            cost_model,
+        ).curve,
+        test_curve=choose_threshold(
+            test["score"].to_numpy(), test["is_fraud"].to_numpy(), test["amount"].to_numpy(), cost_model
+        ).curve,
+        is_fraud=test["is_fraud"].to_numpy(dtype=bool),
+        scores=test["score"].to_numpy(dtype=float),
+        reliability=reliability_bins(test["is_fraud"], test["score"], config.calibration_bins, config.interval_level),
+        importance=feature_importance(booster, to_model_matrix(sample, model.features, model.categories)),
+        importance_rows=len(sample),
+        champion=compare_with_champion(evaluation.headline(), champion_metrics, champion, note or ""),
+        maturity_curve=profile.curve,
+        label_profile=label_delay_profile,
+        backtest=backtest,
+        outage=outage_replay,
+        drift=population_drift,
+    )
+    html, plots = build_report(inputs)
+    path = store.write_report(fraud_model.version, html)
     context.log.info(f"evaluation report of {fraud_model.version} written to {path} ({len(html) / 1024:.0f} KiB)")
     return dg.MaterializeResult(
         metadata={
             "report_path": dg.MetadataValue.path(str(path)),
             "report_url": dg.MetadataValue.url(path.resolve().as_uri()),
             "model_version": fraud_model.version,
+            "decision": decision.outcome,
+            "headline": dg.MetadataValue.text(decision.headline()),
             "report_kib": round(len(html) / 1024, 1),
             "precision_recall_curve": dg.MetadataValue.md(
                 markdown_image(plots["Precision-recall on the test window"], "precision-recall curve")
             ),
             "cohort_metrics": dg.MetadataValue.md(markdown_image(plots["Per-cohort metrics"], "per-cohort metrics")),
+            "calibration": dg.MetadataValue.md(markdown_image(plots["Calibration on the test window"], "calibration")),
+            "feature_importance": dg.MetadataValue.md(
+                markdown_image(plots["Feature importance"], "feature importance")
+            ),
             **(
                 {"feature_drift": dg.MetadataValue.md(markdown_image(plots["Feature drift (PSI)"], "feature drift"))}
                 if "Feature drift (PSI)" in plots

@@ -21,7 +21,7 @@ from fraud_pipeline.evaluation.metrics import (
     cohort_table,
     evaluate_decisions,
 )
-from fraud_pipeline.features.catalog import CATEGORICAL_FEATURES, FEATURE_NAMES
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.lib.costs import CostModel, choose_threshold
 from fraud_pipeline.training.model import ModelParams, score, train_model
 from fraud_pipeline.training.windows import TrainingWindows, WindowDesign
@@ -158,7 +158,8 @@ def run_fold(
     cost_model: CostModel,
     rule_amount_threshold: float,
     daily_review_capacity: int,
-    cohort: CohortSpec,
+    cohort: CohortSpec | None,
+    spec: FeatureSpec | None = None,
 ) -> tuple[dict, list[dict]]:
     """Trains on one fold's train split, chooses the threshold on its validation split, evaluates on its test split.
 
@@ -169,12 +170,15 @@ def run_fold(
         cost_model: The costs.
         rule_amount_threshold: A of the baseline rule (the candidate's).
         daily_review_capacity: k of user precision@k.
-        cohort: The cohort split reported per fold.
+        cohort: The cohort split reported per fold; None when the data has no cohort column (no cohort rows).
+        spec: The feature spec the candidate was trained on (its features and categoricals); the
+            default spec when None.
 
     Returns:
         The fold's headline metrics (with threshold and cost_per_transaction) and its cohort rows.
     """
-    model = train_model(splits["train"], splits["validation"], FEATURE_NAMES, CATEGORICAL_FEATURES, params)
+    spec = spec or default_spec()
+    model = train_model(splits["train"], splits["validation"], spec.names, spec.categorical, params)
     validation = splits["validation"]
     threshold = float(
         choose_threshold(
@@ -188,6 +192,8 @@ def run_fold(
     headline["cost_per_transaction"] = (
         headline["total_cost"] / headline["n_transactions"] if headline["n_transactions"] else math.nan
     )
+    if cohort is None:
+        return headline, []
     cohorts = cohort_table(test, threshold, cost_model, rule_amount_threshold, cohort).to_dict(orient="records")
     return headline, cohorts
 

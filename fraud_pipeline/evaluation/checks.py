@@ -1,11 +1,15 @@
-"""Blocking checks on the evaluation: cost against baselines, cohort floors, the outage replay; and the backtest's spread."""
+"""The deploy gates on the evaluation (cost against baselines, cohort floors, the test scores, the outage replay),
+on ``deploy_gate`` so they hold back only the promotion; and the backtest's spread."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from fraud_pipeline.deployment.gates import cohort_floor_gate, cost_gate, evaluation_scores_gate
-from fraud_pipeline.deployment.serving import (
-    misreads_unavailable_history,
+from fraud_pipeline.deployment.checks import DEPLOY_GATE
+from fraud_pipeline.deployment.gates import (
+    cohort_floor_gate,
+    cost_gate,
+    evaluation_scores_gate,
+    outage_gate,
 )
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.lib.checks import gate_check_result
@@ -16,23 +20,28 @@ from fraud_pipeline.resources import (
 )
 from fraud_pipeline.training.candidate import Candidate
 
+#: The checks on the evaluation: on the deploy decision, reading the evaluation.
+_evaluation_check = dg.asset_check(
+    asset=DEPLOY_GATE, blocking=True, additional_ins={"model_evaluation": dg.AssetIn("model_evaluation")}
+)
 
-@dg.asset_check(asset="model_evaluation", blocking=True)
+
+@_evaluation_check
 def cost_beats_baselines(model_evaluation: ModelEvaluation, gates: DeployGates) -> dg.AssetCheckResult:
     """Test cost beats approve-all and the simple amount rule by the configured margin."""
     return gate_check_result(cost_gate(model_evaluation, gates.cost_margin))
 
 
-@dg.asset_check(asset="model_evaluation", blocking=True)
+@_evaluation_check
 def cohort_floors(model_evaluation: ModelEvaluation) -> dg.AssetCheckResult:
     """Every cohort with enough test frauds meets the savings, recall and calibration floors."""
     return gate_check_result(cohort_floor_gate(model_evaluation.cohorts, model_evaluation.cohort_floors))
 
 
 @dg.asset_check(
-    asset="model_evaluation",
+    asset=DEPLOY_GATE,
     blocking=True,
-    additional_ins={"fraud_model": dg.AssetIn("fraud_model")},
+    additional_ins={"model_evaluation": dg.AssetIn("model_evaluation"), "fraud_model": dg.AssetIn("fraud_model")},
     additional_deps=["training_set"],
     pool=DUCKDB_POOL,
 )
@@ -44,21 +53,10 @@ def evaluation_scores_reproduce(
         return gate_check_result(evaluation_scores_gate(con, fraud_model, model_evaluation, costs.cost_model()))
 
 
-#: How far (either way) the affected frauds' mean score may move before a misread outage counts: a
-#: quarter up or down moves a cost-optimal alert set materially.
-MAX_SCORE_SHIFT = 1.25
-
-
-@dg.asset_check(asset="outage_replay", blocking=True)
+@dg.asset_check(asset=DEPLOY_GATE, blocking=True, additional_ins={"outage_replay": dg.AssetIn("outage_replay")})
 def unavailable_history_not_misread(outage_replay: dict) -> dg.AssetCheckResult:
     """The serving path recognises unavailable history instead of scoring it as known-empty (new-user) history."""
-    misread, reason = misreads_unavailable_history(outage_replay, min_identified=0.99, max_score_shift=MAX_SCORE_SHIFT)
-    return dg.AssetCheckResult(
-        passed=not misread,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=reason,
-        metadata={k: v for k, v in outage_replay.items() if isinstance(v, (int, float))},
-    )
+    return gate_check_result(outage_gate(outage_replay))
 
 
 @dg.asset_check(asset="backtest")
@@ -69,7 +67,7 @@ def backtest_spread(backtest: dict) -> dg.AssetCheckResult:
 
     WARN, not blocking: the backtest runs after the deploy decision, so no verdict on it can stop this run's
     deploy; the faults that make a candidate too good are blocked before the deploy by the provenance checks
-    on fraud_model and model_evaluation.
+    on deploy_gate.
     """
     findings, folds = backtest["findings"], backtest["folds"]
     design = backtest.get("design", {})

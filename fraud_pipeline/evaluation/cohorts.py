@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.evaluation.metrics import CohortSpec, assign_cohort, ranking_metrics
+from fraud_pipeline.evaluation.metrics import DEFAULT_COHORTS, CohortSpec, assign_cohort, ranking_metrics
 from fraud_pipeline.lib.costs import (
     CostModel,
     approve_all_cost,
@@ -31,6 +32,107 @@ from fraud_pipeline.lib.costs import (
 
 #: Metrics that get a bootstrap interval.
 INTERVAL_METRICS = ("recall", "precision", "savings_vs_approve_all_pct", "average_precision")
+
+
+def cohorts_of(columns, cohorts: tuple[CohortSpec, ...]) -> tuple[CohortSpec, ...]:
+    """The cohort splits a frame can be cut by: those whose column it has.
+
+    A data set without channel or country columns (and a feature spec without them) has no channel or
+    region cohort; that is an absent split, not a failed one.
+
+    Args:
+        columns: The frame's columns.
+        cohorts: The cohort definitions wanted (e.g. ``DEFAULT_COHORTS``).
+    """
+    present = set(columns)
+    return tuple(c for c in cohorts if c.column in present)
+
+
+#: Cohort columns the warehouse can give a row that does not carry them, as SQL over the row's
+#: transaction ``t`` and its user ``u``. Account age is the same derivation as the feature of that
+#: name, so a spec without it as a feature still has the new-vs-mature split.
+WAREHOUSE_COHORT_SQL = {"account_age_days": "(epoch_us(t.event_time) - epoch_us(u.created_at)) / 1e6 / 86400.0"}
+#: The cohort splits evaluation and monitoring cut by, unless configured otherwise.
+DEFAULT_COHORT_NAMES = tuple(c.name for c in DEFAULT_COHORTS)
+
+
+def cohorts_named(names) -> tuple[CohortSpec, ...]:
+    """The cohort splits of the given names: a built-in one (account_age, channel, region) or a transaction column's values.
+
+    Args:
+        names: Cohort names, e.g. ``("account_age", "channel")`` or a categorical transaction column
+            such as ``"card_type"`` (its values are the cohorts).
+    """
+    known = {c.name: c for c in DEFAULT_COHORTS}
+    return tuple(known.get(name, CohortSpec(name, name)) for name in dict.fromkeys(names))
+
+
+def evaluated_cohorts(rows: list[dict]) -> tuple[CohortSpec, ...]:
+    """The cohort splits an evaluation's cohort rows were cut by, in their order (what downstream steps compare against)."""
+    return cohorts_named(dict.fromkeys(r["cohort"] for r in rows))
+
+
+def with_cohort_columns(
+    con, frame: pd.DataFrame, cohorts: tuple[CohortSpec, ...], transactions: str = "transactions", users: str = "users"
+) -> tuple[pd.DataFrame, tuple[CohortSpec, ...]]:
+    """The frame with every cohort column it lacks read from the warehouse, and the cohort splits it can be cut by.
+
+    A feature row carries only its spec's columns; the cohorts do not depend on the spec. A column the
+    frame lacks is read by ``transaction_id``: account age from the user's ``created_at``
+    (:data:`WAREHOUSE_COHORT_SQL`), any other from the transactions table when it has that column. A
+    cohort whose column neither has, or whose column is NULL on every row (a file without ``channel``
+    lands it as an all-NULL column), is left out: an absent split, not a failed one and not one
+    ``unknown`` cohort holding every row.
+
+    Args:
+        con: A warehouse connection.
+        frame: Rows with ``transaction_id``.
+        cohorts: The cohort splits wanted.
+        transactions, users: The tables to read from.
+
+    Returns:
+        The frame (a copy where columns were added, in the same row order) and the splits it has.
+    """
+    missing = list(dict.fromkeys(c.column for c in cohorts if c.column not in frame.columns))
+    if not missing:
+        return frame, _informative(frame, cohorts)
+    available = _columns(con, transactions)
+    user_columns = _columns(con, users) if "user_id" in available else set()
+    readable = {}
+    for column in missing:
+        if column in WAREHOUSE_COHORT_SQL and {"created_at"} <= user_columns:
+            readable[column] = WAREHOUSE_COHORT_SQL[column]
+        elif column in available:
+            readable[column] = f"t.{column}"
+    if not readable:
+        return frame, _informative(frame, cohorts)
+    join = f"LEFT JOIN {users} AS u USING (user_id)" if any("u." in sql for sql in readable.values()) else ""
+    keys = pd.DataFrame({"_row": np.arange(len(frame)), "transaction_id": frame["transaction_id"].to_numpy()})
+    con.register("_cohort_keys", keys)
+    try:
+        read = con.execute(f"""
+            SELECT k._row, {", ".join(f"{sql} AS {column}" for column, sql in readable.items())}
+            FROM _cohort_keys AS k LEFT JOIN {transactions} AS t USING (transaction_id) {join}
+            ORDER BY k._row
+        """).df()
+    finally:
+        con.unregister("_cohort_keys")
+    frame = frame.assign(**{column: read[column].to_numpy() for column in readable})
+    return frame, _informative(frame, cohorts)
+
+
+def _informative(frame: pd.DataFrame, cohorts: tuple[CohortSpec, ...]) -> tuple[CohortSpec, ...]:
+    """The splits whose column the frame has with at least one value (every split of an empty frame that has its column)."""
+    present = cohorts_of(frame.columns, cohorts)
+    return present if frame.empty else tuple(c for c in present if frame[c.column].notna().any())
+
+
+def _columns(con, table: str) -> set[str]:
+    """The columns of a table or view, empty when there is none of that name."""
+    try:
+        return set(con.sql(f"SELECT * FROM {table} LIMIT 0").columns)
+    except duckdb.CatalogException:
+        return set()
 
 
 def _weighted_ap(order_fraud: np.ndarray, group_end: np.ndarray, weights: np.ndarray) -> np.ndarray:

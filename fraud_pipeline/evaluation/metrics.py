@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -118,20 +119,34 @@ def _user_days(frame: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(score=("score", "max"), is_fraud=("is_fraud", "any"))
 
 
-def _drop_known_compromised(user_days: pd.DataFrame) -> pd.DataFrame:
-    """Removes each user from every day after its first fraudulent day in the frame."""
-    fraud_day = user_days["day"].where(user_days["is_fraud"])
-    first = fraud_day.groupby(user_days["user_id"], dropna=False).transform("min")
-    return user_days.loc[first.isna() | (user_days["day"] <= first)]
+def _precision_per_day(top: pd.DataFrame, all_days: pd.Index) -> dict:
+    """``mean`` and ``per_day`` of the day's reviewed users (``top``), every day of ``all_days`` present."""
+    per_day = (
+        top.groupby("day")
+        .agg(n_ranked=("is_fraud", "size"), n_fraud_in_top_k=("is_fraud", "sum"))
+        .reindex(all_days, fill_value=0)
+        .astype(np.int64)
+        .reset_index()
+    )
+    per_day["precision"] = per_day["n_fraud_in_top_k"] / per_day["n_ranked"].where(per_day["n_ranked"] > 0)
+    mean = float(per_day["precision"].mean()) if per_day["precision"].notna().any() else math.nan
+    return {"mean": mean, "per_day": per_day}
+
+
+def _ranked(user_days: pd.DataFrame) -> pd.DataFrame:
+    """Most suspicious first, ties broken by user_id, so the same day always reviews the same users."""
+    return user_days.sort_values(["score", "user_id"], ascending=[False, True], kind="stable")
 
 
 def user_precision_at_k(frame: pd.DataFrame, k: int) -> dict:
-    """Daily precision among the k most suspicious users, with already-compromised users removed.
+    """Daily precision among the k most suspicious users, users the model already caught removed (the headline).
 
     The Fraud-Detection-Handbook's card precision top-k, with users in place of cards: per calendar day
     a user's score is its highest transaction score and it is fraudulent if any of its transactions
-    is; users with a fraud on an earlier day of the frame are no longer ranked; the k highest-scoring
-    remaining users (ties by user_id) are the day's reviews.
+    is; the k highest-scoring users (ties by user_id) are the day's reviews. A user reviewed on a day
+    it was fraudulent has been *detected*: the fraud team blocks it, so it is not ranked on any later
+    day. A compromised user the model did not put in a day's top k stays in the ranking, as it would
+    in production, where nobody knows yet.
 
     Args:
         frame: Columns event_time (datetime64), user_id, score, is_fraud.
@@ -149,20 +164,37 @@ def user_precision_at_k(frame: pd.DataFrame, k: int) -> dict:
         raise ValueError(f"k must be at least 1, got {k}")
     user_days = _user_days(frame)
     all_days = pd.Index(np.sort(user_days["day"].unique()), name="day")
-    ranked = _drop_known_compromised(user_days).sort_values(
-        ["day", "score", "user_id"], ascending=[True, False, True], kind="stable"
-    )
-    top = ranked.loc[ranked.groupby("day").cumcount() < k]
-    per_day = (
-        top.groupby("day")
-        .agg(n_ranked=("is_fraud", "size"), n_fraud_in_top_k=("is_fraud", "sum"))
-        .reindex(all_days, fill_value=0)
-        .astype(np.int64)
-        .reset_index()
-    )
-    per_day["precision"] = per_day["n_fraud_in_top_k"] / per_day["n_ranked"].where(per_day["n_ranked"] > 0)
-    mean = float(per_day["precision"].mean()) if per_day["precision"].notna().any() else math.nan
-    return {"mean": mean, "per_day": per_day}
+    detected: set = set()
+    reviewed = []
+    for _, day in user_days.groupby("day", sort=True):
+        top = _ranked(day.loc[~day["user_id"].isin(list(detected))]).head(k)
+        reviewed.append(top)
+        detected.update(top.loc[top["is_fraud"], "user_id"].tolist())
+    top = pd.concat(reviewed, ignore_index=True) if reviewed else user_days.iloc[:0]
+    return _precision_per_day(top, all_days)
+
+
+def user_precision_at_k_until_first_fraud(frame: pd.DataFrame, k: int) -> dict:
+    """Daily precision among the k most suspicious users, every user removed after its first fraudulent day.
+
+    Unlike :func:`user_precision_at_k`, a user leaves the ranking after its first fraudulent day in the
+    frame whether the model caught it or not, so the users ranked on each day do not depend on the
+    model: two models are ranked over the same users every day, and each compromise counts on one
+    day only. It reads lower than the headline, since a compromise the model misses on its first day
+    cannot be caught later. Same arguments and result as :func:`user_precision_at_k`.
+
+    Raises:
+        ValueError: If k < 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    user_days = _user_days(frame)
+    all_days = pd.Index(np.sort(user_days["day"].unique()), name="day")
+    fraud_day = user_days["day"].where(user_days["is_fraud"])
+    first = fraud_day.groupby(user_days["user_id"], dropna=False).transform("min")
+    kept = user_days.loc[first.isna() | (user_days["day"] <= first)]
+    ranked = kept.sort_values(["day", "score", "user_id"], ascending=[True, False, True], kind="stable")
+    return _precision_per_day(ranked.loc[ranked.groupby("day").cumcount() < k], all_days)
 
 
 @dataclass(frozen=True)
@@ -275,11 +307,16 @@ def evaluate_decisions(
         A flat dict: n_transactions, n_frauds, fraud_rate, total_cost, approve_all_cost, rule_cost,
         savings_vs_approve_all (approve_all_cost - total_cost), savings_vs_approve_all_pct,
         savings_vs_rule (rule_cost - total_cost), average_precision, roc_auc, precision, recall, f1,
-        n_alerts, alert_rate, user_precision_at_k (mean over days) and review_capacity_k.
+        n_alerts, alert_rate, user_precision_at_k (mean over days; users the model caught removed),
+        user_precision_at_k_until_first_fraud (every user removed after its first fraudulent day) and
+        review_capacity_k.
     """
     return {
         **_decision_metrics(frame, threshold, cost_model, rule_amount_threshold),
         "user_precision_at_k": user_precision_at_k(frame, daily_review_capacity)["mean"],
+        "user_precision_at_k_until_first_fraud": user_precision_at_k_until_first_fraud(frame, daily_review_capacity)[
+            "mean"
+        ],
         "review_capacity_k": int(daily_review_capacity),
     }
 
@@ -319,3 +356,229 @@ def cohort_table(
         ],
         columns=["cohort", "value", *COHORT_METRICS],
     )
+
+
+#: Metrics of :func:`day_bootstrap` (sums over days, or ratios of such sums).
+DAY_BOOTSTRAP_METRICS = (
+    "total_cost",
+    "savings_vs_approve_all",
+    "savings_vs_approve_all_pct",
+    "savings_vs_rule",
+    "recall",
+    "precision",
+)
+_DAY_SUMS = ("total_cost", "approve_all_cost", "rule_cost", "n_frauds", "n_caught", "n_alerts")
+
+
+def _day_sums(
+    frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float
+) -> pd.DataFrame:
+    """Per row, the quantities whose sums over days every :data:`DAY_BOOTSTRAP_METRICS` metric is made of."""
+    fraud = as_labels(frame["is_fraud"])
+    amount = as_finite(frame["amount"], "amount")
+    alert = as_finite(frame["score"], "score") >= threshold
+    return pd.DataFrame(
+        {
+            "day": pd.to_datetime(frame["event_time"]).dt.floor("D").to_numpy(),
+            "total_cost": decision_costs(fraud, amount, alert, cost_model),
+            "approve_all_cost": decision_costs(fraud, amount, np.zeros(len(fraud), bool), cost_model),
+            "rule_cost": decision_costs(fraud, amount, amount >= rule_amount_threshold, cost_model),
+            "n_frauds": fraud.astype(float),
+            "n_caught": (fraud & alert).astype(float),
+            "n_alerts": alert.astype(float),
+        },
+        index=frame.index,
+    )
+
+
+def _day_metrics(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """:data:`DAY_BOOTSTRAP_METRICS` from summed columns in :data:`_DAY_SUMS` order (last axis)."""
+    total, approve, rule, frauds, caught, alerts = (sums[..., i] for i in range(len(_DAY_SUMS)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "total_cost": total,
+            "savings_vs_approve_all": approve - total,
+            "savings_vs_approve_all_pct": np.where(approve > 0, (approve - total) / approve, np.nan),
+            "savings_vs_rule": rule - total,
+            "recall": np.where(frauds > 0, caught / frauds, np.nan),
+            "precision": np.where(alerts > 0, caught / alerts, np.nan),
+        }
+
+
+def _percentiles(sample: np.ndarray, level: float) -> tuple[float, float]:
+    """The two-sided percentile interval of the defined resamples; NaN when most are undefined."""
+    defined = sample[~np.isnan(sample)]
+    if len(defined) < 0.5 * len(sample) or not len(defined):
+        return math.nan, math.nan
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(defined, tail)), float(np.quantile(defined, 1.0 - tail))
+
+
+def day_bootstrap(
+    frame: pd.DataFrame,
+    threshold: float,
+    cost_model: CostModel,
+    rule_amount_threshold: float,
+    n_resamples: int,
+    seed: int,
+    level: float = 0.9,
+    cohorts: tuple[CohortSpec, ...] = (),
+) -> dict:
+    """Percentile intervals of cost, savings, recall and precision from resampling whole days.
+
+    Frauds come in bursts (one compromised merchant, one card-testing night), so the days of a
+    window, not its transactions, are the independent draws: each resample draws as many days as
+    the window has, with replacement, from a seeded generator, and sums their costs and counts.
+    Every cohort is priced on the same resampled days as the whole window.
+
+    Args:
+        frame: Columns event_time, is_fraud, amount, score, and each cohort's column.
+        threshold: The alert threshold.
+        cost_model: The costs.
+        rule_amount_threshold: A of the baseline rule "alert when amount >= A".
+        n_resamples: Bootstrap resamples.
+        seed: Seed of the resampling: the same frame and seed give the same intervals.
+        level: Two-sided coverage.
+        cohorts: Cohort splits to give intervals too.
+
+    Returns:
+        ``n_days``, ``n_resamples``, ``level``, ``seed``; ``intervals``: metric -> (low, high) for each
+        of :data:`DAY_BOOTSTRAP_METRICS` (NaN where undefined in most resamples or without rows);
+        ``cohorts``: one row per cohort value with cohort, value and ``<metric>_low`` / ``<metric>_high``.
+    """
+    sums = _day_sums(frame, threshold, cost_model, rule_amount_threshold)
+    days = np.sort(sums["day"].unique())
+    result = {"n_days": len(days), "n_resamples": int(n_resamples), "level": level, "seed": seed}
+    if not len(days) or n_resamples < 1:
+        result["intervals"] = {m: (math.nan, math.nan) for m in DAY_BOOTSTRAP_METRICS}
+        result["cohorts"] = []
+        return result
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(days), size=(n_resamples, len(days)))
+    weights = np.stack([np.bincount(row, minlength=len(days)) for row in draws]).astype(float)
+
+    def intervals(rows: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        by_day = rows.groupby("day")[list(_DAY_SUMS)].sum().reindex(days, fill_value=0.0).to_numpy()
+        return {m: _percentiles(v, level) for m, v in _day_metrics(weights @ by_day).items()}
+
+    result["intervals"] = intervals(sums)
+    rows = []
+    for spec in cohorts:
+        labels = assign_cohort(frame, spec)
+        groups = dict(list(sums.groupby(labels.to_numpy(), sort=False)))
+        for value in _cohort_order(pd.Index(groups), spec):
+            found = intervals(groups[value])
+            rows.append(
+                {
+                    "cohort": spec.name,
+                    "value": value,
+                    **{
+                        f"{m}_{side}": found[m][i]
+                        for m in DAY_BOOTSTRAP_METRICS
+                        for i, side in enumerate(("low", "high"))
+                    },
+                }
+            )
+    result["cohorts"] = rows
+    return result
+
+
+def _wilson(successes: float, n: float, level: float) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (NaN without trials)."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def reliability_bins(is_fraud, scores, n_bins: int = 10, level: float = 0.9) -> list[dict]:
+    """Mean score against observed fraud rate in score bins that each hold about the same expected frauds.
+
+    Fraud is rare, so bins of equal row counts would put almost every bin among the lowest scores;
+    bins of equal *score mass* (the sum of scores, the expected number of frauds) spread them over
+    the range where alerts are decided. Rows are ordered by score (ties by position), so the bins
+    are deterministic.
+
+    Args:
+        is_fraud: Labels.
+        scores: Scores in [0, 1].
+        n_bins: Bins at most (fewer when the rows are fewer).
+        level: Coverage of the observed rate's Wilson interval.
+
+    Returns:
+        One row per non-empty bin, lowest scores first: bin, n_transactions, n_frauds, score_low,
+        score_high, mean_score, observed_rate, observed_rate_low, observed_rate_high.
+    """
+    labels = as_labels(is_fraud)
+    values = as_finite(scores, "scores")
+    if not len(values):
+        return []
+    order = np.argsort(values, kind="stable")
+    ranked, ranked_fraud = values[order], labels[order]
+    mass = np.cumsum(ranked) - ranked
+    total = float(ranked.sum())
+    index = np.minimum((mass / total * n_bins).astype(int), n_bins - 1) if total > 0 else np.zeros(len(ranked), int)
+    rows = []
+    for b in np.unique(index):
+        members = index == b
+        n, frauds = int(members.sum()), int(ranked_fraud[members].sum())
+        low, high = _wilson(frauds, n, level)
+        rows.append(
+            {
+                "bin": int(b) + 1,
+                "n_transactions": n,
+                "n_frauds": frauds,
+                "score_low": float(ranked[members].min()),
+                "score_high": float(ranked[members].max()),
+                "mean_score": float(ranked[members].mean()),
+                "observed_rate": frauds / n,
+                "observed_rate_low": low,
+                "observed_rate_high": high,
+            }
+        )
+    return rows
+
+
+def feature_importance(booster, matrix: pd.DataFrame) -> list[dict]:
+    """Each feature's LightGBM gain beside its mean contribution to the scores of ``matrix``'s rows.
+
+    Gain says what the trees split on while learning; ``pred_contrib`` (exact per-row additive
+    contributions to the raw score, in log-odds, which with the bias sum to the raw score) says what
+    moves the scores of the rows given. The two disagree where a feature was split on often but
+    rarely matters for the traffic scored.
+
+    Args:
+        booster: The LightGBM booster.
+        matrix: The model matrix of the rows (``to_model_matrix``), columns in the booster's order.
+
+    Returns:
+        One row per feature, by mean |contribution| then name: feature, gain, gain_share,
+        mean_abs_contribution, contribution_share (of the summed mean |contribution|) and
+        mean_contribution (signed: positive raises scores on average).
+    """
+    names = list(booster.feature_name())
+    gain = np.asarray(booster.feature_importance("gain"), dtype=float)
+    contributions = (
+        np.asarray(booster.predict(matrix, pred_contrib=True))[:, : len(names)]
+        if len(matrix)
+        else np.zeros((0, len(names)))
+    )
+    mean_abs = np.abs(contributions).mean(axis=0) if len(matrix) else np.full(len(names), math.nan)
+    mean = contributions.mean(axis=0) if len(matrix) else np.full(len(names), math.nan)
+    total_gain, total_abs = float(gain.sum()), float(np.nansum(mean_abs))
+    rows = [
+        {
+            "feature": name,
+            "gain": float(gain[i]),
+            "gain_share": float(gain[i]) / total_gain if total_gain else math.nan,
+            "mean_abs_contribution": float(mean_abs[i]),
+            "contribution_share": float(mean_abs[i]) / total_abs if total_abs else math.nan,
+            "mean_contribution": float(mean[i]),
+        }
+        for i, name in enumerate(names)
+    ]
+    # without rows to explain, gain alone orders them
+    return sorted(rows, key=lambda r: (-np.nan_to_num(r["mean_abs_contribution"], nan=0.0), -r["gain"], r["feature"]))

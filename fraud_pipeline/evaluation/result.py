@@ -6,6 +6,7 @@ The evaluation is stored in every model bundle as :meth:`ModelEvaluation.as_dict
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 
@@ -42,6 +43,7 @@ HEADLINE = (
     "f1",
     "n_alerts",
     "user_precision_at_k",
+    "user_precision_at_k_until_first_fraud",
     "n_transactions",
     "n_frauds",
 )
@@ -57,6 +59,8 @@ class ModelEvaluation:
         rule_amount_threshold: A of the baseline rule "alert when amount >= A" (fitted on validation).
         n_transactions ... review_capacity_k: The test window's headline decision metrics
             (see :func:`fraud_pipeline.evaluation.metrics.evaluate_decisions`).
+        user_precision_at_k_until_first_fraud: The second reading of user precision@k, every user
+            removed after its first fraudulent day (NaN in a bundle from before it was recorded).
         cohorts: One record per cohort value: decision metrics, intervals where small, calibration.
         cohort_floors: The floors the cohorts are held to.
         train_headline: The same headline on the (sampled) train window, in sample.
@@ -87,6 +91,7 @@ class ModelEvaluation:
     alert_rate: float
     user_precision_at_k: float
     review_capacity_k: int
+    user_precision_at_k_until_first_fraud: float = math.nan
     cohorts: list[dict] = field(default_factory=list)
     cohort_floors: CohortFloors = field(default_factory=CohortFloors)
     train_headline: dict = field(default_factory=dict)

@@ -1,21 +1,35 @@
 """Checks on the features: point in time (oracle, future independence) and absence (missingness contracts, default signals)."""
 
+import json
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_pipeline.features.contracts import ContractSettings, split_reference
 from fraud_pipeline.features.default_signal import (
     DetectorSettings,
     detect_default_signals,
 )
-from fraud_pipeline.features.expectations import validate_contracts
+from fraud_pipeline.features.expectations import ContractOutcome, validate_contracts
 from fraud_pipeline.features.leakage import future_independence, intraday_cutoffs
 from fraud_pipeline.features.oracle import sample_and_compare
+from fraud_pipeline.features.spec import SpecError
 from fraud_pipeline.lib.checks import contract_check_result
-from fraud_pipeline.lib.markdown import markdown_table
-from fraud_pipeline.resources import DUCKDB_POOL
+from fraud_pipeline.lib.markdown import markdown_table, md_text
+from fraud_pipeline.resources import DUCKDB_POOL, FeatureSpecSettings
+
+
+def _spec_failure(error: SpecError) -> dg.AssetCheckResult:
+    """A failed check for a spec that cannot be read or does not fit the tables: its one line, no traceback."""
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=md_text(str(error)),
+        metadata={"spec_error": str(error)},
+    )
 
 
 class OracleConfig(dg.Config):
@@ -38,10 +52,18 @@ class OracleConfig(dg.Config):
     additional_deps=["transactions", "chargebacks", "users"],
     pool=DUCKDB_POOL,
 )
-def features_match_oracle(config: OracleConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def features_match_oracle(
+    config: OracleConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
+) -> dg.AssetCheckResult:
     """Every sampled feature value (uniform, and where a leak inside a day shows) equals a naive recomputation."""
-    with duckdb.get_connection() as con:
-        compared, mismatches, drawn = sample_and_compare(con, config.sample_size, config.seed, config.targeted_size)
+    try:
+        spec = feature_spec.spec()
+        with duckdb.get_connection() as con:
+            compared, mismatches, drawn = sample_and_compare(
+                con, config.sample_size, config.seed, config.targeted_size, spec=spec
+            )
+    except SpecError as error:
+        return _spec_failure(error)
     by_feature = mismatches.groupby("feature").size().sort_values(ascending=False) if len(mismatches) else None
     return dg.AssetCheckResult(
         passed=mismatches.empty,
@@ -82,15 +104,21 @@ class FutureConfig(dg.Config):
     additional_deps=["transactions", "chargebacks", "users"],
     pool=DUCKDB_POOL,
 )
-def features_ignore_the_future(config: FutureConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def features_ignore_the_future(
+    config: FutureConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
+) -> dg.AssetCheckResult:
     """Removing every record after a cutoff (at midnight, and at seeded times inside days) changes no earlier feature."""
-    with duckdb.get_connection() as con:
-        newest = con.execute("SELECT max(event_time) FROM transactions").fetchone()[0]
-        midnight = datetime(newest.year, newest.month, newest.day) - timedelta(days=config.holdout_days)
-        outcomes = [{"kind": "midnight", "key": None, **future_independence(con, midnight)}]
-        for cut in intraday_cutoffs(con, config.intraday_cutoffs, config.seed):
-            outcome = future_independence(con, cut["cutoff"], compare_days=1)
-            outcomes.append({"kind": cut["kind"], "key": cut["key"], **outcome})
+    try:
+        spec = feature_spec.spec()
+        with duckdb.get_connection() as con:
+            newest = con.execute("SELECT max(event_time) FROM transactions").fetchone()[0]
+            midnight = datetime(newest.year, newest.month, newest.day) - timedelta(days=config.holdout_days)
+            outcomes = [{"kind": "midnight", "key": None, **future_independence(con, midnight, spec=spec)}]
+            for cut in intraday_cutoffs(con, config.intraday_cutoffs, config.seed, spec=spec):
+                outcome = future_independence(con, cut["cutoff"], compare_days=1, spec=spec)
+                outcomes.append({"kind": cut["kind"], "key": cut["key"], **outcome})
+    except SpecError as error:
+        return _spec_failure(error)
     failed = [o for o in outcomes if o["changed_rows"] or o["missing_rows"]]
     compared = sum(o["compared"] for o in outcomes)
     cutoffs = [
@@ -134,18 +162,101 @@ def features_ignore_the_future(config: FutureConfig, duckdb: DuckDBResource) -> 
     )
 
 
+class ContractConfig(dg.Config):
+    """How the learned missingness rules (missing rates, value ranges) are judged against their reference."""
+
+    checked_days: int = Field(
+        default=ContractSettings.checked_days,
+        description="transaction_features: the newest calendar days checked against the earlier full-history rows.",
+    )
+    missing_rate_margin: float = Field(
+        default=ContractSettings.missing_rate_margin,
+        description="Smallest change of a missing rate (absolute) that fails; the binomial error is added on top.",
+    )
+    out_of_range_margin: float = Field(
+        default=ContractSettings.out_of_range_margin,
+        description="Smallest rise of the share of values outside the reference's far-out fences that fails.",
+    )
+    fence_iqr: float = Field(
+        default=ContractSettings.fence_iqr, description="k of the reference's fences Q1 - k IQR and Q3 + k IQR."
+    )
+    false_alarm: float = Field(
+        default=ContractSettings.false_alarm,
+        description="Chance that checked rows behaving like the reference fail a learned rule (Bonferroni-shared).",
+    )
+
+    def settings(self) -> ContractSettings:
+        """The pure settings these fields describe."""
+        return ContractSettings(
+            checked_days=self.checked_days,
+            missing_rate_margin=self.missing_rate_margin,
+            out_of_range_margin=self.out_of_range_margin,
+            fence_iqr=self.fence_iqr,
+            false_alarm=self.false_alarm,
+        )
+
+
+def _failure_text(row: dict) -> str:
+    """One failed rule in words: the feature, the rule, what was observed and what was allowed."""
+    text = f"{md_text(row['feature'])} {md_text(row['rule'])}"
+    if row["observed"] is None or row["observed"] != row["observed"]:
+        return text
+    text += f": observed {row['observed']:.4g}"
+    if row.get("reference") is not None:
+        text += f" against {row['reference']:.4g} in the reference (allowed {row['low']:.4g} to {row['high']:.4g})"
+    return text
+
+
+def _contract_result(outcome: ContractOutcome, settings: ContractSettings) -> dg.AssetCheckResult:
+    """The shared contract check result, with the reference, the learned bounds and any problem added."""
+    result = contract_check_result(outcome)
+    learned = [r for r in outcome.rows if r["rule"] in ("missing_rate", "value_range")]
+    metadata = {
+        **result.metadata,
+        "reference": dg.MetadataValue.json(json.loads(json.dumps(outcome.reference, default=str))),
+        "settings": dg.MetadataValue.json(asdict(settings)),
+        "failed_rules": dg.MetadataValue.json(sorted({r["rule"] for r in outcome.failures})),
+        "learned_rules": dg.MetadataValue.md(
+            markdown_table(learned, ["rule", "feature", "reference", "observed", "low", "high", "detail", "success"])
+        ),
+    }
+    description = "; ".join(_failure_text(r) for r in outcome.failures[:5]) or result.description
+    if outcome.problem:
+        description = f"the contract cannot be judged: {md_text(outcome.problem)}"
+    return dg.AssetCheckResult(
+        passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
+    )
+
+
 @dg.asset_check(asset="transaction_features", blocking=True, pool=DUCKDB_POOL)
-def feature_missingness_contract(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    """Every feature meets its declared contract: NULLs explained by its partner, rates and ranges, no sentinel."""
+def feature_missingness_contract(
+    config: ContractConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
+) -> dg.AssetCheckResult:
+    """Every feature meets its spec's exact rules and its missing rate and range learned from earlier full-history rows."""
+    settings = config.settings()
+    try:
+        spec = feature_spec.spec()
+    except SpecError as error:
+        return _spec_failure(error)
     with duckdb.get_connection() as con:
-        return contract_check_result(validate_contracts(con, "transaction_features"))
+        outcome = validate_contracts(con, "transaction_features", spec=spec, settings=settings)
+    return _contract_result(outcome, settings)
 
 
-@dg.asset_check(asset="training_set", blocking=True, pool=DUCKDB_POOL)
-def training_set_missingness_contract(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    """The rows the model learns from meet the same missingness contracts as the feature table."""
+@dg.asset_check(asset="training_set", blocking=True, additional_deps=["transaction_features"], pool=DUCKDB_POOL)
+def training_set_missingness_contract(
+    config: ContractConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
+) -> dg.AssetCheckResult:
+    """The validation and test rows meet the spec's exact rules and the missing rates and ranges of the train rows."""
+    settings = config.settings()
+    try:
+        spec = feature_spec.spec()
+    except SpecError as error:
+        return _spec_failure(error)
     with duckdb.get_connection() as con:
-        return contract_check_result(validate_contracts(con, "training_set"))
+        reference = split_reference(con, "training_set", spec)
+        outcome = validate_contracts(con, "training_set", spec=spec, reference=reference, settings=settings)
+    return _contract_result(outcome, settings)
 
 
 class DefaultSignalConfig(dg.Config):
@@ -165,13 +276,15 @@ class DefaultSignalConfig(dg.Config):
 
 
 @dg.asset_check(asset="training_set", blocking=True, pool=DUCKDB_POOL)
-def no_default_signal(config: DefaultSignalConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def no_default_signal(
+    config: DefaultSignalConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
+) -> dg.AssetCheckResult:
     """No feature carries a value standing in for absence (a zero- or mean-filled history feature)."""
     settings = DetectorSettings(
         max_fill_share=config.max_fill_share, min_share=config.min_share, label_ratio=config.label_ratio
     )
     with duckdb.get_connection() as con:
-        verdicts = detect_default_signals(con, "training_set", settings=settings)
+        verdicts = detect_default_signals(con, "training_set", settings=settings, spec=feature_spec.spec())
     flagged = [v for v in verdicts if v["flagged"]]
     return dg.AssetCheckResult(
         passed=not flagged,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fraud_pipeline.features.catalog import FEATURES
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 
 #: Codes commonly used to fill absence.
 FILLER_CODES = (0.0, -1.0, -999.0, -9999.0)
@@ -36,9 +36,14 @@ class DetectorSettings:
     label_ratio: float = 3.0
 
 
-def candidate_features() -> list[tuple[str, str | None]]:
-    """(feature, availability partner) for every real-valued feature that could be filled."""
-    return [(f.name, f.partner) for f in FEATURES if f.kind == "aggregate"]
+def candidate_features(spec: FeatureSpec | None = None) -> list[tuple[str, str | None]]:
+    """(feature, availability partner) for every real-valued feature of ``spec`` that could be filled.
+
+    Those are the aggregates: NULL when their partner is 0 (or, for the account age, when the user
+    is unknown), the absence a filler could hide. Counts and attributes have none to hide.
+    """
+    spec = spec or default_spec()
+    return [(f.name, f.partner) for f in spec.features if f.kind == "aggregate"]
 
 
 def mode_profile_sql(table: str, feature: str, partner: str | None, label: str | None) -> str:
@@ -109,11 +114,15 @@ def judge(feature: str, profile: dict | None, settings: DetectorSettings) -> dic
 
 
 def detect_default_signals(
-    con, table: str, label: str | None = "is_fraud", settings: DetectorSettings = DetectorSettings()
+    con,
+    table: str,
+    label: str | None = "is_fraud",
+    settings: DetectorSettings = DetectorSettings(),
+    spec: FeatureSpec | None = None,
 ) -> list[dict]:
-    """Profiles every candidate feature of ``table`` and returns one verdict per feature."""
+    """Profiles every candidate feature of ``spec`` (the default spec when None) in ``table``; one verdict each."""
     verdicts = []
-    for feature, partner in candidate_features():
+    for feature, partner in candidate_features(spec):
         cur = con.execute(mode_profile_sql(table, feature, partner, label))
         row = cur.fetchone()
         profile = dict(zip([d[0] for d in cur.description], row)) if row else None

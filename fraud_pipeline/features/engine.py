@@ -1,29 +1,40 @@
 """The point-in-time feature engine: one sort per key, then binary searches and prefix sums.
 
-Every history feature is a question about the rows of one key (a user, a merchant, a user at a
-merchant) in a half-open window ``[t - w, t)`` before a transaction at ``t``. With the key's rows in
+:func:`history_features` computes every history feature of a :class:`~fraud_pipeline.features.spec.FeatureSpec`.
+Every feature is a question about the rows of one key (a user, a merchant, a user at a merchant, a
+device...) in a half-open window ``[t - w, t)`` before a transaction at ``t``. With the key's rows in
 time order, that window is a contiguous run that ends at the key's first row at ``t`` (so rows at the
 same microsecond are excluded) and starts at the first row at or after ``t - w``; both ends are one
 ``searchsorted`` on a composite (key, time) integer, a count is the difference of the two
-positions, and a sum is the difference of a prefix sum at them (in integer cents, so exact; an amount
-that is not whole cents is summed apart, per user, so one huge value cannot round away any other
-row's sums). So each key costs one sort of packed integers (``np.sort``, which is vectorised) and a
-binary search per window, instead of a frame search per window and row.
+positions, and a sum is the difference of a prefix sum at them (in integer cents, so exact; a value
+that is not whole cents is summed apart, per key, so one huge value cannot round away any other
+row's sums). A mean is sum / count, a standard deviation comes from prefix sums of shifted values and
+their squares, a maximum from a sparse table of power-of-two spans, a distinct count from each row's
+previous row with the same value, the time since the previous row from the row before the window's end.
+So each key costs one sort of packed integers (``np.sort``, which is vectorised) and a binary search
+per window, instead of a frame search per window and row.
 
-Chargebacks are events on the same keys at their ``reported_at`` and are counted by a binary search
-of each transaction's window in the key's sorted chargeback times.
+Label events (chargebacks) are events on the same keys at their ``reported_at`` and are counted by a
+binary search of each transaction's window in the key's sorted event times.
 
-This module is pure numpy: :func:`history_features` takes arrays and returns arrays. The DuckDB side
-(reading the tables, writing ``transaction_features``) is :mod:`fraud_pipeline.features.catalog`, which
-also keeps the same features as portable SQL for a warehouse.
+Key values of any dtype are numbered deterministically (non-negative integer ids are their own codes;
+anything else in order of first appearance in time order). A row whose key value is NULL has no
+history on that key: its counts are 0 and its aggregates NULL.
+
+This module is pure numpy: it takes arrays and returns arrays. The DuckDB side (reading the tables,
+writing ``transaction_features``) is :mod:`fraud_pipeline.features.table`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from fraud_pipeline.features.spec import COUNT_AGGS, FeatureSpec
 
 #: Largest composite key: group offset plus time must stay below 2**62 to leave room for arithmetic.
 _KEY_LIMIT = 2**62
@@ -128,7 +139,13 @@ class KeyedStream:
 
     def count_events(self, event_group: np.ndarray, event_ts: np.ndarray, width: int) -> np.ndarray:
         """Per sorted row: events of the row's group with time in ``[t - width, t)``."""
-        counts = np.zeros(len(self.keys), dtype=np.int64)
+        return self.count_events_in_windows(event_group, event_ts, (width,))[0]
+
+    def count_events_in_windows(
+        self, event_group: np.ndarray, event_ts: np.ndarray, widths: tuple[int, ...]
+    ) -> list[np.ndarray]:
+        """:meth:`count_events` for several widths, sharing the events' keys and the search at t."""
+        counts = [np.zeros(len(self.keys), dtype=np.int64) for _ in widths]
         if not len(event_group) or not len(self.keys):
             return counts
         position = np.searchsorted(self.groups, event_group)
@@ -140,9 +157,11 @@ class KeyedStream:
         for chunk, (lo, hi) in enumerate(self.chunks):
             keys = np.sort(event_keys[event_chunk == chunk])
             row_keys = self.keys[lo:hi]
-            found = np.searchsorted(keys, row_keys, "left")
-            found -= np.searchsorted(keys, row_keys - width, "left")
-            counts[lo:hi] = found
+            at_t = np.searchsorted(keys, row_keys, "left")
+            for out, width in zip(counts, widths):
+                found = np.searchsorted(keys, row_keys - width, "left")
+                np.subtract(at_t, found, out=found)
+                out[lo:hi] = found
         return counts
 
     def scatter(self, values: np.ndarray) -> np.ndarray:
@@ -195,37 +214,46 @@ def _segment_prefix_sums(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _UserSums:
-    """What every user window shares: the stream, each row's first row at t, and the amount prefix sums.
+class _Sums:
+    """What every window of one key over one column shares: the sorted values and their prefix sums.
 
-    ``cents`` (with a leading 0) is the running sum of the amounts in integer cents; a window's sum is
+    ``cents`` (with a leading 0) is the running sum of the values in integer cents; a window's sum is
     the difference of two entries, exact even where the running total wraps around 64 bits, since
-    every window's true sum fits. An amount that is not whole cents, or too large for that bound,
-    is left out of ``cents`` and summed apart, per user, in extended precision (``segment_sums``
-    over the ``apart`` rows' users): it changes the sums of its own user's windows that hold it and
-    no other value anywhere.
+    every window's true sum fits. A value that is not whole cents, or too large for that bound,
+    is left out of ``cents`` and summed apart, per group, in extended precision (``segment_sums``
+    over the ``apart`` rows' groups): it changes the sums of its own group's windows that hold it and
+    no other value anywhere. ``values`` (for maxima), ``shifted``/``shifted_squares`` (for standard
+    deviations) and ``codes`` (for distinct counts) are there only when a feature needs them.
     """
 
     stream: KeyedStream
     at_t: np.ndarray
-    cents: np.ndarray
-    cents_at_t: np.ndarray
-    apart: np.ndarray | None
-    segment_sums: np.ndarray | None
+    cents: np.ndarray | None = None
+    cents_at_t: np.ndarray | None = None
+    apart: np.ndarray | None = None
+    segment_sums: np.ndarray | None = None
+    values: np.ndarray | None = None
+    shifted: np.ndarray | None = None
+    shifted_squares: np.ndarray | None = None
+    codes: np.ndarray | None = None
 
 
-def _user_sums(users: Future, amount: np.ndarray) -> _UserSums:
-    stream = users.result()
+def _sums(stream_task: Future, column: np.ndarray, kind: str, squares: bool = False, keep: bool = False) -> _Sums:
+    """The key's shared window state over one column: ``kind`` ``numbers`` (float64) or ``codes`` (int64)."""
+    stream = stream_task.result()
     at_t = stream.window_start(0)
-    # a missing amount (possible only in rows being scored) adds nothing to a sum, as SQL's sum() skips NULL
-    values = np.nan_to_num(amount[stream.order], nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if kind == "codes":
+        return _Sums(stream, at_t, codes=column[stream.order])
+    raw = column[stream.order] if keep else None
+    # a missing value (possible only in rows being scored) adds nothing to a sum, as SQL's sum() skips NULL
+    values = np.nan_to_num(column[stream.order] if raw is None else raw, nan=0.0, posinf=np.inf, neginf=-np.inf)
     n = len(values)
-    # any window's sum of n amounts of at most `limit` cents fits in 63 bits
+    # any window's sum of n values of at most `limit` cents fits in 63 bits
     limit = float(min(2**53, (2**63 - 1) // max(n, 1)))
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = values * 100.0
         cents = np.rint(scaled)
-        off_cents = np.abs(np.subtract(scaled, cents, out=scaled), out=scaled)  # NaN for an infinite amount
+        off_cents = np.abs(np.subtract(scaled, cents, out=scaled), out=scaled)  # NaN for an infinite value
         every_row = not n or (off_cents.max() < 1e-6 and max(cents.max(), -cents.min()) <= limit)
     apart = segment_sums = None
     if not every_row:
@@ -235,57 +263,30 @@ def _user_sums(users: Future, amount: np.ndarray) -> _UserSums:
         apart = np.isin(group, np.unique(group[~whole]))
         segment_sums = np.zeros(n, dtype=np.longdouble)
         segment_sums[apart] = _segment_prefix_sums(np.where(whole, 0.0, values)[apart], group[apart])
+    del off_cents
     prefix = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(cents.astype(np.int64), out=prefix[1:])
-    return _UserSums(stream, at_t, prefix, prefix[at_t], apart, segment_sums)
-
-
-def _user_window(sums: Future, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The user's transaction count and amount sum over ``[t - width, t)``, in the rows' order."""
-    s: _UserSums = sums.result()
-    start = s.stream.window_start(width)
-    cents = s.cents[start]
-    np.subtract(s.cents_at_t, cents, out=cents)
-    total = np.divide(cents, 100.0)
-    if s.apart is not None:
-        rows = np.flatnonzero(s.apart)
-        # 0 exactly where the window holds none of the amounts summed apart
-        total[rows] += (s.segment_sums[s.at_t[rows]] - s.segment_sums[start[rows]]).astype(np.float64)
-    np.subtract(s.at_t, start, out=start)
-    return s.stream.scatter(start), s.stream.scatter(total)
-
-
-def _user_gap(sums: Future) -> np.ndarray:
-    """Seconds since the user's latest row before t (meaningful where the user has one in the window)."""
-    s: _UserSums = sums.result()
-    previous = s.at_t - 1
-    np.maximum(previous, 0, out=previous)
-    gap = s.stream.keys[previous]
-    np.subtract(s.stream.keys, gap, out=gap)  # within a group, key differences are time differences
-    return s.stream.scatter(np.divide(gap, 1e6))
-
-
-def _event_counts(stream: Future, event_group: np.ndarray, event_ts: np.ndarray, width: int) -> np.ndarray:
-    keyed: KeyedStream = stream.result()
-    return keyed.scatter(keyed.count_events(event_group, event_ts, width))
-
-
-def _row_counts(stream: Future, width: int) -> np.ndarray:
-    keyed: KeyedStream = stream.result()
-    return keyed.scatter(keyed.count_in_window(width))
-
-
-def _pair_counts(user: np.ndarray, merchant: np.ndarray, ts: np.ndarray, width: int, reach: int) -> np.ndarray:
-    """The user's earlier rows at the same merchant in ``[t - width, t)``, in the rows' order."""
-    n_merchants = int(merchant.max()) + 1
-    # (user, merchant) as one integer; the stream re-numbers it when it does not fit beside the row position
-    if int(user.max()) < 2**62 // n_merchants:
-        pair = user * n_merchants
-        pair += merchant
-    else:
-        pair = np.unique(np.stack([user, merchant]), axis=1, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    pairs = KeyedStream(pair, ts, reach)
-    return pairs.scatter(pairs.count_in_window(width))
+    whole_cents = cents.astype(np.int64)
+    np.cumsum(whole_cents, out=prefix[1:])
+    del cents
+    shifted = shifted_squares = None
+    if squares:
+        group = _group_numbers(stream)
+        first = np.ones(n, dtype=bool)
+        np.not_equal(group[1:], group[:-1], out=first[1:])
+        start_of_group = np.flatnonzero(first)[np.cumsum(first) - 1]
+        if every_row:
+            # exact: integer cents shifted by the group's first value; prefix sums may wrap around
+            # 64 bits, their differences (a window's sums) do not
+            centred = whole_cents - whole_cents[start_of_group]
+            with np.errstate(over="ignore"):
+                squared = centred * centred
+        else:
+            centred = (values - values[start_of_group]).astype(np.longdouble)
+            squared = centred * centred
+        shifted = np.concatenate([np.zeros(1, dtype=centred.dtype), np.cumsum(centred)])
+        shifted_squares = np.concatenate([np.zeros(1, dtype=centred.dtype), np.cumsum(squared)])
+    del whole_cents
+    return _Sums(stream, at_t, prefix, prefix[at_t], apart, segment_sums, raw, shifted, shifted_squares)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -298,39 +299,264 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, valid: np.ndarray) ->
         return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=valid)
 
 
-def history_features(
-    user: np.ndarray,
-    merchant: np.ndarray,
-    ts: np.ndarray,
-    amount: np.ndarray,
-    chargeback_user: np.ndarray,
-    chargeback_merchant: np.ndarray,
-    chargeback_ts: np.ndarray,
-    windows: dict[str, int],
-    chargeback_windows: dict[str, int],
-    merchant_window: tuple[str, int],
-    familiarity_window: tuple[str, int],
-) -> dict[str, Column]:
-    """Every history feature of every row, from records known strictly before the row's time.
-
-    The work is a dozen tasks (a stream per key, then a window or a count per task) run on two threads:
-    numpy releases the GIL in sorts, searches and gathers. A task that needs a stream waits for it;
-    the pool starts tasks in the order they are submitted and every task waits only for tasks
-    submitted before it, which are therefore running or done, so the waits cannot deadlock.
+def _window_values(
+    stream_task: Future,
+    at_t_task: Future | None,
+    sums: dict[tuple[str, str], Future],
+    width: int,
+    wants: tuple[tuple[str, str | None], ...],
+) -> dict[tuple[str, str | None], tuple[np.ndarray, np.ndarray | None]]:
+    """Every aggregate of one key over ``[t - width, t)``, in the rows' order.
 
     Args:
-        user, merchant, ts, amount: One entry per transaction, in non-decreasing ``ts`` order
-            (microseconds since the epoch).
-        chargeback_user, chargeback_merchant, chargeback_ts: One entry per known chargeback: the
-            disputed transaction's user and merchant and the chargeback's ``reported_at``.
-        windows: Window name -> width (µs) of the user's transaction counts, sums and means.
-        chargeback_windows: Window name -> width (µs) of the user's chargeback counts.
-        merchant_window: (name, width) of the merchant's transaction and chargeback counts.
-        familiarity_window: (name, width) of the user's transactions at the same merchant.
+        stream_task: The key's :class:`KeyedStream`.
+        at_t_task: Per sorted row, the position of its group's first row at t (None: searched here,
+            for a key with one window, so the array does not outlive the task).
+        sums: (column, ``numbers`` or ``codes``) -> the key's :class:`_Sums` of that column.
+        width: The window, in microseconds.
+        wants: (agg, of) pairs wanted beyond the count: ``sum``, ``max``, ``std``, ``distinct``, with
+            the column they read (a ``distinct`` gets the column's codes).
 
     Returns:
-        Feature name -> column, in the rows' order. Counts are never NULL; every aggregate over an
-        empty window is NULL.
+        (agg, of) -> (values, None); ``("count", None)`` is always there.
+    """
+    stream: KeyedStream = stream_task.result()
+    at_t: np.ndarray = stream.window_start(0) if at_t_task is None else at_t_task.result()
+    start = stream.window_start(width)
+    out = {}
+    for agg, of in wants:
+        if agg == "sum":
+            s: _Sums = sums[(of, "numbers")].result()
+            cents = s.cents[start]
+            np.subtract(s.cents_at_t, cents, out=cents)
+            total = np.divide(cents, 100.0)
+            if s.apart is not None:
+                rows = np.flatnonzero(s.apart)
+                # 0 exactly where the window holds none of the amounts summed apart
+                total[rows] += (s.segment_sums[s.at_t[rows]] - s.segment_sums[start[rows]]).astype(np.float64)
+            out[("sum", of)] = stream.scatter(total)
+        elif agg == "std":
+            out[("std", of)] = stream.scatter(_window_std(sums[(of, "numbers")].result(), start, at_t))
+        elif agg == "max":
+            out[("max", of)] = stream.scatter(_window_max(sums[(of, "numbers")].result().values, start, at_t))
+        elif agg == "distinct":
+            out[("distinct", of)] = stream.scatter(_window_distinct(stream, sums[(of, "codes")].result(), start, at_t))
+    np.subtract(at_t, start, out=start)
+    out[("count", None)] = stream.scatter(start)
+    return out
+
+
+def _window_std(s: _Sums, start: np.ndarray, at_t: np.ndarray) -> np.ndarray:
+    """Population standard deviation of the values in ``[start, at_t)`` (sorted positions); 0 on one value.
+
+    From prefix sums of the values and their squares, each shifted by its group's first value: in
+    integer cents where every value is whole cents (then ``n * sum(x^2) - sum(x)^2`` is formed from
+    exact integers, so equal values give exactly 0), else in extended precision.
+    """
+    n = (at_t - start).astype(np.longdouble)
+    total = s.shifted[at_t] - s.shifted[start]
+    squares = s.shifted_squares[at_t] - s.shifted_squares[start]
+    scale = 100.0 if s.shifted.dtype == np.int64 else 1.0
+    total, squares = total.astype(np.longdouble), squares.astype(np.longdouble)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = (n * squares - total * total) / (n * n)
+    return (np.sqrt(np.maximum(variance, 0)) / scale).astype(np.float64)
+
+
+def _window_max(values: np.ndarray, start: np.ndarray, at_t: np.ndarray) -> np.ndarray:
+    """The largest value in ``[start, at_t)`` (sorted positions), by a sparse table of power-of-two spans.
+
+    A missing value counts as no value; an empty window (or one of missing values only) gives -inf
+    (NULL in the output).
+    """
+    length = at_t - start
+    longest = int(length.max()) if len(length) else 0
+    level = np.where(np.isnan(values), -np.inf, values)
+    result = np.full(len(values), -np.inf)
+    if not longest:
+        return result
+    # level k holds, at i, the largest of values[i : i + 2**k]; a window is two overlapping spans
+    power = np.zeros(len(length), dtype=np.int64)
+    nonzero = length > 0
+    power[nonzero] = np.floor(np.log2(length[nonzero])).astype(np.int64)
+    span = 1
+    for k in range(longest.bit_length()):
+        if k:
+            shifted = np.full(len(level), -np.inf)
+            shifted[: len(level) - span] = level[span:]
+            level = np.maximum(level, shifted)
+            span *= 2
+        rows = np.flatnonzero(nonzero & (power == k))
+        result[rows] = np.maximum(level[start[rows]], level[at_t[rows] - span])
+    return result
+
+
+def _window_distinct(stream: KeyedStream, s: _Sums, start: np.ndarray, at_t: np.ndarray) -> np.ndarray:
+    """Distinct non-missing values in ``[start, at_t)`` (sorted positions).
+
+    A row is a repeat in a window when its previous row of the same group and value is in the window
+    too; a missing value is a repeat wherever it is in the window. Row ``i`` with previous ``p`` is a
+    repeat in the window of every row ``q`` with ``at_t[q] > i`` and ``start[q] <= p``: since both
+    ends never decrease along the sorted rows, that is one contiguous run of rows, added with a
+    difference array. Distinct = rows in the window - repeats.
+    """
+    n = len(start)
+    codes = s.codes
+    group = _group_numbers(stream)
+    position = np.arange(n)
+    order = np.lexsort((position, codes, group))
+    previous = np.full(n, -1, dtype=np.int64)
+    same = (group[order[1:]] == group[order[:-1]]) & (codes[order[1:]] == codes[order[:-1]])
+    previous[order[1:][same]] = order[:-1][same]
+    missing = codes < 0
+    previous[missing] = position[missing]
+    repeat = np.flatnonzero(previous >= 0)
+    first = np.searchsorted(at_t, repeat, side="right")
+    last = np.searchsorted(start, previous[repeat], side="right")  # one past the last window holding p
+    keep = first < last
+    change = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(change, first[keep], 1)
+    np.add.at(change, last[keep], -1)
+    return (at_t - start) - np.cumsum(change[:n])
+
+
+def _at_t(stream_task: Future) -> np.ndarray:
+    return stream_task.result().window_start(0)
+
+
+def _previous_gap(stream_task: Future, at_t_task: Future) -> np.ndarray:
+    """Seconds since the group's latest row before t (meaningful where the window holds one)."""
+    stream: KeyedStream = stream_task.result()
+    previous = at_t_task.result() - 1
+    np.maximum(previous, 0, out=previous)
+    gap = stream.keys[previous]
+    np.subtract(stream.keys, gap, out=gap)  # within a group, key differences are time differences
+    return stream.scatter(np.divide(gap, 1e6))
+
+
+def _event_counts(
+    stream_task: Future, event_group: np.ndarray, event_ts: np.ndarray, widths: tuple[int, ...]
+) -> dict[int, np.ndarray]:
+    """Per width: the label events of each row's key in ``[t - width, t)``, in the rows' order."""
+    keyed: KeyedStream = stream_task.result()
+    counts = keyed.count_events_in_windows(event_group, event_ts, widths)
+    return {width: keyed.scatter(c) for width, c in zip(widths, counts)}
+
+
+def _one_window_count(columns: list, ts: np.ndarray, width: int, reach: int) -> np.ndarray:
+    """A key with nothing but one count: its codes and stream built, searched and dropped in one task."""
+    codes, null, _ = _key_codes(columns, [np.zeros(0, dtype=np.int64)] * len(columns))
+    stream = KeyedStream(codes, ts, reach)
+    del codes
+    counts = stream.scatter(stream.count_in_window(width))
+    if null is not None:
+        counts[null] = 0  # no history on a NULL key
+    return counts
+
+
+def _masked(values) -> tuple[np.ndarray, np.ndarray | None]:
+    """The data and the NULL mask (or None) of an array that may be masked, float with NaN or objects with None."""
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        return np.ma.getdata(values), (mask if mask.any() else None)
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        mask = np.isnan(values)
+    elif values.dtype.kind == "O":
+        mask = pd.isna(values)
+    else:
+        return values, None
+    return values, (mask if mask.any() else None)
+
+
+def _factorize(rows, events) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Non-negative integer codes of one key column for the rows and for the events, in one code space.
+
+    Integer ids without NULLs keep today's codes (see :func:`_codes`); any other column (strings,
+    floats, NULLs) is numbered in the order of first appearance, which is deterministic for rows in
+    time order. A NULL row gets a code of its own (its results are overridden: no history); an event
+    whose value no row has, or is NULL, gets -1 and can never fall in a row's window.
+
+    Returns:
+        (row codes, NULL mask of the rows or None, event codes).
+    """
+    rows, row_null = _masked(rows)
+    events, event_null = _masked(events)
+    if row_null is None and rows.dtype.kind in "iub" and events.dtype.kind in "iub":
+        codes, event_codes = _codes(rows.astype(np.int64, copy=False), events.astype(np.int64, copy=False))
+        return codes, None, event_codes
+    codes, uniques = pd.factorize(rows, sort=False, use_na_sentinel=True)
+    codes = codes.astype(np.int64, copy=False)
+    if row_null is not None:
+        codes[row_null] = -1
+    null = codes < 0
+    event_codes = pd.Index(uniques).get_indexer(events).astype(np.int64) if len(events) else np.zeros(0, np.int64)
+    if event_null is not None:
+        event_codes[event_null] = -1
+    if null.any():
+        codes[null] = len(uniques)
+        return codes, null, event_codes
+    return codes, None, event_codes
+
+
+def _key_codes(columns: list, events: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Codes of a key of one column or a pair of columns (rows and events), and the rows' NULL mask.
+
+    A pair is ``first * width + second``; when that does not fit, both codes are first re-numbered
+    densely (in order of first appearance), so it fits for any number of rows below 2**31.
+    """
+    codes, null, event_codes = _factorize(columns[0], events[0])
+    if len(columns) == 1:
+        return codes, null, event_codes
+    second, second_null, second_events = _factorize(columns[1], events[1])
+    if second_null is not None:
+        null = second_null if null is None else null | second_null
+    width = int(second.max()) + 1
+    if int(codes.max()) >= 2**62 // width:
+        codes, event_codes = _dense(codes, event_codes)
+        second, second_events = _dense(second, second_events)
+        width = int(second.max()) + 1
+    top = int(codes.max())
+    pair = codes * width
+    pair += second
+    known = (event_codes >= 0) & (event_codes <= top) & (second_events >= 0) & (second_events < width)
+    return pair, null, np.where(known, event_codes * width + second_events, -1)
+
+
+def _dense(codes: np.ndarray, event_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes re-numbered 0, 1, ... in order of first appearance; events mapped alike (-1 if unseen)."""
+    dense, uniques = pd.factorize(codes, sort=False)
+    mapped = pd.Index(uniques).get_indexer(event_codes) if len(event_codes) else np.zeros(0, dtype=np.int64)
+    return dense.astype(np.int64), np.where(event_codes >= 0, mapped, -1).astype(np.int64)
+
+
+def history_features(
+    spec: FeatureSpec,
+    columns: Mapping[str, np.ndarray],
+    ts: np.ndarray,
+    label_columns: Mapping[str, np.ndarray],
+    label_ts: np.ndarray,
+) -> dict[str, Column]:
+    """Every history feature of the spec for every row, from records known strictly before the row's time.
+
+    The work is a set of tasks (a stream per key, sums per key and column, then a window per key and
+    window, counts of label events) run on two threads: numpy releases the GIL in sorts, searches and
+    gathers. A task that needs another's result waits for it; the pool starts tasks in the order they
+    are submitted and every task waits only for tasks submitted before it, which are therefore
+    running or done, so the waits cannot deadlock.
+
+    Args:
+        spec: Which features to compute.
+        columns: Transaction column -> one entry per transaction, in non-decreasing ``ts`` order: every
+            key column and every ``of`` column of the spec. Any dtype; NULLs as a masked array, NaN or None.
+        ts: Each transaction's time, microseconds since the epoch.
+        label_columns: Key column -> the disputed transaction's value, one entry per known label event
+            (chargeback); needed for the key columns of keys with ``label_count``/``label_rate`` features.
+        label_ts: Each label event's knowledge time (``reported_at``), microseconds since the epoch.
+
+    Returns:
+        Feature name -> column, in the rows' order. Counts are never NULL; every other aggregate is
+        NULL exactly where its partner count is 0 (and on every row whose key is NULL).
 
     Raises:
         ValueError: If the rows are not in time order.
@@ -339,67 +565,190 @@ def history_features(
     if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
         raise ValueError("rows must be in non-decreasing time order")
     if not len(ts):
-        return _empty_columns(windows, chargeback_windows, merchant_window, familiarity_window)
-    amount = np.asarray(amount, dtype=np.float64)
-    chargeback_ts = np.asarray(chargeback_ts, dtype=np.int64)
-    reach = max([*windows.values(), *chargeback_windows.values(), merchant_window[1], familiarity_window[1]])
-    user, chargeback_user = _codes(user, chargeback_user)
-    merchant, chargeback_merchant = _codes(merchant, chargeback_merchant)
-    merchant_name, merchant_width = merchant_window
-    familiarity_name, familiarity_width = familiarity_window
+        return _empty_columns(spec)
+    label_ts = np.asarray(label_ts, dtype=np.int64)
+    reach = max(f.window_us for f in spec.aggregates)
+    plan = _plan(spec)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        users = pool.submit(KeyedStream, user, ts, reach, chargeback_ts)
-        merchants = pool.submit(KeyedStream, merchant, ts, reach, chargeback_ts)
-        sums = pool.submit(_user_sums, users, amount)
-        familiarity = pool.submit(_pair_counts, user, merchant, ts, familiarity_width, reach)
-        merchant_tx = pool.submit(_row_counts, merchants, merchant_width)
-        merchant_cb = pool.submit(_event_counts, merchants, chargeback_merchant, chargeback_ts, merchant_width)
-        by_window = {name: pool.submit(_user_window, sums, width) for name, width in windows.items()}
-        gap = pool.submit(_user_gap, sums)
-        user_cb = {
-            name: pool.submit(_event_counts, users, chargeback_user, chargeback_ts, width)
-            for name, width in chargeback_windows.items()
-        }
+        nulls, streams, at_ts, events = {}, {}, {}, {}
+        for key, needs in plan.items():
+            if needs.single_count:
+                continue  # see _one_window_count
+            key_columns = spec.keys[key]
+            labels = [label_columns.get(c, np.zeros(0, dtype=np.int64)) for c in key_columns] if needs.labels else None
+            code, null, event_code = _key_codes(
+                [columns[c] for c in key_columns], labels or [np.zeros(0, dtype=np.int64)] * len(key_columns)
+            )
+            nulls[key], events[key] = null, event_code
+            streams[key] = pool.submit(KeyedStream, code, ts, reach, label_ts if needs.labels else None)
+            del code
+        sums = {}
+        for key, needs in plan.items():
+            for of, kind in needs.sums:
+                values = _of_values(columns[of], kind)
+                squares, keep = of in needs.squares_of, of in needs.max_of
+                sums[(key, of, kind)] = pool.submit(_sums, streams[key], values, kind, squares, keep)
+        tasks = {}
+        # a key with one count goes early, while few results are held: its stream is built and dropped
+        for key, needs in plan.items():
+            if needs.single_count:
+                ((width, _),) = needs.windows.items()
+                key_columns = [columns[c] for c in spec.keys[key]]
+                tasks[(key, width)] = pool.submit(_one_window_count, key_columns, ts, width, reach)
+        label_counts = {}
+        # keys without sums (e.g. the merchant: counts and label events) before the keys with sums, whose
+        # window results are the largest: what finishes early is not held beside them for long
+        for key, needs in sorted(plan.items(), key=lambda item: bool(item[1].sums)):
+            if needs.single_count:
+                continue
+            first_sums = next((sums[(key, *entry)] for entry in needs.sums), None)
+            if first_sums is not None:
+                at_ts[key] = pool.submit(lambda task: task.result().at_t, first_sums)
+            elif len(needs.windows) > 1 or needs.gap:
+                at_ts[key] = pool.submit(_at_t, streams[key])
+            else:
+                at_ts[key] = None
+            for width, wants in needs.windows.items():
+                key_sums = {entry: sums[(key, *entry)] for entry in needs.sums}
+                tasks[(key, width)] = pool.submit(_window_values, streams[key], at_ts[key], key_sums, width, wants)
+            if needs.label_windows and not needs.sums:
+                label_counts[key] = pool.submit(_event_counts, streams[key], events[key], label_ts, needs.label_windows)
+        gaps = {key: pool.submit(_previous_gap, streams[key], at_ts[key]) for key, needs in plan.items() if needs.gap}
+        for key, needs in plan.items():
+            if needs.label_windows and key not in label_counts:
+                label_counts[key] = pool.submit(_event_counts, streams[key], events[key], label_ts, needs.label_windows)
+        return _assemble(spec, columns, tasks, gaps, label_counts, nulls)
 
-        columns: dict[str, Column] = {}
-        for name, task in by_window.items():
-            count, total = task.result()
-            has = count > 0
-            columns[f"n_prior_tx_{name}"] = Column(count)
-            columns[f"sum_amount_{name}"] = Column(total, has)
-            columns[f"mean_amount_{name}"] = Column(_ratio(total, count, has), has)
-        longest = max(windows, key=windows.get)
-        has_longest = columns[f"sum_amount_{longest}"].valid
-        columns["seconds_since_prev_tx"] = Column(gap.result(), has_longest)
-        columns[f"amount_to_mean_{longest}"] = Column(
-            _ratio(amount, columns[f"mean_amount_{longest}"].values, has_longest), has_longest
+
+def _assemble(spec, columns, tasks, gaps, label_counts, nulls) -> dict[str, Column]:
+    """The spec's columns from the finished tasks, in spec order, with NULL keys overridden."""
+    results = {}
+    out: dict[str, Column] = {}
+    for f in spec.aggregates:
+        task = tasks.get((f.key, f.window_us))
+        if task is not None and (f.key, f.window_us) not in results:
+            value = task.result()
+            results[(f.key, f.window_us)] = value if isinstance(value, dict) else {("count", None): value}
+        window = results.get((f.key, f.window_us), {})
+        count = window.get(("count", None))
+        if count is not None and ("has", None) not in window:
+            window[("has", None)] = count > 0  # shared by every aggregate of the window
+        has = window.get(("has", None))
+        if f.agg == "count":
+            column = Column(count)
+        elif f.agg == "label_count":
+            column = Column(label_counts[f.key].result()[f.window_us])
+        elif f.agg == "sum":
+            column = Column(window[("sum", f.of)], has)
+        elif f.agg == "mean":
+            column = Column(_mean(window, f.of, count, has), has)
+        elif f.agg == "ratio_to_mean":
+            mean = _mean(window, f.of, count, has)
+            values = np.asarray(_masked(columns[f.of])[0], dtype=np.float64)
+            column = Column(_ratio(values, mean, has), has)
+        elif f.agg == "time_since_previous":
+            column = Column(gaps[f.key].result(), has)
+        elif f.agg == "label_rate":
+            column = Column(_ratio(label_counts[f.key].result()[f.window_us], count, has), has)
+        elif f.agg == "max":
+            values = window[("max", f.of)]
+            column = Column(values, has & (values > -np.inf))  # a window of missing values only has no maximum
+        else:  # std, distinct
+            column = Column(window[(f.agg, f.of)], has)
+        null = nulls.get(f.key)
+        if null is not None:
+            column = _no_history(column, null)
+        out[f.name] = column
+    return out
+
+
+def _mean(window: dict, of: str, count: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """The window's mean of ``of``, computed once (a mean feature and a ratio to it share it)."""
+    if ("mean", of) not in window:
+        window[("mean", of)] = _ratio(window[("sum", of)], count, has)
+    return window[("mean", of)]
+
+
+def _no_history(column: Column, null: np.ndarray) -> Column:
+    """A column with the NULL-key rows set to no history: a count of 0, an aggregate NULL."""
+    if column.valid is None:
+        values = column.values.copy()
+        values[null] = 0
+        return Column(values)
+    return Column(column.values, column.valid & ~null)
+
+
+@dataclass
+class _KeyNeeds:
+    """What one key's features need: per window the (agg, of) pairs, sums, label windows, the gap."""
+
+    windows: dict[int, tuple[tuple[str, str | None], ...]]
+    sums: tuple[tuple[str, str], ...]
+    squares_of: frozenset[str]
+    max_of: frozenset[str]
+    label_windows: tuple[int, ...]
+    gap: bool
+
+    @property
+    def labels(self) -> bool:
+        return bool(self.label_windows)
+
+    @property
+    def single_count(self) -> bool:
+        """Nothing but one count: the key's stream is built and dropped inside one task."""
+        return len(self.windows) == 1 and not self.sums and not self.labels and not self.gap
+
+
+_WANT = {"sum": "sum", "mean": "sum", "ratio_to_mean": "sum", "std": "std", "max": "max", "distinct": "distinct"}
+
+
+def _plan(spec: FeatureSpec) -> dict[str, _KeyNeeds]:
+    """Per key (in spec order): which windows, sums and label counts its features need."""
+    plan = {}
+    for key in dict.fromkeys(f.key for f in spec.aggregates):
+        features = [f for f in spec.aggregates if f.key == key]
+        windows: dict[int, list] = {}
+        for f in features:
+            if f.agg in ("label_count",):
+                continue
+            wants = windows.setdefault(f.window_us, [])
+            if f.agg in _WANT and (_WANT[f.agg], f.of) not in wants:
+                wants.append((_WANT[f.agg], f.of))
+        sums = tuple(
+            dict.fromkeys((f.of, "codes" if f.agg == "distinct" else "numbers") for f in features if f.agg in _WANT)
         )
-        for name, task in user_cb.items():
-            columns[f"n_prior_chargebacks_{name}"] = Column(task.result())
-        n_tx, n_cb = merchant_tx.result(), merchant_cb.result()
-        columns[f"n_merchant_tx_{merchant_name}"] = Column(n_tx)
-        columns[f"n_merchant_chargebacks_{merchant_name}"] = Column(n_cb)
-        has_tx = n_tx > 0
-        columns[f"merchant_chargeback_rate_{merchant_name}"] = Column(_ratio(n_cb, n_tx, has_tx), has_tx)
-        columns[f"n_prior_user_merchant_tx_{familiarity_name}"] = Column(familiarity.result())
-    return columns
+        plan[key] = _KeyNeeds(
+            windows={w: tuple(wants) for w, wants in windows.items()},
+            sums=sums,
+            squares_of=frozenset(f.of for f in features if f.agg == "std"),
+            max_of=frozenset(f.of for f in features if f.agg == "max"),
+            label_windows=tuple(dict.fromkeys(f.window_us for f in features if f.agg in ("label_count", "label_rate"))),
+            gap=any(f.agg == "time_since_previous" for f in features),
+        )
+    return plan
 
 
-def _empty_columns(
-    windows: dict[str, int],
-    chargeback_windows: dict[str, int],
-    merchant_window: tuple[str, int],
-    familiarity_window: tuple[str, int],
-) -> dict[str, Column]:
-    m, f = merchant_window[0], familiarity_window[0]
-    counts = [f"n_prior_tx_{w}" for w in windows] + [f"n_prior_chargebacks_{w}" for w in chargeback_windows]
-    counts += [f"n_merchant_tx_{m}", f"n_merchant_chargebacks_{m}", f"n_prior_user_merchant_tx_{f}"]
-    real = [f"{kind}_amount_{w}" for w in windows for kind in ("sum", "mean")]
-    real += [
-        "seconds_since_prev_tx",
-        f"amount_to_mean_{max(windows, key=windows.get)}",
-        f"merchant_chargeback_rate_{m}",
-    ]
-    columns = {name: Column(np.zeros(0, dtype=np.int64)) for name in counts}
-    columns.update({name: Column(np.zeros(0), np.zeros(0, dtype=bool)) for name in real})
+def _of_values(values, kind: str) -> np.ndarray:
+    """A column as float64 values (NaN for NULL) for sums, or as codes (-1 for NULL) for distinct counts."""
+    data, null = _masked(values)
+    if kind == "codes":
+        codes = pd.factorize(data, sort=False, use_na_sentinel=True)[0].astype(np.int64)
+        if null is not None:
+            codes[null] = -1
+        return codes
+    numbers = np.asarray(data, dtype=np.float64)
+    if null is not None:
+        numbers = np.where(null, np.nan, numbers)
+    return numbers
+
+
+def _empty_columns(spec: FeatureSpec) -> dict[str, Column]:
+    columns = {}
+    for f in spec.aggregates:
+        if f.agg in COUNT_AGGS:
+            columns[f.name] = Column(np.zeros(0, dtype=np.int64))
+        elif f.agg == "distinct":
+            columns[f.name] = Column(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+        else:
+            columns[f.name] = Column(np.zeros(0), np.zeros(0, dtype=bool))
     return columns

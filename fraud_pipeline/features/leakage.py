@@ -12,26 +12,36 @@ of it. :func:`intraday_cutoffs` places seeded cutoffs inside days, each exactly 
 chargeback report or a transaction) whose user or merchant had transactions earlier that day, so
 those transactions are compared with the record removed. For such a cutoff only the transactions of
 the day before it can show an intra-day leak; they are compared after rebuilding from the records of
-the ``HISTORY_DAYS`` before them (:func:`future_independence` with ``compare_days``), which costs a
-fraction of a rebuild of the whole table.
+the spec's ``history_days`` before them (:func:`future_independence` with ``compare_days``), which
+costs a fraction of a rebuild of the whole table. Both take the feature spec the table was built
+with: the rebuild computes its features and every one of them is compared; the cutoffs are placed
+on every key it declares.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fraud_pipeline.features.catalog import FEATURES, HISTORY_DAYS
+from fraud_pipeline.features.contracts import column_types
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.features.table import transaction_features_table
 
 #: Real-valued features may be summed in another order on a smaller table.
 REL_TOL = 1e-9
-#: The records an intra-day cutoff is placed at, each behind earlier same-day transactions of its key.
-CUTOFF_KINDS = ("user_chargeback", "merchant_chargeback", "user_transaction", "merchant_transaction")
+#: The records an intra-day cutoff is placed at (for each key), each behind earlier same-day transactions of its key.
+RECORD_KINDS = ("chargeback", "transaction")
+_REAL_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
 
 
-def _differs(column: str, kind: str) -> str:
+def cutoff_kinds(spec: FeatureSpec | None = None) -> tuple[str, ...]:
+    """``{key}_{record}`` for every key of the spec: chargeback kinds first, as the leak they guard is the classic."""
+    spec = spec or default_spec()
+    return tuple(f"{key}_{record}" for record in RECORD_KINDS for key in spec.keys)
+
+
+def _differs(column: str, sql_type: str) -> str:
     a, b = f"f.{column}", f"r.{column}"
-    if kind == "count" or column in {"channel", "mcc", "country", "hour_of_day"}:
+    if not any(word in sql_type.upper() for word in _REAL_TYPES):
         return f"{a} IS DISTINCT FROM {b}"
     return (
         f"(({a} IS NULL) <> ({b} IS NULL) OR "
@@ -44,7 +54,13 @@ def _literal(moment: datetime) -> str:
     return f"TIMESTAMP '{moment.isoformat(sep=' ')}'"
 
 
-def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_days: float | None = None) -> dict:
+def future_independence(
+    con,
+    cutoff: datetime,
+    sample_size: int = 10,
+    compare_days: float | None = None,
+    spec: FeatureSpec | None = None,
+) -> dict:
     """Rebuilds the features from records known before ``cutoff`` and compares every earlier row.
 
     Args:
@@ -53,13 +69,15 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_da
         sample_size: Changed rows listed as examples.
         compare_days: None compares every transaction before the cutoff (a rebuild of everything
             before it); a number compares the transactions of that many days before it, rebuilt from
-            the records of the ``HISTORY_DAYS`` before those (and the transactions the chargebacks
-            in them dispute), which is all their windows read.
+            the records of the spec's ``history_days`` before those (and the transactions the
+            chargebacks in them dispute), which is all their windows read.
+        spec: The feature spec the table was built with (the default spec when None).
 
     Returns:
         {'cutoff', 'compared', 'missing_rows', 'changed_rows', 'changed_by_feature': {feature: rows},
         'examples': [...]}
     """
+    spec = spec or default_spec()
     con.execute("SET enable_progress_bar = false")
     at = _literal(cutoff)
     if compare_days is None:
@@ -67,7 +85,7 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_da
         disputed = f"event_time < {at}"
     else:
         start = cutoff - timedelta(days=compare_days)
-        history = _literal(start - timedelta(days=HISTORY_DAYS))
+        history = _literal(start - timedelta(days=spec.history_days))
         compared_from = f" AND r.event_time >= {_literal(start)}"
         since = f" AND reported_at >= {history}"
         disputed = (
@@ -79,11 +97,12 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_da
         f"CREATE OR REPLACE TEMP VIEW past_chargebacks AS SELECT * FROM chargebacks WHERE reported_at < {at}{since}"
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW past_users AS SELECT * FROM users WHERE created_at < {at}")
-    rebuilt = transaction_features_table(con, "past_transactions", "past_chargebacks", "past_users")
+    rebuilt = transaction_features_table(con, "past_transactions", "past_chargebacks", "past_users", spec=spec)
+    types = column_types(con, "transaction_features")
     # compared where it lies, as Arrow: a copy into a temporary table would hold the rows twice
     con.register("rebuilt_features", rebuilt)
     try:
-        checks = {f.name: _differs(f.name, f.kind) for f in FEATURES}
+        checks = {name: _differs(name, types.get(name, "")) for name in spec.names}
         counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in checks.items())
         any_change = " OR ".join(f"({cond})" for cond in checks.values())
         joined = (
@@ -101,7 +120,7 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_da
         if by_feature:
             feature = next(iter(by_feature))
             examples = [
-                {"transaction_id": int(t), "feature": feature, "with_future": str(a), "without_future": str(b)}
+                {"transaction_id": t, "feature": feature, "with_future": str(a), "without_future": str(b)}
                 for t, a, b in con.execute(
                     f"SELECT transaction_id, f.{feature}, r.{feature} {joined} AND ({checks[feature]}) "
                     f"ORDER BY transaction_id LIMIT {int(sample_size)}"
@@ -119,51 +138,57 @@ def future_independence(con, cutoff: datetime, sample_size: int = 10, compare_da
     }
 
 
-def _cutoff_candidates_sql(kind: str) -> str:
+def _cutoff_candidates_sql(kind: str, spec: FeatureSpec) -> str:
     """Records of one kind (time ``moment``, key, id) whose key had a transaction earlier the same day."""
-    entity, record = kind.split("_")
-    key = f"{entity}_id"
+    key, record = kind.rsplit("_", 1)
+    columns = [f'"{c}"' for c in spec.keys[key]]
+    picked = [f"r.{c}" for c in columns]
+    key_value = picked[0] if len(picked) == 1 else f"row({', '.join(picked)})::VARCHAR"
+    on = " AND ".join(f"f.{c} = r.{c}" for c in columns)
     if record == "chargeback":
         records = (
-            f"SELECT c.reported_at AS moment, t.{key} AS key, c.transaction_id AS id "
+            f"SELECT c.reported_at AS moment, {', '.join(f't.{c}' for c in columns)}, c.transaction_id AS id "
             "FROM chargebacks AS c JOIN transactions AS t USING (transaction_id)"
         )
     else:
-        records = f"SELECT event_time AS moment, {key} AS key, transaction_id AS id FROM transactions"
+        records = f"SELECT event_time AS moment, {', '.join(columns)}, transaction_id AS id FROM transactions"
     return f"""
         WITH firsts AS (
-            SELECT {key} AS key, date_trunc('day', event_time) AS day, min(event_time) AS first
+            SELECT {", ".join(columns)}, date_trunc('day', event_time) AS day, min(event_time) AS first
             FROM transactions GROUP BY ALL
         )
-        SELECT r.moment, r.key, r.id FROM ({records}) AS r
-        JOIN firsts AS f ON f.key = r.key AND f.day = date_trunc('day', r.moment)
+        SELECT r.moment, {key_value} AS key, r.id
+        FROM ({records}) AS r
+        JOIN firsts AS f ON {on} AND f.day = date_trunc('day', r.moment)
         WHERE f.first < r.moment
     """
 
 
-def intraday_cutoffs(con, n: int, seed: int) -> list[dict]:
-    """``n`` seeded cutoffs inside days, taken in turn from each of :data:`CUTOFF_KINDS`.
+def intraday_cutoffs(con, n: int, seed: int, spec: FeatureSpec | None = None) -> list[dict]:
+    """``n`` seeded cutoffs inside days, taken in turn from each of :func:`cutoff_kinds`.
 
-    Each cutoff is the time of a record (a user's or a merchant's chargeback report, or transaction)
-    whose key had a transaction earlier the same day: cut exactly there, a feature of those earlier
-    transactions that reads the record (an end-of-day batch) changes. A kind without such records
-    gives its turns to the others.
+    Each cutoff is the time of a record (a key's chargeback report, or transaction) whose key had a
+    transaction earlier the same day: cut exactly there, a feature of those earlier transactions
+    that reads the record (an end-of-day batch) changes. A kind without such records gives its
+    turns to the others.
 
     Returns:
-        One dict per cutoff: kind, cutoff (datetime), key (the user or merchant), record (its id).
+        One dict per cutoff: kind, cutoff (datetime), key (the key's value; a pair as text), record (its id).
     """
-    per_kind = {kind: [] for kind in CUTOFF_KINDS}
-    for kind in CUTOFF_KINDS:
+    spec = spec or default_spec()
+    kinds = cutoff_kinds(spec)
+    per_kind = {}
+    for kind in kinds:
         per_kind[kind] = con.execute(
-            f"SELECT * FROM ({_cutoff_candidates_sql(kind)}) ORDER BY hash(id, $seed, $kind), id, moment LIMIT $n",
+            f"SELECT * FROM ({_cutoff_candidates_sql(kind, spec)}) ORDER BY hash(id, $seed, $kind), id, moment LIMIT $n",
             {"seed": int(seed), "kind": kind, "n": int(n)},
         ).fetchall()
     chosen: list[dict] = []
     position = 0
     while len(chosen) < n and any(len(rows) > position for rows in per_kind.values()):
-        for kind in CUTOFF_KINDS:
+        for kind in kinds:
             if len(chosen) < n and len(per_kind[kind]) > position:
                 moment, key, record = per_kind[kind][position]
-                chosen.append({"kind": kind, "cutoff": moment, "key": int(key), "record": int(record)})
+                chosen.append({"kind": kind, "cutoff": moment, "key": key, "record": record})
         position += 1
     return chosen

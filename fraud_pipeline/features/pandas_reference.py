@@ -1,9 +1,11 @@
-"""A vectorised pandas implementation of the point-in-time features, the benchmark's reference.
+"""A vectorised pandas implementation of a spec's point-in-time features, the benchmark's reference.
 
-Written the way a careful pandas user would: ``groupby().rolling(..., closed="left")`` for the user's
-amount windows and ``merge_asof(..., allow_exact_matches=False)`` over cumulative counts for events
-that come from another table (chargebacks) or another grouping (merchant, user-merchant). It must give
-the same values as the pipeline's engine; the benchmark checks that on every run.
+Written the way a careful pandas user would: ``groupby().rolling(..., closed="left")`` for the key's
+windows over its own earlier transactions (count, sum, mean, max, std, latest time) and
+``merge_asof(..., allow_exact_matches=False)`` over cumulative counts for the label events, which
+come from another table (chargebacks, at their ``reported_at``). A distinct count has no rolling
+form in pandas and is counted per key group. It must give the same values as the pipeline's
+engine; the benchmark checks that on every run.
 """
 
 from __future__ import annotations
@@ -11,13 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.features.catalog import (
-    CHARGEBACK_WINDOWS,
-    FAMILIARITY_WINDOW,
-    WINDOWS,
-)
-
-_PANDAS_WINDOWS = {name: pd.Timedelta(microseconds=us) for name, us in {**WINDOWS, **CHARGEBACK_WINDOWS}.items()}
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 
 
 def _count_before(left_times: pd.Series, left_keys: pd.DataFrame, events: pd.DataFrame, keys: list[str]) -> np.ndarray:
@@ -45,57 +41,105 @@ def _count_in_window(tx: pd.DataFrame, events: pd.DataFrame, keys: list[str], wi
     return now - before
 
 
-def pandas_features(transactions: pd.DataFrame, chargebacks: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
-    """Computes every history feature with pandas; rows in transaction_id order."""
+def _distinct_in_window(group: pd.DataFrame, of: str, width: np.int64) -> np.ndarray:
+    """Distinct non-NULL ``of`` values among each row's group rows in ``[t - width, t)`` (rows in time order)."""
+    times = group["_us"].to_numpy()
+    values = group[of].to_numpy()
+    start = np.searchsorted(times, times - width, side="left")
+    end = np.searchsorted(times, times, side="left")
+    return np.array([len({v for v in values[a:b] if not pd.isna(v)}) for a, b in zip(start, end)], dtype=np.int64)
+
+
+def _rolled(tx: pd.DataFrame, columns: list[str], width: pd.Timedelta, features: list) -> dict[str, np.ndarray]:
+    """Each transaction aggregate of one (key, window), in ``tx``'s row order; the count under ``"__n"``."""
+    known = tx[columns].notna().all(axis=1).to_numpy()
+    by_key = tx.loc[known].sort_values([*columns, "event_time", "transaction_id"], kind="stable")
+    position = by_key.index.to_numpy()
+    grouped = by_key.set_index("event_time").groupby(columns, sort=False)
+    raw: dict[str, np.ndarray] = {"__n": grouped["_us"].rolling(width, closed="left").count().to_numpy()}
+    for f in features:
+        if f.agg in ("sum", "mean", "ratio_to_mean", "max", "std"):
+            window = grouped[f.of].rolling(width, closed="left")
+            if f.agg == "max":
+                raw[f.name] = window.max().to_numpy()
+            elif f.agg == "std":
+                raw[f.name] = window.std(ddof=0).to_numpy()
+            else:
+                raw[f.name] = window.sum().to_numpy()
+        elif f.agg == "time_since_previous":
+            raw[f.name] = grouped["_us"].rolling(width, closed="left").max().to_numpy()
+        elif f.agg == "distinct":
+            width_us = np.int64(width / pd.Timedelta(microseconds=1))
+            raw[f.name] = np.concatenate(
+                [_distinct_in_window(g, f.of, width_us) for _, g in by_key.groupby(columns, sort=False)]
+                or [np.zeros(0, dtype=np.int64)]
+            )
+    out = {}
+    for name, values in raw.items():
+        full = np.full(len(tx), np.nan)
+        full[position] = values
+        out[name] = full
+    return out
+
+
+def pandas_features(
+    transactions: pd.DataFrame, chargebacks: pd.DataFrame, users: pd.DataFrame, spec: FeatureSpec | None = None
+) -> pd.DataFrame:
+    """Computes every history feature of ``spec`` (and the account age) with pandas; rows in transaction_id order.
+
+    Args:
+        transactions: The transactions, with every column the spec reads.
+        chargebacks: Chargebacks known at as_of (transaction_id, reported_at).
+        users: Users (user_id, created_at).
+        spec: The feature spec (the default spec when None).
+    """
+    spec = spec or default_spec()
     tx = transactions.sort_values("transaction_id").reset_index(drop=True)
+    tx["_us"] = tx["event_time"].astype("datetime64[us]").astype(np.int64)
     out = pd.DataFrame({"transaction_id": tx["transaction_id"].to_numpy()})
+    key_columns = list(dict.fromkeys(c for columns in spec.keys.values() for c in columns))
+    with_cb = chargebacks.merge(tx[["transaction_id", *key_columns]], on="transaction_id")
 
-    by_user = tx[["transaction_id", "user_id", "event_time", "amount"]].sort_values(
-        ["user_id", "event_time", "transaction_id"], kind="stable"
-    )
-    position = by_user["transaction_id"].to_numpy()
-    rolled = {}
-    grouped = by_user.set_index("event_time").groupby("user_id", sort=False)["amount"]
-    for name in WINDOWS:
-        window = grouped.rolling(_PANDAS_WINDOWS[name], closed="left")
-        rolled[f"n_prior_tx_{name}"] = window.count().to_numpy()
-        rolled[f"sum_amount_{name}"] = window.sum().to_numpy()
-    user_frame = pd.DataFrame(rolled)
-    user_frame["transaction_id"] = position
-    user_frame = user_frame.set_index("transaction_id").loc[out["transaction_id"]].reset_index(drop=True)
-    for name in WINDOWS:
-        n = user_frame[f"n_prior_tx_{name}"].fillna(0).astype(np.int64)  # an empty window counts nothing
-        out[f"n_prior_tx_{name}"] = n.to_numpy()
-        total = user_frame[f"sum_amount_{name}"].where(n > 0)
-        out[f"sum_amount_{name}"] = total.to_numpy()
-        out[f"mean_amount_{name}"] = (total / n.where(n > 0)).to_numpy()
-    out["amount_to_mean_30d"] = tx["amount"].to_numpy() / out["mean_amount_30d"].to_numpy()
-
-    previous = by_user.groupby("user_id", sort=False)["event_time"].shift(1)
-    # the previous *strictly earlier* time: carry the last distinct earlier time across ties
-    same_time = previous.eq(by_user["event_time"])
-    earlier = previous.mask(same_time).groupby(by_user["user_id"]).ffill()
-    earlier = earlier.where(earlier.notna() & (earlier < by_user["event_time"]))
-    earlier.index = position
-    gap = tx["event_time"].to_numpy() - earlier.loc[out["transaction_id"]].to_numpy()
-    # bounded like every window: NULL when the user has no transaction in the 30d before t
-    out["seconds_since_prev_tx"] = pd.Series(pd.to_timedelta(gap).total_seconds()).where(out["n_prior_tx_30d"] > 0)
-
-    with_cb = chargebacks.merge(tx[["transaction_id", "user_id", "merchant_id"]], on="transaction_id")
-    cb_user = with_cb[["user_id", "reported_at"]].rename(columns={"reported_at": "time"})
-    for name in CHARGEBACK_WINDOWS:
-        out[f"n_prior_chargebacks_{name}"] = _count_in_window(tx, cb_user, ["user_id"], _PANDAS_WINDOWS[name])
-
-    merchant_tx = tx[["merchant_id", "event_time"]].rename(columns={"event_time": "time"})
-    merchant_cb = with_cb[["merchant_id", "reported_at"]].rename(columns={"reported_at": "time"})
-    out["n_merchant_tx_30d"] = _count_in_window(tx, merchant_tx, ["merchant_id"], _PANDAS_WINDOWS["30d"])
-    out["n_merchant_chargebacks_30d"] = _count_in_window(tx, merchant_cb, ["merchant_id"], _PANDAS_WINDOWS["30d"])
-    denominator = out["n_merchant_tx_30d"].where(out["n_merchant_tx_30d"] > 0)
-    out["merchant_chargeback_rate_30d"] = out["n_merchant_chargebacks_30d"] / denominator
-    pair_events = tx[["user_id", "merchant_id", "event_time"]].rename(columns={"event_time": "time"})
-    out[f"n_prior_user_merchant_tx_{FAMILIARITY_WINDOW}"] = _count_in_window(
-        tx, pair_events, ["user_id", "merchant_id"], _PANDAS_WINDOWS[FAMILIARITY_WINDOW]
-    )
-    created = tx[["user_id"]].merge(users[["user_id", "created_at"]], on="user_id", how="left")["created_at"]
-    out["account_age_days"] = (tx["event_time"] - created).dt.total_seconds().to_numpy() / 86_400.0
+    groups: dict[tuple[str, int], list] = {}
+    for f in spec.aggregates:
+        groups.setdefault((f.key, f.window_us), []).append(f)
+    for (key, width_us), features in groups.items():
+        columns = list(spec.keys[key])
+        width = pd.Timedelta(microseconds=width_us)
+        raw = _rolled(tx, columns, width, features)
+        n = np.nan_to_num(raw["__n"], nan=0.0).astype(np.int64)  # an empty window (or a NULL key) counts nothing
+        has = n > 0
+        known = tx[columns].notna().all(axis=1).to_numpy()
+        labels = None
+        if any(f.agg in ("label_count", "label_rate") for f in features):
+            events = with_cb.loc[with_cb[columns].notna().all(axis=1), [*columns, "reported_at"]]
+            labels = np.zeros(len(tx), dtype=np.int64)
+            labels[known] = _count_in_window(
+                tx.loc[known].reset_index(drop=True), events.rename(columns={"reported_at": "time"}), columns, width
+            )
+        for f in features:
+            if f.agg == "count":
+                out[f.name] = n
+            elif f.agg == "label_count":
+                out[f.name] = labels
+            elif f.agg == "label_rate":
+                out[f.name] = np.where(has, labels / np.where(has, n, 1), np.nan)
+            elif f.agg in ("sum", "max", "std"):
+                out[f.name] = np.where(has, raw[f.name], np.nan)
+            elif f.agg == "mean":
+                out[f.name] = np.where(has, raw[f.name] / np.where(has, n, 1), np.nan)
+            elif f.agg == "ratio_to_mean":
+                mean = np.where(has, raw[f.name] / np.where(has, n, 1), np.nan)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[f.name] = tx[f.of].to_numpy(dtype=float) / mean
+            elif f.agg == "time_since_previous":
+                out[f.name] = np.where(has, (tx["_us"].to_numpy() - raw[f.name]) / 1e6, np.nan)
+            elif f.agg == "distinct":
+                out[f.name] = np.where(has, raw[f.name], np.nan)
+    if any(f.derive == "account_age_days" for f in spec.attributes):
+        created = tx[["user_id"]].merge(users[["user_id", "created_at"]], on="user_id", how="left")["created_at"]
+        ages = (tx["event_time"] - created).dt.total_seconds().to_numpy() / 86_400.0
+        for f in spec.attributes:
+            if f.derive == "account_age_days":
+                out[f.name] = ages
     return out

@@ -1,5 +1,6 @@
 """Ingestion: your day folders landed with a reason for every bad row, and the raw tables known at as_of."""
 
+import os
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -13,7 +14,14 @@ from fraud_pipeline.ingestion.known_tables import (
     build_known_tables,
     write_accounting,
 )
-from fraud_pipeline.ingestion.landing import FileRejected, SkippedEntry, land_day, scan_input_folder
+from fraud_pipeline.ingestion.landing import (
+    PARTITION_START_VARIABLE,
+    FileRejected,
+    SkippedEntry,
+    land_day,
+    partition_start,
+    scan_input_folder,
+)
 from fraud_pipeline.ingestion.simulator import simulate_world
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.schema import column_list
@@ -22,7 +30,10 @@ from fraud_pipeline.resources import DUCKDB_POOL, DataSource, ModelRegistry, Run
 
 RAW_TABLES = ("users", "transactions", "chargebacks")
 #: A day partition exists once its day has ended (UTC), which is also when its folder counts as known.
-DAY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
+#: The first one is FRAUD_PIPELINE_PARTITION_START (default: the earliest plausible day, so any data lands).
+DAY_PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date=partition_start(os.environ.get(PARTITION_START_VARIABLE)).isoformat(), timezone="UTC"
+)
 QUARANTINE_SAMPLE = 20
 #: A backfill lands hundreds of files; the metadata table shows the first ones, `landing_files` has all.
 MAX_FILE_ROWS = 100
@@ -69,11 +80,19 @@ def skipped_summary(folder: Path, skipped: list[SkippedEntry]) -> str:
     )
 
 
-@dg.asset(
+# a multi_asset of one spec: its backfill_policy is stable API, where @asset's is beta and warns on every load
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "landed_files",
+            description="Each day folder's files landed as typed rows, every bad row quarantined with file, row, "
+            "column and reason.",
+            kinds={"duckdb"},
+        )
+    ],
     partitions_def=DAY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingestion",
-    kinds={"duckdb"},
     pool=DUCKDB_POOL,
 )
 def landed_files(

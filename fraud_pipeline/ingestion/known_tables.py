@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from fraud_pipeline.ingestion.landing import KINDS, create_landing_tables
-from fraud_pipeline.lib.schema import EXTRA_TRANSACTION_COLUMNS, column_list, columns
+from fraud_pipeline.ingestion.landing import KINDS, create_landing_tables, landed_extra_columns
+from fraud_pipeline.lib.schema import column_list, columns, encode_id_sql, id_columns, original_column
 from fraud_pipeline.lib.warehouse import table_count, write_transaction
 
 
@@ -40,17 +40,29 @@ class KindAccounting:
         return self.rows_in - self.rows_loaded - self.rows_quarantined
 
 
-_TX_CONTENT = ", ".join([*columns("transactions")[1:], *EXTRA_TRANSACTION_COLUMNS])
-
 #: Landed rows of the files known at as_of: a day folder is known once its day has ended.
 _KNOWN = "SELECT * FROM {table} WHERE day + INTERVAL 1 DAY <= $as_of AND {time} < $as_of"
+_TX_ORIGINALS = tuple(original_column(c) for c in id_columns("transactions"))
 
-_CROSS_FILE_SQL = {
-    "tx_known": _KNOWN.format(table="landing_transactions", time="event_time"),
-    "tx_versions": f"""
-        SELECT transaction_id, count(DISTINCT hash({_TX_CONTENT})) AS n_versions, count(*) AS n_copies
+
+def _tx_content(extras: tuple[str, ...]) -> str:
+    """The columns that make two copies of a transaction the same (all but its id)."""
+    return ", ".join([*columns("transactions")[1:], *_TX_ORIGINALS, *extras])
+
+
+def _cross_file_sql(extras: tuple[str, ...]) -> dict[str, str]:
+    """The temp tables of the cross-file rules, given the extra columns the landed transactions carry."""
+    return {
+        "tx_known": _KNOWN.format(table="landing_transactions", time="event_time"),
+        "tx_versions": f"""
+        SELECT transaction_id, count(DISTINCT hash({_tx_content(extras)})) AS n_versions, count(*) AS n_copies
         FROM tx_known GROUP BY transaction_id
     """,
+        **_CROSS_FILE_SQL,
+    }
+
+
+_CROSS_FILE_SQL = {
     "tx_ranked": """
         SELECT k.*, v.n_versions, v.n_copies,
                row_number() OVER (PARTITION BY k.transaction_id ORDER BY k.day, k.file, k.row_number) AS copy,
@@ -58,13 +70,13 @@ _CROSS_FILE_SQL = {
                    OVER (PARTITION BY k.transaction_id ORDER BY k.day, k.file, k.row_number) AS first_copy
         FROM tx_known AS k JOIN tx_versions AS v USING (transaction_id)
     """,
-    "tx_clean": f"""
-        SELECT transaction_id, {_TX_CONTENT} FROM tx_ranked WHERE n_versions = 1 AND copy = 1
-    """,
-    "quarantined_tx_ids": """
+    "tx_clean": "SELECT * EXCLUDE (day, file, row_number, n_versions, n_copies, copy, first_copy) FROM tx_ranked "
+    "WHERE n_versions = 1 AND copy = 1",
+    # a quarantined row's id is its text: encoded as landing encodes it
+    "quarantined_tx_ids": f"""
         SELECT DISTINCT transaction_id FROM tx_ranked WHERE n_versions > 1
         UNION
-        SELECT DISTINCT TRY_CAST(json_extract_string(raw, '$.transaction_id') AS BIGINT)
+        SELECT DISTINCT {encode_id_sql("NULLIF(trim(json_extract_string(raw, '$.transaction_id')), '')")}
         FROM quarantine WHERE stage = 'file' AND kind = 'transactions'
     """,
     "any_tx": "SELECT transaction_id, min(event_time) AS first_event_time FROM landing_transactions GROUP BY transaction_id",
@@ -95,7 +107,9 @@ _CROSS_FILE_SQL = {
         FROM cb_classified WHERE problem IS NULL
         WINDOW w AS (PARTITION BY transaction_id ORDER BY reported_at, day, file, row_number)
     """,
-    "users_known": _KNOWN.format(table="landing_users", time="created_at"),
+    # a users file without created_at: known once its day folder is
+    "users_known": "SELECT * FROM landing_users WHERE day + INTERVAL 1 DAY <= $as_of "
+    "AND (created_at IS NULL OR created_at < $as_of)",
     "users_ranked": """
         SELECT k.*,
             count(DISTINCT hash(created_at, region)) OVER (PARTITION BY user_id) AS n_versions,
@@ -113,55 +127,75 @@ _CROSS_FILE_SQL = {
     """,
 }
 
-_CROSS_FILE_QUARANTINE = """
+
+def _shown_id(column: str) -> str:
+    """An id as the user wrote it: its original text when it was a string."""
+    return f"coalesce({original_column(column)}, CAST({column} AS VARCHAR))"
+
+
+def _cross_file_quarantine(extras: tuple[str, ...]) -> str:
+    """The cross-file quarantine rows, each with its row as JSON (the transactions' extras included)."""
+    tx_raw = ", ".join([*columns("transactions"), *_TX_ORIGINALS, *extras])
+    return f"""
     SELECT 'cross-file' AS stage, day, 'transactions' AS kind, file, row_number, 'transaction_id' AS "column",
         CASE WHEN n_versions > 1
-             THEN 'conflicting duplicate transaction_id ' || transaction_id || ': ' || n_copies || ' copies that differ (first: ' || first_copy || ')'
-             ELSE 'duplicate transaction_id ' || transaction_id || ' (identical copy of ' || first_copy || ')' END AS reason,
-        CAST(to_json(struct_pack(transaction_id, user_id, merchant_id, event_time, amount, channel, country, mcc, device_id, currency)) AS VARCHAR) AS raw
+             THEN 'conflicting duplicate transaction_id ' || {_shown_id("transaction_id")} || ': ' || n_copies || ' copies that differ (first: ' || first_copy || ')'
+             ELSE 'duplicate transaction_id ' || {_shown_id("transaction_id")} || ' (identical copy of ' || first_copy || ')' END AS reason,
+        CAST(to_json(struct_pack({tx_raw})) AS VARCHAR) AS raw
     FROM tx_ranked WHERE n_versions > 1 OR copy > 1
     UNION ALL
     SELECT 'cross-file', day, 'chargebacks', file, row_number, problem_column, problem,
-        CAST(to_json(struct_pack(transaction_id, reported_at, reason)) AS VARCHAR)
+        CAST(to_json(struct_pack(transaction_id, transaction_id_original, reported_at, reason)) AS VARCHAR)
     FROM cb_classified WHERE problem IS NOT NULL
     UNION ALL
     SELECT 'cross-file', day, 'chargebacks', file, row_number, 'transaction_id',
-        'duplicate chargeback for transaction_id ' || transaction_id || ' (first: ' || first_copy || ')',
-        CAST(to_json(struct_pack(transaction_id, reported_at, reason)) AS VARCHAR)
+        'duplicate chargeback for transaction_id ' || {_shown_id("transaction_id")} || ' (first: ' || first_copy || ')',
+        CAST(to_json(struct_pack(transaction_id, transaction_id_original, reported_at, reason)) AS VARCHAR)
     FROM cb_ranked WHERE copy > 1
     UNION ALL
     SELECT 'cross-file', day, 'users', file, row_number, 'user_id',
-        CASE WHEN n_versions > 1 THEN 'conflicting duplicate user_id ' || user_id || ' (first: ' || first_copy || ')'
-             ELSE 'duplicate user_id ' || user_id || ' (identical copy of ' || first_copy || ')' END,
-        CAST(to_json(struct_pack(user_id, created_at, region)) AS VARCHAR)
+        CASE WHEN n_versions > 1 THEN 'conflicting duplicate user_id ' || {_shown_id("user_id")} || ' (first: ' || first_copy || ')'
+             ELSE 'duplicate user_id ' || {_shown_id("user_id")} || ' (identical copy of ' || first_copy || ')' END,
+        CAST(to_json(struct_pack(user_id, user_id_original, created_at, region)) AS VARCHAR)
     FROM users_checked WHERE n_versions > 1 OR copy > 1
     UNION ALL
     SELECT 'cross-file', day, 'users', file, row_number, 'created_at',
         'created_at ' || created_at || ' is after the user''s first transaction (' || first_event_time
             || '): the account age would be negative; the user''s account age starts at that transaction instead',
-        CAST(to_json(struct_pack(user_id, created_at, region)) AS VARCHAR)
+        CAST(to_json(struct_pack(user_id, user_id_original, created_at, region)) AS VARCHAR)
     FROM users_checked WHERE late
 """
 
-#: The raw tables the rest of the graph reads, with the same columns as in simulated mode.
-KNOWN_TABLES_SQL = {
-    "transactions": f"""
-        SELECT {column_list("transactions")}
+
+def known_tables_sql(extras: tuple[str, ...], originals: tuple[str, ...]) -> dict[str, str]:
+    """The raw tables the rest of the graph reads: the simulated mode's columns, then what the files add.
+
+    Args:
+        extras: The extra columns of the landed transactions files (kept so a feature spec can key on them).
+        originals: The ``<id>_original`` columns that hold at least one string id (the original text).
+    """
+    added = "".join(f", {c}" for c in (*originals, *extras))
+    return {
+        "transactions": f"""
+        SELECT {column_list("transactions")}{added}
         FROM tx_clean ORDER BY transaction_id
     """,
-    "chargebacks": "SELECT transaction_id, reported_at, reason FROM cb_ranked WHERE copy = 1 ORDER BY transaction_id",
-    # without a users row, account age starts at the first transaction seen (known at that transaction)
-    "users": """
+        "chargebacks": "SELECT transaction_id, reported_at, reason FROM cb_ranked WHERE copy = 1 ORDER BY transaction_id",
+        # without a users row or its created_at, account age starts at the first transaction seen
+        # (known at that transaction); a user with neither is not known yet
+        "users": """
         WITH from_file AS (
             SELECT user_id, created_at, region FROM users_checked WHERE n_versions = 1 AND copy = 1 AND NOT late
-        )
-        SELECT user_id, created_at, region FROM from_file
+        ), first_tx AS (SELECT user_id, min(event_time) AS first_event_time FROM tx_clean GROUP BY user_id)
+        SELECT user_id, coalesce(f.created_at, t.first_event_time) AS created_at, f.region
+        FROM from_file AS f LEFT JOIN first_tx AS t USING (user_id)
+        WHERE f.created_at IS NOT NULL OR t.first_event_time IS NOT NULL
         UNION ALL
-        SELECT user_id, min(event_time) AS created_at, NULL::VARCHAR AS region FROM tx_clean
-        WHERE user_id NOT IN (SELECT user_id FROM from_file) GROUP BY user_id
+        SELECT user_id, first_event_time AS created_at, NULL::VARCHAR AS region FROM first_tx
+        WHERE user_id NOT IN (SELECT user_id FROM from_file)
         ORDER BY user_id
     """,
-}
+    }
 
 
 def build_known_tables(con, as_of: datetime) -> list[KindAccounting]:
@@ -189,19 +223,25 @@ def build_known_tables(con, as_of: datetime) -> list[KindAccounting]:
     n_files = con.execute("SELECT count(*) FROM landing_files WHERE day + INTERVAL 1 DAY <= ?", [as_of]).fetchone()[0]
     if not n_files:
         raise ValueError(f"no landed day folder ended before as_of {as_of:%Y-%m-%d %H:%M}; land the day folders first")
-    for name, sql in _CROSS_FILE_SQL.items():
+    extras = landed_extra_columns(con)
+    cross_file = _cross_file_sql(extras)
+    for name, sql in cross_file.items():
         used = {"as_of": as_of} if "$as_of" in sql else {}
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used)
+    originals = tuple(
+        c for c in _TX_ORIGINALS if con.execute(f"SELECT 1 FROM tx_clean WHERE {c} IS NOT NULL LIMIT 1").fetchone()
+    )
+    tables = known_tables_sql(extras, originals)
     try:
-        with write_transaction(con, [*KNOWN_TABLES_SQL, "ingestion_accounting"]):
-            for table, sql in KNOWN_TABLES_SQL.items():
+        with write_transaction(con, [*tables, "ingestion_accounting"]):
+            for table, sql in tables.items():
                 con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
             con.execute("DELETE FROM quarantine WHERE stage = 'cross-file'")
-            con.execute(f"INSERT INTO quarantine {_CROSS_FILE_QUARANTINE} ORDER BY kind, day, file, row_number")
+            con.execute(f"INSERT INTO quarantine {_cross_file_quarantine(extras)} ORDER BY kind, day, file, row_number")
             accounting = _accounting(con, as_of)
             write_accounting(con, accounting)
     finally:
-        for name in _CROSS_FILE_SQL:
+        for name in cross_file:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return accounting
 
@@ -226,9 +266,14 @@ def _accounting(con, as_of: datetime) -> list[KindAccounting]:
         ).fetchone()[0],
     }
     result = []
+    # users whose account age starts at their first transaction: no users row, or one without created_at
+    n_derived = con.execute(
+        "SELECT count(*) FROM users WHERE user_id NOT IN "
+        "(SELECT user_id FROM users_checked WHERE n_versions = 1 AND copy = 1 AND NOT late AND created_at IS NOT NULL)"
+    ).fetchone()[0]
     for kind in KINDS:
         files, rows_in, in_file = rows.get(kind, (0, 0, 0))
-        derived = table_count(con, "users") - loaded["users"] if kind == "users" else 0
+        derived = n_derived if kind == "users" else 0
         result.append(
             KindAccounting(
                 kind,

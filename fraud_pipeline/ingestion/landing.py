@@ -20,14 +20,19 @@ from pathlib import Path
 
 from fraud_pipeline.ingestion.rules import EARLIEST_PLAUSIBLE
 from fraud_pipeline.lib.schema import (
-    EXTRA_TRANSACTION_COLUMNS,
-    INTEGER_ID,
+    DECIMAL_ID,
+    EXTRA_COLUMN_NAME,
+    MAX_EXTRA_COLUMNS,
+    MAX_ID_LENGTH,
     NAIVE_TIMESTAMP,
     OFFSET_TIMESTAMP,
     RAW_COLUMNS,
     REQUIRED_COLUMNS,
     SQL_TYPES,
     amount_problem_sql,
+    encode_id_sql,
+    original_column,
+    original_id_sql,
 )
 from fraud_pipeline.lib.warehouse import literal_path, table_count, write_transaction
 
@@ -35,8 +40,12 @@ KINDS = ("transactions", "chargebacks", "users")
 FORMATS = (".csv", ".parquet")
 NAIVE_POLICIES = ("reject", "utc")
 DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: The setting (environment variable) that sets the first day partition, e.g. ``2018-04-01``.
+PARTITION_START_VARIABLE = "FRAUD_PIPELINE_PARTITION_START"
 
-_OFFSET_TS, _NAIVE_TS, _INTEGER = OFFSET_TIMESTAMP, NAIVE_TIMESTAMP, INTEGER_ID
+_OFFSET_TS, _NAIVE_TS = OFFSET_TIMESTAMP, NAIVE_TIMESTAMP
+#: Names a landing table uses for itself; an extra column of that name is ignored.
+_RESERVED = frozenset({"day", "file", "row_number", "problems", "raw"})
 
 
 @dataclass(frozen=True)
@@ -45,27 +54,40 @@ class FileSchema:
 
     Attributes:
         kind: ``transactions``, ``chargebacks`` or ``users``.
-        required: Column -> type (``id``, ``timestamp``, ``amount``, ``text``); a file without one is refused.
+        typed: Column -> type (``id``, ``timestamp``, ``amount``) of the columns parsed and checked.
+        required: The columns a file must have; a file without one is refused.
         optional: Text columns that become NULL when the file lacks them.
     """
 
     kind: str
-    required: dict[str, str]
+    typed: dict[str, str]
+    required: tuple[str, ...]
     optional: tuple[str, ...]
 
     @property
+    def originals(self) -> tuple[str, ...]:
+        """The columns keeping the original text of string ids."""
+        return tuple(original_column(c) for c, t in self.typed.items() if t == "id")
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        return (*self.required, *self.optional)
+        """The columns every landed row has, in the landing table's order."""
+        return (*self.typed, *self.optional, *self.originals)
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns read from the file."""
+        return (*self.typed, *self.optional)
 
     @property
     def timestamps(self) -> tuple[str, ...]:
-        return tuple(c for c, t in self.required.items() if t == "timestamp")
+        return tuple(c for c, t in self.typed.items() if t == "timestamp")
 
 
 def _file_schema(kind: str) -> FileSchema:
-    required = {c: RAW_COLUMNS[kind][c] for c in REQUIRED_COLUMNS[kind]}
-    optional = tuple(c for c in RAW_COLUMNS[kind] if c not in required)
-    return FileSchema(kind, required, optional + (EXTRA_TRANSACTION_COLUMNS if kind == "transactions" else ()))
+    typed = {c: t for c, t in RAW_COLUMNS[kind].items() if t != "text"}
+    optional = tuple(c for c, t in RAW_COLUMNS[kind].items() if t == "text")
+    return FileSchema(kind, typed, REQUIRED_COLUMNS[kind], optional)
 
 
 SCHEMAS: dict[str, FileSchema] = {kind: _file_schema(kind) for kind in ("transactions", "chargebacks", "users")}
@@ -101,6 +123,7 @@ class FileReport:
     rows_loaded: int
     rows_quarantined: int
     ignored_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -131,18 +154,29 @@ def landing_table(kind: str) -> str:
 
 
 def create_landing_tables(con) -> None:
-    """Creates the landing, manifest and quarantine tables when they do not exist yet."""
+    """Creates the landing, manifest and quarantine tables when they do not exist yet.
+
+    A landing table starts with its kind's columns; the extra columns of transactions files are
+    added (as VARCHAR) when a file first carries them.
+    """
     for kind, schema in SCHEMAS.items():
         columns = ", ".join(
-            [f"{c} {_SQL_TYPES[t]}" for c, t in schema.required.items()] + [f"{c} VARCHAR" for c in schema.optional]
+            [f"{c} {_SQL_TYPES[t]}" for c, t in schema.typed.items()]
+            + [f"{c} VARCHAR" for c in (*schema.optional, *schema.originals)]
         )
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {landing_table(kind)} (day DATE, file VARCHAR, row_number BIGINT, {columns})"
         )
+        # a warehouse landed before string ids were kept
+        for original in schema.originals:
+            con.execute(f"ALTER TABLE {landing_table(kind)} ADD COLUMN IF NOT EXISTS {original} VARCHAR")
     con.execute(
         "CREATE TABLE IF NOT EXISTS landing_files (day DATE, kind VARCHAR, file VARCHAR, sha256 VARCHAR, "
-        "rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, ignored_columns VARCHAR)"
+        "rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, ignored_columns VARCHAR, extra_columns VARCHAR)"
     )
+    # a warehouse landed before extra columns were kept
+    con.execute("ALTER TABLE landing_files ADD COLUMN IF NOT EXISTS extra_columns VARCHAR")
+    _create_id_dictionaries(con)
     con.execute(
         "CREATE TABLE IF NOT EXISTS quarantine (stage VARCHAR, day DATE, kind VARCHAR, file VARCHAR, "
         'row_number BIGINT, "column" VARCHAR, reason VARCHAR, raw VARCHAR)'
@@ -216,8 +250,57 @@ def check_text_file(path: Path) -> list[str]:
     return next(csv.reader([header]))
 
 
-def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
-    """Loads a file as text columns into a temp table with row numbers; returns the ignored columns."""
+def landed_extra_columns(con) -> tuple[str, ...]:
+    """The extra columns ``landing_transactions`` holds (beyond the raw table's), by name.
+
+    By name, not in the order they were added: the known tables then have the same columns whatever
+    order the days were landed in.
+    """
+    known = {"day", "file", "row_number", *SCHEMAS["transactions"].columns}
+    return tuple(
+        sorted(
+            name
+            for (name,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'landing_transactions' "
+                "AND schema_name = current_schema() AND database_name = current_database() ORDER BY column_index"
+            ).fetchall()
+            if name not in known
+        )
+    )
+
+
+def _extra_name(name: str, keywords: frozenset[str]) -> str | None:
+    """The landing name of an extra column (lower-cased), or None when the name cannot be kept as a column.
+
+    A kept name is a plain identifier that is no SQL keyword (it is then usable unquoted in every
+    statement and as a key in a feature spec); any other name is listed with the ignored columns.
+    """
+    key = name.strip().lower()
+    if not EXTRA_COLUMN_NAME.match(key) or key in _RESERVED or key in keywords or key.endswith("_original"):
+        return None
+    return key
+
+
+def _sql_keywords(con) -> frozenset[str]:
+    return frozenset(
+        name
+        for (name,) in con.execute(
+            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category NOT IN ('unreserved', 'column_name')"
+        ).fetchall()
+    )
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """What reading a file's header found: the kind's columns it has, the extras kept, the columns ignored."""
+
+    present: frozenset[str]
+    extras: list[str]
+    ignored: list[str]
+
+
+def _read_raw(con, day_file: DayFile, table: str) -> RawFile:
+    """Loads a file as text columns into a temp table with row numbers (extras of a transactions file included)."""
     path = day_file.path
     schema = SCHEMAS[day_file.kind]
     try:
@@ -253,15 +336,36 @@ def _read_raw(con, day_file: DayFile, table: str) -> list[str]:
             f"missing required column(s) {', '.join(missing)}; a {schema.kind} file needs "
             f"{', '.join(schema.required)} (found: {', '.join(present) or 'none'})",
         )
+    extras: dict[str, str] = {}
+    if schema.kind == "transactions":
+        keywords = _sql_keywords(con)
+        for key, name in by_name.items():
+            extra = _extra_name(key, keywords)
+            if key not in schema.text_columns and extra is not None:
+                extras[extra] = name
+        if len(extras) > MAX_EXTRA_COLUMNS:
+            raise FileRejected(
+                path,
+                f"{len(extras)} extra columns; at most {MAX_EXTRA_COLUMNS} are kept (drop the ones no feature uses)",
+            )
     selected = ", ".join(
-        f'CAST("{by_name[c]}" AS VARCHAR) AS {c}' if c in by_name else f"NULL::VARCHAR AS {c}" for c in schema.columns
+        [
+            f'CAST("{_sql_name(by_name[c])}" AS VARCHAR) AS {c}' if c in by_name else f"NULL::VARCHAR AS {c}"
+            for c in schema.text_columns
+        ]
+        + [f'CAST("{_sql_name(name)}" AS VARCHAR) AS {extra}' for extra, name in extras.items()]
     )
     try:
         # insertion order is the file's row order, so rowid + 1 is the data row number
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {selected} FROM {source}", [literal])
     except Exception as error:
         raise FileRejected(path, f"cannot be read as {path.suffix[1:]}: {str(error).splitlines()[0]}") from None
-    return sorted(name for key, name in by_name.items() if key not in schema.columns)
+    ignored = sorted(name for key, name in by_name.items() if key not in schema.text_columns and key not in extras)
+    return RawFile(frozenset(c for c in schema.text_columns if c in by_name), list(extras), ignored)
+
+
+def _sql_name(name: str) -> str:
+    return name.replace('"', '""')
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -281,18 +385,27 @@ def _sql_text(value: str) -> str:
     return value.replace("'", "''")
 
 
-def _checks(schema: FileSchema, naive_policy: str, mixed: bool) -> tuple[list[str], list[str]]:
-    """SQL for the parsed value of each column (over the trimmed text ``t_<column>``) and for each problem."""
+def _checks(
+    schema: FileSchema, naive_policy: str, mixed: bool, present: frozenset[str], extras: list[str]
+) -> tuple[list[str], list[str]]:
+    """SQL for the parsed value of each column (over the trimmed text ``t_<column>``) and for each problem.
+
+    A typed column the file does not have (an optional one, e.g. a users file without
+    ``created_at``) is NULL on every row without a problem; one it has must hold a valid value.
+    """
     parsed, problems = [], []
-    for column, kind in schema.required.items():
-        text = f"t_{column}"
-        missing = f"WHEN {text} IS NULL THEN '{column}: missing value'"
+    for column, kind in schema.typed.items():
+        text = f"_t_{column}"
+        missing = f"WHEN {text} IS NULL THEN '{column}: missing value'" if column in present else ""
         if kind == "id":
-            parsed.append(
-                f"CASE WHEN regexp_full_match({text}, '{_INTEGER}') THEN CAST({text} AS BIGINT) END AS {column}"
-            )
+            # an id written as an integer is that integer; any other text is a string id, hashed
+            parsed.append(f"{encode_id_sql(text)} AS {column}")
+            parsed.append(f"{original_id_sql(text)} AS {original_column(column)}")
             problems.append(
-                f"CASE {missing} WHEN {column} IS NULL THEN '{column}: not an integer id (' || {text} || ')' END"
+                f"CASE {missing} "
+                f"WHEN regexp_full_match({text}, '(?:{DECIMAL_ID})') THEN '{column}: looks like a decimal number (' || {text} || '); "
+                f"write an integer id without a decimal part, or a string id that is not a number' "
+                f"WHEN length({text}) > {MAX_ID_LENGTH} THEN '{column}: longer than {MAX_ID_LENGTH} characters' END"
             )
         elif kind == "amount":
             parsed.append(f"TRY_CAST({text} AS DOUBLE) AS {column}")
@@ -302,23 +415,23 @@ def _checks(schema: FileSchema, naive_policy: str, mixed: bool) -> tuple[list[st
                 f"CASE WHEN regexp_full_match({text}, '{_OFFSET_TS}') THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
                 f"WHEN regexp_full_match({text}, '{_NAIVE_TS}') THEN TRY_CAST({text} AS TIMESTAMP) END AS {column}"
             )
-            parsed.append(f"regexp_full_match({text}, '{_NAIVE_TS}') AS naive_{column}")
+            parsed.append(f"regexp_full_match({text}, '{_NAIVE_TS}') AS _naive_{column}")
             naive_rule = (
-                f"WHEN naive_{column} THEN '{column}: mixed timezones (naive timestamp in a file whose other timestamps carry an offset): ' || {text} "
+                f"WHEN _naive_{column} THEN '{column}: mixed timezones (naive timestamp in a file whose other timestamps carry an offset): ' || {text} "
                 if mixed
                 else (
-                    f"WHEN naive_{column} THEN '{column}: naive timestamp (no offset) rejected: ' || {text} "
+                    f"WHEN _naive_{column} THEN '{column}: naive timestamp (no offset) rejected: ' || {text} "
                     if naive_policy == "reject"
                     else ""
                 )
             )
             problems.append(
-                f"CASE {missing} WHEN {column} IS NULL THEN '{column}: unparseable timestamp (' || {text} || ')' "
+                f"CASE {missing} WHEN {text} IS NOT NULL AND {column} IS NULL THEN '{column}: unparseable timestamp (' || {text} || ')' "
                 f"{naive_rule}"
                 f"WHEN {column} < $earliest THEN '{column}: out of range (before {EARLIEST_PLAUSIBLE:%Y-%m-%d}): ' || {text} "
                 f"WHEN {column} >= $day_end THEN '{column}: out of range (after the end of its day folder): ' || {text} END"
             )
-    parsed += [f"t_{c} AS {c}" for c in schema.optional]
+    parsed += [f"_t_{c} AS {c}" for c in (*schema.optional, *extras)]
     return parsed, problems
 
 
@@ -331,7 +444,9 @@ def _timestamp_styles(con, table: str, schema: FileSchema) -> tuple[int, int]:
     ).fetchone()
 
 
-def _validate(con, day: date, day_file: DayFile, table: str, naive_policy: str) -> tuple[int, int, int]:
+def _validate(
+    con, day: date, day_file: DayFile, table: str, naive_policy: str, extras: list[str], present: frozenset[str]
+) -> tuple[int, int, int]:
     """Splits a raw temp table into ``<table>_good`` (typed rows) and ``<table>_bad`` (quarantine rows).
 
     Returns:
@@ -345,19 +460,20 @@ def _validate(con, day: date, day_file: DayFile, table: str, naive_policy: str) 
             f"naive timestamps (no UTC offset) in {', '.join(schema.timestamps)}; write them with an offset or Z, "
             "or set the source's naive_timestamps to 'utc' to read them as UTC",
         )
-    parsed, problems = _checks(schema, naive_policy, mixed=bool(naive and with_offset))
+    parsed, problems = _checks(schema, naive_policy, bool(naive and with_offset), present, extras)
     params = {"earliest": EARLIEST_PLAUSIBLE, "day_end": datetime.combine(day, datetime.min.time()) + timedelta(days=1)}
-    texts = ", ".join(f"{_trimmed(c)} AS t_{c}" for c in schema.columns)
-    raw = f"to_json(struct_pack({', '.join(f'{c} := t_{c}' for c in schema.columns)}))"
+    read = [*schema.text_columns, *extras]
+    texts = ", ".join(f"{_trimmed(c)} AS _t_{c}" for c in read)
+    raw = f"to_json(struct_pack({', '.join(f'{c} := _t_{c}' for c in read)}))"
+    columns = ", ".join([*schema.columns, *extras])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table}_checked AS "
         f"WITH texts AS (SELECT rowid + 1 AS row_number, {texts} FROM {table}), "
         f"parsed AS (SELECT *, {', '.join(parsed)} FROM texts) "
-        f"SELECT row_number, {', '.join(schema.columns)}, "
+        f"SELECT row_number, {columns}, "
         f"list_filter([{', '.join(problems)}], lambda p: p IS NOT NULL) AS problems, {raw} AS raw FROM parsed",
         params,
     )
-    columns = ", ".join(schema.columns)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table}_good AS SELECT row_number, {columns} FROM {table}_checked "
         "WHERE len(problems) = 0"
@@ -407,18 +523,10 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
     hashes = {f.path.name: file_sha256(f.path) for f in files}
     if landed_hashes(con, day) == set(hashes.items()):
         reports = [
-            FileReport(
-                kind,
-                name,
-                sha,
-                rows_in,
-                loaded,
-                quarantined,
-                (ignored_columns or "").split(",") if ignored_columns else [],
-            )
-            for kind, name, sha, rows_in, loaded, quarantined, ignored_columns in con.execute(
-                "SELECT kind, file, sha256, rows_in, rows_loaded, rows_quarantined, ignored_columns FROM landing_files "
-                "WHERE day = ? ORDER BY file",
+            FileReport(kind, name, sha, rows_in, loaded, quarantined, _names(ignored_columns), _names(extra_columns))
+            for kind, name, sha, rows_in, loaded, quarantined, ignored_columns, extra_columns in con.execute(
+                "SELECT kind, file, sha256, rows_in, rows_loaded, rows_quarantined, ignored_columns, extra_columns "
+                "FROM landing_files WHERE day = ? ORDER BY file",
                 [day],
             ).fetchall()
         ]
@@ -428,15 +536,22 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
     try:
         for index, day_file in enumerate(files):
             table = f"stage_{index}"
-            ignored_columns = _read_raw(con, day_file, table)
-            n_in, n_good, n_bad = _validate(con, day, day_file, table, naive_policy)
+            raw = _read_raw(con, day_file, table)
+            n_in, n_good, n_bad = _validate(con, day, day_file, table, naive_policy, raw.extras, raw.present)
             staged.append((day_file, table))
             reports.append(
                 FileReport(
-                    day_file.kind, day_file.path.name, hashes[day_file.path.name], n_in, n_good, n_bad, ignored_columns
+                    day_file.kind,
+                    day_file.path.name,
+                    hashes[day_file.path.name],
+                    n_in,
+                    n_good,
+                    n_bad,
+                    raw.ignored,
+                    raw.extras,
                 )
             )
-        _write_day(con, day, staged, reports)
+        _write_day(con, day, day_folder, staged, reports)
     finally:
         for index in range(len(files)):
             for suffix in ("", "_checked", "_good", "_bad"):
@@ -444,15 +559,21 @@ def land_day(con, day: date, day_folder: Path, naive_policy: str = "reject") -> 
     return DayReport(day, False, reports, ignored)
 
 
-def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[FileReport]) -> None:
+def _names(joined: str | None) -> list[str]:
+    return joined.split(",") if joined else []
+
+
+def _write_day(con, day: date, day_folder: Path, staged: list[tuple[DayFile, str]], reports: list[FileReport]) -> None:
     # the landing tables are not a night's tables: nothing to stamp
     with write_transaction(con, (), doing=f"landing the files of {day.isoformat()}"):
         for kind in KINDS:
             con.execute(f"DELETE FROM {landing_table(kind)} WHERE day = ?", [day])
         con.execute("DELETE FROM quarantine WHERE stage = 'file' AND day = ?", [day])
         con.execute("DELETE FROM landing_files WHERE day = ?", [day])
+        for extra in dict.fromkeys(e for r in reports for e in r.extra_columns):
+            con.execute(f"ALTER TABLE landing_transactions ADD COLUMN IF NOT EXISTS {extra} VARCHAR")
         for (day_file, table), report in zip(staged, reports):
-            columns = ", ".join(SCHEMAS[day_file.kind].columns)
+            columns = ", ".join([*SCHEMAS[day_file.kind].columns, *report.extra_columns])
             con.execute(
                 f"INSERT INTO {landing_table(day_file.kind)} (day, file, row_number, {columns}) "
                 f"SELECT ?, ?, row_number, {columns} FROM {table}_good ORDER BY row_number",
@@ -464,7 +585,8 @@ def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[
                 [day, day_file.kind, report.file],
             )
             con.execute(
-                "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO landing_files (day, kind, file, sha256, rows_in, rows_loaded, rows_quarantined, "
+                "ignored_columns, extra_columns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     day,
                     report.kind,
@@ -474,8 +596,95 @@ def _write_day(con, day: date, staged: list[tuple[DayFile, str]], reports: list[
                     report.rows_loaded,
                     report.rows_quarantined,
                     ",".join(report.ignored_columns),
+                    ",".join(report.extra_columns),
                 ],
             )
+        collision = id_collision(con, day)
+        if collision is not None:
+            raise FileRejected(day_folder / collision.file, collision.reason)
+
+
+#: Where each id namespace lives: the same text gets the same key in every column of its namespace.
+ID_NAMESPACES = {
+    "transaction_id": (("landing_transactions", "transaction_id"), ("landing_chargebacks", "transaction_id")),
+    "user_id": (("landing_transactions", "user_id"), ("landing_users", "user_id")),
+    "merchant_id": (("landing_transactions", "merchant_id"),),
+}
+
+
+def id_dictionary(namespace: str) -> str:
+    """The table of the distinct (key, original text) pairs landed for an id namespace (e.g. ``landing_ids_user_id``)."""
+    return f"landing_ids_{namespace}"
+
+
+def _create_id_dictionaries(con) -> None:
+    """Creates each namespace's id dictionary, filled from the landing tables when it is new (an older warehouse)."""
+    for name, places in ID_NAMESPACES.items():
+        table = id_dictionary(name)
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
+            "AND schema_name = current_schema() AND database_name = current_database()",
+            [table],
+        ).fetchone()[0]
+        if not exists:
+            pairs = " UNION ".join(f"SELECT {c} AS id, {original_column(c)} AS original FROM {t}" for t, c in places)
+            con.execute(f"CREATE TABLE {table} AS SELECT DISTINCT id, original FROM ({pairs})")
+
+
+@dataclass(frozen=True)
+class IdCollision:
+    """Two different ids with one integer key: the file of the day holding it and the one-line reason."""
+
+    file: str
+    reason: str
+
+
+def id_collision(con, day: date) -> IdCollision | None:
+    """Where and why the ids landed for ``day`` cannot be told apart from every id landed before, or None.
+
+    Two different texts that hash to one key (or a string id hashing to an integer id written
+    elsewhere) would silently merge two customers, merchants or transactions: the day is refused
+    instead. Each namespace's distinct (key, text) pairs are kept in its id dictionary
+    (:func:`id_dictionary`), so a day is checked against the ids seen so far rather than every landed
+    row, and its new pairs are added. A pair stays known after its day is landed again with other ids
+    (``ingest --rebuild`` forgets), which can only refuse a true collision with a text once landed.
+    """
+    for name, places in ID_NAMESPACES.items():
+        table = id_dictionary(name)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE day_ids AS "
+            + " UNION ".join(
+                f"SELECT {c} AS id, {original_column(c)} AS original FROM {t} WHERE day = $day" for t, c in places
+            ),
+            {"day": day},
+        )
+        try:
+            found = con.execute(
+                "SELECT id, list(coalesce(original, CAST(id AS VARCHAR) || ' (written as an integer)') "
+                "ORDER BY original NULLS FIRST)[1:2] FROM (SELECT id, original FROM day_ids UNION "
+                f"SELECT k.id, k.original FROM {table} AS k SEMI JOIN day_ids AS d ON k.id = d.id) "
+                "GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 1"
+            ).fetchone()
+            if found is not None:
+                key, (first, second) = found
+                where = " UNION ALL ".join(
+                    f"SELECT file, row_number FROM {t} WHERE day = $day AND {c} = $key" for t, c in places
+                )
+                file, row = con.execute(
+                    f"SELECT file, row_number FROM ({where}) ORDER BY file, row_number LIMIT 1",
+                    {"day": day, "key": key},
+                ).fetchone()
+                return IdCollision(
+                    file,
+                    f"row {row}, column {name}: {first!r} and {second!r} get the same integer key {key} (a hash "
+                    "collision of string ids); nothing of this day is written: rename one of the two ids",
+                )
+            con.execute(
+                f"INSERT INTO {table} SELECT d.id, d.original FROM day_ids AS d ANTI JOIN {table} AS k ON d.id = k.id"
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS day_ids")
+    return None
 
 
 @dataclass(frozen=True)
@@ -511,6 +720,29 @@ def day_folders(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if _day_folder_problem(p) is None}
 
 
+def partition_start(value: str | None) -> date:
+    """The first day partition: ``value`` (``YYYY-MM-DD``) when set, else the earliest plausible day.
+
+    The default lets folders of any plausible date land with no setting (a timestamp before it is
+    quarantined anyway); setting a later start only shortens the partition range the UI shows.
+
+    Raises:
+        ValueError: ``value`` is not a day from the earliest plausible one on, in one line naming the setting.
+    """
+    earliest = EARLIEST_PLAUSIBLE.date()
+    if not value or not value.strip():
+        return earliest
+    try:
+        start = date.fromisoformat(value.strip())
+    except ValueError as error:
+        raise ValueError(f"{PARTITION_START_VARIABLE}={value}: not a day of the form YYYY-MM-DD ({error})") from None
+    if start < earliest:
+        raise ValueError(
+            f"{PARTITION_START_VARIABLE}={value}: before {earliest.isoformat()}, the earliest timestamp landing accepts"
+        )
+    return start
+
+
 def scan_input_folder(folder: Path, first_day: date, last_day: date) -> tuple[dict[str, Path], list[SkippedEntry]]:
     """The day folders that can be landed, and every other entry of the input folder with its reason.
 
@@ -525,7 +757,10 @@ def scan_input_folder(folder: Path, first_day: date, last_day: date) -> tuple[di
         if problem is None:
             day = date.fromisoformat(path.name)
             if day < first_day:
-                problem = f"before the first day partition ({first_day.isoformat()})"
+                problem = (
+                    f"before the first day partition ({first_day.isoformat()}; set {PARTITION_START_VARIABLE} "
+                    "to an earlier day to land it)"
+                )
             elif day > last_day:
                 problem = f"its day has not ended yet (the last ended day is {last_day.isoformat()})"
         if problem is None:

@@ -4,14 +4,13 @@ import json
 
 import dagster as dg
 
-from fraud_pipeline.ingestion.assets import DAY_PARTITIONS, ended_days, skipped_summary
+from fraud_pipeline.ingestion.assets import ended_days, skipped_summary
 from fraud_pipeline.ingestion.landing import folder_fingerprint, scan_input_folder
 from fraud_pipeline.resources import DataSource
 
 ingestion_job = dg.define_asset_job(
     "ingestion_job",
     selection=dg.AssetSelection.assets("landed_files"),
-    partitions_def=DAY_PARTITIONS,
     description="Lands the day folders of your own files (one run per day, or one run for a backfill range).",
     executor_def=dg.in_process_executor,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import dagster as dg
 
@@ -18,6 +19,7 @@ def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
     metadata: dict = {
         "rules": dg.MetadataValue.md(markdown_table(rows)),
         "violations": sum(r.n_violations for r in results),
+        **{f"{r.rule.name}_violations": dg.MetadataValue.int(int(r.n_violations)) for r in results},
     }
     for r in failing:
         metadata[f"sample_{r.rule.name}"] = dg.MetadataValue.json(r.sample)
@@ -29,13 +31,33 @@ def rules_check_result(results: list[RuleResult]) -> dg.AssetCheckResult:
     )
 
 
+def _number(value) -> dg.MetadataValue | None:
+    """An int or a float as Dagster's numeric metadata (which the UI plots over runs); None when not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    # six significant digits: what a person compares and a plot shows, without float noise (6894.8099999999995)
+    return dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(float(f"{value:.6g}"))
+
+
+def measure_metadata(measures) -> dict:
+    """``<name>``, ``<name>_bound`` and ``<name>_margin`` for every measure, as numbers the UI plots night over night."""
+    metadata = {}
+    for m in measures:
+        for key, value in ((m.name, m.observed), (f"{m.name}_bound", m.bound), (f"{m.name}_margin", m.margin)):
+            number = _number(value)
+            if number is not None:
+                metadata[key] = number
+    return metadata
+
+
 def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
-    """One ERROR check result for a deploy gate."""
+    """One ERROR check result for a deploy gate, with its numbers (observed, bound, margin) as numeric metadata."""
     return dg.AssetCheckResult(
         passed=gate.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=md_text(gate.reason),
         metadata={
+            **measure_metadata(gate.measures),
             "reason": gate.reason,
             "details": dg.MetadataValue.json(json.loads(json.dumps(gate.details, default=str))),
         },

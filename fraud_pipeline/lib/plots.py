@@ -71,28 +71,129 @@ def maturation_curve_png(curve: pd.DataFrame, horizon_days: float, coverage: flo
     return _png(figure)
 
 
-def cost_curve_png(curve: pd.DataFrame, threshold: float, approve_all_cost: float | None = None) -> bytes:
-    """Total validation cost against the alert threshold, with the chosen threshold marked.
+def cost_curve_png(
+    curve: pd.DataFrame,
+    threshold: float,
+    approve_all_cost: float | None = None,
+    test_curve: pd.DataFrame | None = None,
+) -> bytes:
+    """Total cost against the alert threshold, with the chosen threshold marked.
 
     Args:
-        curve: Columns ``threshold`` and ``cost`` (``ThresholdChoice.curve``); infinite thresholds
-            (alert nothing) are left out.
+        curve: Columns ``threshold`` and ``cost`` (``ThresholdChoice.curve``) of the window the
+            threshold was chosen on (validation); infinite thresholds (alert nothing) are left out.
         threshold: The chosen threshold.
         approve_all_cost: Drawn as a horizontal reference when given.
+        test_curve: The same curve on the test window, drawn beside it when given.
     """
-    points = curve[np.isfinite(curve["threshold"].to_numpy(dtype=float))].sort_values("threshold")
     figure = _figure()
     ax = figure.add_subplot()
-    ax.plot(points["threshold"], points["cost"], color=_COLOURS[0], label="total cost")
+    for frame, colour, label in ((curve, _COLOURS[0], "validation"), (test_curve, _COLOURS[1], "test")):
+        if frame is None:
+            continue
+        points = frame[np.isfinite(frame["threshold"].to_numpy(dtype=float))].sort_values("threshold")
+        name = "total cost" if test_curve is None else f"total cost, {label}"
+        ax.plot(points["threshold"], points["cost"], color=colour, label=name)
     if approve_all_cost is not None:
         ax.axhline(approve_all_cost, color="grey", linestyle=":", label="approve all")
     ax.axvline(threshold, color=_COLOURS[3], linewidth=1.0, label=f"chosen threshold {threshold:.3f}")
     ax.set_xscale("log")
     ax.set_xlabel("alert threshold on the score (log scale)")
-    ax.set_ylabel("cost on validation")
+    ax.set_ylabel("cost" if test_curve is not None else "cost on validation")
     ax.set_title("Cost vs threshold")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def reliability_png(bins: Sequence[dict]) -> bytes:
+    """A reliability diagram: observed fraud rate against mean score per score bin, with the diagonal.
+
+    Args:
+        bins: Rows with ``mean_score``, ``observed_rate``, ``observed_rate_low`` and ``observed_rate_high``
+            (:func:`fraud_pipeline.evaluation.metrics.reliability_bins`); log axes, so a zero rate is
+            drawn at the axis floor.
+    """
+    rows = [r for r in bins if r["n_transactions"] > 0]
+    figure = _figure()
+    ax = figure.add_subplot()
+    predicted = np.array([r["mean_score"] for r in rows], dtype=float)
+    observed = np.array([r["observed_rate"] for r in rows], dtype=float)
+    low = np.array([r["observed_rate_low"] for r in rows], dtype=float)
+    high = np.array([r["observed_rate_high"] for r in rows], dtype=float)
+    positive = np.concatenate([predicted[predicted > 0], observed[observed > 0], high[high > 0]])
+    floor = float(positive.min()) / 2 if len(positive) else 1e-4
+    shown = np.maximum(observed, floor)
+    ax.errorbar(
+        predicted,
+        shown,
+        yerr=[shown - np.maximum(low, floor), np.maximum(high, floor) - shown],
+        fmt="o",
+        color=_COLOURS[0],
+        ecolor="grey",
+        capsize=2,
+        label="observed (90% interval)",
+    )
+    edge = [floor, max(1.0, float(positive.max()) if len(positive) else 1.0)]
+    ax.plot(edge, edge, color=_COLOURS[3], linewidth=0.8, linestyle="--", label="perfectly calibrated")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean score in the bin (predicted fraud rate)")
+    ax.set_ylabel("observed fraud rate")
+    ax.set_title("Calibration on the test window")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def importance_png(rows: Sequence[dict], top: int = 15) -> bytes:
+    """Two panels of horizontal bars per feature: share of LightGBM gain and mean |contribution|.
+
+    Args:
+        rows: Rows with ``feature``, ``gain_share`` and ``mean_abs_contribution``, in the order to draw.
+        top: Most features drawn.
+    """
+    shown = list(rows)[:top]
+    figure = _figure((FIGURE_SIZE[0] + 1.6, 1.2 + 0.25 * max(len(shown), 1)))
+    gain_ax, contribution_ax = figure.subplots(1, 2, sharey=True)
+    y = np.arange(len(shown))
+    gain_ax.barh(y, [float(r["gain_share"]) for r in shown], color=_COLOURS[0])
+    contribution_ax.barh(y, [float(r["mean_abs_contribution"]) for r in shown], color=_COLOURS[2])
+    gain_ax.set_yticks(y, [str(r["feature"]) for r in shown], fontsize=8)
+    gain_ax.invert_yaxis()
+    gain_ax.set_xlabel("share of gain")
+    contribution_ax.set_xlabel("mean |contribution| (log-odds)")
+    gain_ax.set_title("LightGBM gain", fontsize=10)
+    contribution_ax.set_title("pred_contrib on the test window", fontsize=10)
+    for ax in (gain_ax, contribution_ax):
+        ax.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def folds_png(
+    folds: Sequence[dict], candidate: dict, metrics: Sequence[str] = ("savings_vs_approve_all_pct", "average_precision")
+) -> bytes:
+    """Each backtest fold's metrics by its test window, the candidate's own value as a dashed line.
+
+    Args:
+        folds: Backtest fold rows (``test_start`` and the metrics).
+        candidate: The candidate's values of the same metrics.
+        metrics: One panel per metric.
+    """
+    figure = _figure((FIGURE_SIZE[0], 1.0 + 1.8 * len(metrics)))
+    axes = figure.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    ordered = sorted(folds, key=lambda f: str(f["test_start"]))
+    x = np.arange(len(ordered))
+    for ax, metric in zip(axes, metrics):
+        ax.plot(x, [float(f[metric]) for f in ordered], "o-", color=_COLOURS[0], label="backtest folds")
+        value = candidate.get(metric)
+        if value is not None and value == value:
+            ax.axhline(float(value), color=_COLOURS[3], linestyle="--", linewidth=1.0, label="candidate")
+        ax.set_xticks(x, [str(f["test_start"]) for f in ordered], fontsize=8)
+        ax.set_ylabel(metric.replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Backtest folds by test window start")
+    axes[0].legend(loc="best", fontsize=7)
     return _png(figure)
 
 

@@ -4,22 +4,25 @@ import math
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.evaluation.cohorts import decompose, projected_mix_effect
+from fraud_pipeline.evaluation.cohorts import (
+    decompose,
+    evaluated_cohorts,
+    projected_mix_effect,
+    with_cohort_columns,
+)
 from fraud_pipeline.evaluation.metrics import (
-    DEFAULT_COHORTS,
     cohort_table,
     evaluate_decisions,
 )
 from fraud_pipeline.evaluation.result import ModelEvaluation
-from fraud_pipeline.features.catalog import CATEGORICAL_FEATURES, FEATURE_NAMES
 from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.records import plain_rows
 from fraud_pipeline.lib.warehouse import hash_sample
+from fraud_pipeline.monitoring.calibration import METHODS
 from fraud_pipeline.monitoring.champion import (
     compare,
     matured_window,
@@ -29,10 +32,14 @@ from fraud_pipeline.monitoring.drift import (
     cohort_mix,
     feature_drift,
 )
+from fraud_pipeline.monitoring.estimate import ESTIMATED, ChampionEstimate
+from fraud_pipeline.monitoring.recent import estimate_champion
 from fraud_pipeline.resources import (
     AFTER_THE_DEPLOY,
     DUCKDB_POOL,
+    FeatureSpecSettings,
     ModelRegistry,
+    RunClock,
 )
 from fraud_pipeline.training.model import TrainedModel, score
 from fraud_pipeline.training.windows import TrainingWindows
@@ -79,9 +86,13 @@ def population_drift(
     training_windows: TrainingWindows,
     model_evaluation: ModelEvaluation,
     duckdb: DuckDBResource,
+    feature_spec: FeatureSpecSettings,
 ) -> dict:
     """Per-feature PSI and KS between the training window and recent traffic, beside the cohort-mix shift, cohort performance and its cost."""
     as_of = training_windows.as_of
+    spec = feature_spec.spec()
+    # the splits the evaluation reported, so the mix sits beside each cohort's test performance
+    wanted = evaluated_cohorts(model_evaluation.cohorts)
     with duckdb.get_connection() as con:
         reference = hash_sample(con, "SELECT * FROM training_set WHERE split = 'train'", {}, config.max_rows)
         current = hash_sample(
@@ -90,7 +101,9 @@ def population_drift(
             {"start": as_of - timedelta(days=config.recent_days), "as_of": as_of},
             config.max_rows,
         )
-    features = feature_drift(reference, current, FEATURE_NAMES, CATEGORICAL_FEATURES, DEFAULT_COHORTS, config.n_bins)
+        reference, _ = with_cohort_columns(con, reference, wanted)
+        current, cohorts = with_cohort_columns(con, current, wanted)
+    features = feature_drift(reference, current, spec.names, spec.categorical, cohorts, config.n_bins)
     performance = {(r["cohort"], r["value"]): r for r in model_evaluation.cohorts}
     mix = [
         {
@@ -100,7 +113,7 @@ def population_drift(
                 "savings_vs_approve_all_pct", math.nan
             ),
         }
-        for row in cohort_mix(reference, current, DEFAULT_COHORTS)
+        for row in cohort_mix(reference, current, cohorts)
     ]
     projection = projected_mix_effect(model_evaluation.cohorts, mix)
     thresholds = {
@@ -185,6 +198,7 @@ def champion_monitoring(
     if window is None:
         context.add_output_metadata({"status": "nothing matured since the deploy", "champion": pointer["version"]})
         return {**base, "status": "nothing_matured"}
+    promised = bundle["evaluation"]
     with duckdb.get_connection() as con:
         frame = con.execute(
             """
@@ -194,10 +208,11 @@ def champion_monitoring(
             """,
             {"start": window[0], "end": window[1]},
         ).df()
+        # the champion's promise was cut by these splits; realised is cut the same way
+        frame, cohorts = with_cohort_columns(con, frame, evaluated_cohorts(promised.get("cohorts", [])))
     if frame.empty or not set(bundle["features"]) <= set(frame.columns):
         context.add_output_metadata({"status": "no scorable matured rows", "champion": pointer["version"]})
         return {**base, "status": "nothing_matured", "window": [w.isoformat() for w in window]}
-    promised = bundle["evaluation"]
     cost_model = CostModel(**bundle["cost_model"])
     frame["score"] = score(TrainedModel.from_dict(bundle), frame)
     realised = evaluate_decisions(
@@ -207,13 +222,13 @@ def champion_monitoring(
         promised["rule_amount_threshold"],
         int(promised.get("review_capacity_k", 50)),
     )
-    realised_cohorts = pd.concat(
-        [
-            cohort_table(frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"], spec)
-            for spec in DEFAULT_COHORTS
-        ],
-        ignore_index=True,
-    ).to_dict(orient="records")
+    realised_cohorts = [
+        row
+        for split in cohorts
+        for row in cohort_table(
+            frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"], split
+        ).to_dict(orient="records")
+    ]
     comparison = compare(promised, realised)
     decomposition = decompose(promised["cohorts"], realised_cohorts, promised, realised)
     promised_by_cohort = {(r["cohort"], r["value"]): r for r in promised["cohorts"]}
@@ -241,7 +256,7 @@ def champion_monitoring(
         {
             f"realised_recall_{r['cohort']}_{r['value']}": dg.MetadataValue.float(float(r["realised_recall"]))
             for r in cohort_view
-            if r["cohort"] == DEFAULT_COHORTS[0].name
+            if cohorts and r["cohort"] == cohorts[0].name
         }
     )
     metadata.update(
@@ -266,3 +281,95 @@ def champion_monitoring(
         "cohorts": plain_rows(cohort_view),
         "decomposition": plain_rows(decomposition),
     }
+
+
+class EstimateConfig(dg.Config):
+    """How the serving champion's performance is estimated before its traffic's labels mature."""
+
+    window_days: int = Field(
+        default=28, description="Estimate the newest this many days of transactions (after the champion's test window)."
+    )
+    calibration: str = Field(
+        default="platt", description=f"How scores become probabilities on the validation window: {', '.join(METHODS)}."
+    )
+    n_resamples: int = Field(default=200, description="Bootstrap resamples of the intervals (0: no intervals).")
+    seed: int = Field(default=0, description="Seed of the bootstrap.")
+    level: float = Field(default=0.9, description="Two-sided coverage of the intervals.")
+    max_cost_increase: float = Field(
+        default=0.25,
+        description="Warn when the estimated cost per transaction exceeds the champion's promise by more than this share.",
+    )
+    label_shift: str = Field(
+        default="overall",
+        description="Move the calibrated scores to agree with the chargebacks arrived so far, within alerted and "
+        "approved rows: 'none', 'overall', or 'cohort' (also within each value of the first cohort split).",
+    )
+    prior_frauds: float = Field(
+        default=10.0,
+        description="Strength of the shift's shrinkage toward the calibration, in pseudo-chargebacks per cell.",
+    )
+
+
+ESTIMATE_COLUMNS = [
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_alerts",
+    "known_frauds",
+    "expected_frauds",
+    "mean_completeness",
+    *[f"{m}{suffix}" for m in ESTIMATED for suffix in ("", "_low", "_high")],
+    *[f"labels_only_{m}" for m in ESTIMATED],
+]
+
+
+@dg.asset(
+    group_name="monitoring",
+    deps=["transaction_features", "transaction_labels"],
+    pool=DUCKDB_POOL,
+    op_tags=AFTER_THE_DEPLOY,
+)
+def champion_estimate(
+    context: dg.AssetExecutionContext,
+    config: EstimateConfig,
+    duckdb: DuckDBResource,
+    registry: ModelRegistry,
+    clock: RunClock,
+) -> ChampionEstimate:
+    """The serving champion's expected cost, recall and precision on recent traffic, from calibrated scores and the labels so far."""
+    # "cohort": within the first of the champion's evaluated cohort splits (None says so)
+    shifts = {"none": (), "overall": (), "cohort": None}
+    if config.label_shift not in shifts:
+        raise dg.Failure(
+            description=f"champion_estimate config label_shift: {config.label_shift!r} is not one of none, overall, cohort"
+        )
+    if config.calibration not in METHODS:
+        raise dg.Failure(
+            description=f"champion_estimate config calibration: {config.calibration!r} is not one of {', '.join(METHODS)}"
+        )
+    with duckdb.get_connection() as con:
+        result = estimate_champion(
+            con,
+            registry.store(),
+            clock.as_of_datetime(),
+            None,
+            config.window_days,
+            config.max_cost_increase,
+            config.calibration,
+            config.n_resamples,
+            config.seed,
+            config.level,
+            None if config.label_shift == "none" else config.prior_frauds,
+            shifts[config.label_shift],
+        )
+    metadata = result.to_metadata()
+    if result.status == "no_valid_champion":
+        context.log.error(f"no valid champion to estimate: {result.reason}")
+    if result.estimate is not None:
+        metadata["cohorts"] = dg.MetadataValue.md(markdown_table(result.estimate.rows, ESTIMATE_COLUMNS))
+        metadata["reliability_on_validation"] = dg.MetadataValue.md(markdown_table(result.estimate.reliability))
+        metadata["calibration_fit"] = dg.MetadataValue.json(plain_rows([result.estimate.calibration.as_dict()])[0])
+    context.add_output_metadata(
+        {k: dg.MetadataValue.float(v) if isinstance(v, float) else v for k, v in metadata.items()}
+    )
+    return result

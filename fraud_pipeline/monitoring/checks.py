@@ -9,6 +9,7 @@ from fraud_pipeline.monitoring.champion import (
 from fraud_pipeline.monitoring.drift import (
     mix_shift_findings,
 )
+from fraud_pipeline.monitoring.estimate import STATUSES, ChampionEstimate, cost_overrun
 
 
 @dg.asset_check(asset="population_drift")
@@ -58,5 +59,35 @@ def champion_realised_vs_promised(champion_monitoring: dict) -> dg.AssetCheckRes
         metadata={
             "comparison": dg.MetadataValue.md(markdown_table(champion_monitoring["comparison"])),
             "findings": dg.MetadataValue.json(found),
+        },
+    )
+
+
+@dg.asset_check(asset="champion_estimate")
+def estimated_cost_within_promise(champion_estimate: ChampionEstimate) -> dg.AssetCheckResult:
+    """Warns when the serving champion's estimated cost per transaction on recent traffic exceeds its promise by more than the margin."""
+    if champion_estimate.estimate is None:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"nothing to judge: {md_text(STATUSES[champion_estimate.status])}",
+            metadata={"status": champion_estimate.status},
+        )
+    overall = champion_estimate.estimate.overall()
+    found = cost_overrun(champion_estimate)
+    description = found or (
+        f"estimated cost per transaction {overall['cost_per_transaction']:.4f} within "
+        f"{champion_estimate.max_cost_increase:.0%} of the promise {champion_estimate.promised_cost_per_transaction:.4f}"
+    )
+    return dg.AssetCheckResult(
+        passed=found is None,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "estimated_cost_per_transaction": dg.MetadataValue.float(float(overall["cost_per_transaction"])),
+            "promised_cost_per_transaction": dg.MetadataValue.float(
+                float(champion_estimate.promised_cost_per_transaction)
+            ),
+            "max_cost_increase": dg.MetadataValue.float(float(champion_estimate.max_cost_increase)),
         },
     )

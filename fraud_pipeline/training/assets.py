@@ -7,12 +7,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_pipeline.features.catalog import HISTORY_DAYS
 from fraud_pipeline.lib.costs import approve_all_cost
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.plots import cost_curve_png, markdown_image
 from fraud_pipeline.lib.warehouse import fetch_records, replace_tables
-from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, RunClock
+from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, FeatureSpecSettings, RunClock
 from fraud_pipeline.training.candidate import Candidate, train_candidate
 from fraud_pipeline.training.model import ModelParams
 from fraud_pipeline.training.training_set import load_split, training_set_sql
@@ -25,15 +24,23 @@ class WindowConfig(dg.Config):
     train_days: int = Field(default=49, description="Days of training data.")
     validation_days: int = Field(default=14, description="Days of validation data (early stopping, threshold).")
     test_days: int = Field(default=21, description="Days of test data (evaluation and the deploy gate).")
-    warmup_days: int = Field(
-        default=HISTORY_DAYS,
-        description="Days after the first transaction before training may start; every feature window is full by then.",
+    warmup_days: int | None = Field(
+        default=None,
+        description="Days after the first transaction before training may start; unset: the feature spec's longest "
+        "window in whole days, so every feature window is full by then.",
     )
     min_train_days: int = Field(default=21, description="Fewest training days accepted after the warm-up.")
 
-    def design(self) -> WindowDesign:
-        """The window design these settings describe (the backtest's folds inherit it)."""
-        return WindowDesign(**self.model_dump())
+    def design(self, history_days: int) -> WindowDesign:
+        """The window design these settings describe (the backtest's folds inherit it).
+
+        Args:
+            history_days: The feature spec's longest window in whole days: the warm-up when unset.
+        """
+        values = self.model_dump()
+        if values["warmup_days"] is None:
+            values["warmup_days"] = history_days
+        return WindowDesign(**values)
 
 
 class ModelConfig(dg.Config):
@@ -98,6 +105,7 @@ def training_windows(
     label_delay_profile: dict,
     duckdb: DuckDBResource,
     clock: RunClock,
+    feature_spec: FeatureSpecSettings,
 ) -> TrainingWindows:
     """Consecutive train, validation and test windows ending by as_of minus the maturity horizon.
 
@@ -110,7 +118,7 @@ def training_windows(
         horizon_days=float(label_delay_profile["horizon_days"]),
         first_event_time=first,
         last_event_time=last,
-        **asdict(config.design()),
+        **asdict(config.design(feature_spec.spec().history_days)),
     )
     table = markdown_table(
         [
@@ -146,6 +154,7 @@ def fraud_model(
     training_windows: TrainingWindows,
     duckdb: DuckDBResource,
     costs: CostSettings,
+    feature_spec: FeatureSpecSettings,
 ) -> Candidate:
     """LightGBM on the point-in-time features (NULL stays NaN) with its cost-minimising threshold, and its fallback."""
     with duckdb.get_connection() as con:
@@ -162,6 +171,7 @@ def fraud_model(
         config.params(),
         costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
+        spec=feature_spec.spec(),
     )
     candidate = candidate.with_run(config.model_dump(), training_windows)
     rate = candidate.main.model.genuine_sample_rate

@@ -7,11 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 
-from fraud_pipeline.features.catalog import (
-    CATEGORICAL_FEATURES,
-    FALLBACK_FEATURES,
-    FEATURE_NAMES,
-)
+from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.lib.costs import CostModel, ThresholdChoice, choose_threshold
 from fraud_pipeline.training.model import ModelParams, RowDigest, TrainedModel, score, train_model
 from fraud_pipeline.training.windows import TrainingWindows
@@ -58,12 +54,19 @@ class Candidate:
         fallback: The model without history features, for rows whose history is unavailable.
         params: The LightGBM settings both were trained with.
         windows: The windows the candidate was trained and validated on (None outside a run).
+        spec: The feature spec both were trained on, as :meth:`FeatureSpec.to_dict` gives it (serving
+            and scoring compute exactly these features; ``FeatureSpec.from_dict`` reads it back).
     """
 
     main: ThresholdedModel
     fallback: ThresholdedModel
     params: dict = field(default_factory=dict)
     windows: TrainingWindows | None = None
+    spec: dict | None = None
+
+    def feature_spec(self) -> FeatureSpec:
+        """The spec the candidate was trained on (the default spec for a candidate that did not record one)."""
+        return FeatureSpec.from_dict(self.spec, "<candidate>") if self.spec else default_spec()
 
     @property
     def version(self) -> str:
@@ -87,6 +90,7 @@ class Candidate:
             "fallback": self.fallback.as_dict(),
             "params": self.params,
             "windows": self.windows.as_dict() if self.windows else None,
+            "feature_spec": self.spec,
         }
 
     def models(self) -> dict[str, ThresholdedModel]:
@@ -108,16 +112,38 @@ class Candidate:
             "fallback_threshold": self.fallback.threshold,
             "fallback_validation_alerts": self.fallback.validation_alerts,
             "genuine_sample_rate": self.main.model.genuine_sample_rate,
+            "feature_spec_digest": self.feature_spec().digest(),
         }
 
 
-def fallback_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows the fallback learns from and is thresholded on: users with history, whom an outage would hide it from."""
-    return frame[frame["n_prior_tx_30d"] > 0]
+def history_count(spec: FeatureSpec | None = None) -> str:
+    """The count that says a row has history: the longest-window count on the spec's first key.
+
+    On the default spec that is ``n_prior_tx_30d`` (the user's transactions over 30 days).
+
+    Raises:
+        ValueError: If the spec declares no count at all.
+    """
+    spec = spec or default_spec()
+    counts = [f for f in spec.aggregates if f.agg == "count"]
+    if not counts:
+        raise ValueError(f"{spec.source}: the feature spec declares no count, so no row can be told to have history")
+    first_key = counts[0].key
+    return max((f for f in counts if f.key == first_key), key=lambda f: f.window_us).name
 
 
-#: The rows of a split each model of a candidate learns from and is thresholded on.
-MODEL_ROWS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {"main": lambda frame: frame, "fallback": fallback_rows}
+def fallback_rows(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.DataFrame:
+    """The rows the fallback learns from and is thresholded on: rows with history, whom an outage would hide it from."""
+    return frame[frame[history_count(spec)] > 0]
+
+
+def model_rows(spec: FeatureSpec | None = None) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
+    """The rows of a split each model of a candidate learns from and is thresholded on, under ``spec``."""
+    return {"main": lambda frame: frame, "fallback": lambda frame: fallback_rows(frame, spec)}
+
+
+#: :func:`model_rows` of the default spec.
+MODEL_ROWS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = model_rows()
 
 
 def _threshold(model: TrainedModel, validation: pd.DataFrame, cost_model: CostModel) -> ThresholdChoice:
@@ -132,6 +158,7 @@ def train_candidate(
     params: ModelParams,
     cost_model: CostModel,
     progress: Callable[[str], list] | None = None,
+    spec: FeatureSpec | None = None,
 ) -> tuple[Candidate, ThresholdChoice]:
     """Trains the main model and the fallback and chooses each one's cost-minimising threshold.
 
@@ -139,24 +166,27 @@ def train_candidate(
     threshold on, the rows of users with history (:func:`fallback_rows`): the population it will
     serve. Each model records the digests of the rows it learnt from and was thresholded on.
 
+    The main model reads every feature of ``spec`` (the default spec when None), the fallback only
+    its attributes; the candidate records the spec.
+
     Returns:
         The candidate (both models with their thresholds), and the main model's threshold choice on
         validation with its cost curve.
     """
+    spec = spec or default_spec()
     callbacks = lambda name: progress(name) if progress else []  # noqa: E731
-    main = train_model(
-        train, validation, FEATURE_NAMES, CATEGORICAL_FEATURES, params, callbacks=callbacks("main model")
-    )
+    main = train_model(train, validation, spec.names, spec.categorical, params, callbacks=callbacks("main model"))
     main_choice = _threshold(main, validation, cost_model)
+    fallback_categorical = tuple(name for name in spec.categorical if name in spec.fallback)
     fallback = train_model(
-        fallback_rows(train),
-        fallback_rows(validation),
-        FALLBACK_FEATURES,
-        CATEGORICAL_FEATURES,
+        fallback_rows(train, spec),
+        fallback_rows(validation, spec),
+        spec.fallback,
+        fallback_categorical,
         params,
         callbacks=callbacks("fallback model"),
     )
-    fallback_choice = _threshold(fallback, fallback_rows(validation), cost_model)
+    fallback_choice = _threshold(fallback, fallback_rows(validation, spec), cost_model)
     thresholded = lambda model, choice, rows: ThresholdedModel(  # noqa: E731
         model,
         float(choice.threshold),
@@ -166,7 +196,8 @@ def train_candidate(
     )
     candidate = Candidate(
         thresholded(main, main_choice, validation),
-        thresholded(fallback, fallback_choice, fallback_rows(validation)),
+        thresholded(fallback, fallback_choice, fallback_rows(validation, spec)),
         params=asdict(params),
+        spec=spec.to_dict(),
     )
     return candidate, main_choice

@@ -1,8 +1,10 @@
-"""Deploy gates on the windows, the training set and the candidate's provenance; each blocks the rest of the run."""
+"""Deploy gates on the windows and the training set (each blocks the rest of the run) and on the candidate's
+provenance (on ``deploy_gate``: they hold back only the promotion, so a blocked candidate is still evaluated)."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from fraud_pipeline.deployment.checks import DEPLOY_GATE
 from fraud_pipeline.deployment.gates import (
     Splits,
     completeness_gate,
@@ -69,14 +71,24 @@ def labels_complete_enough(
     )
 
 
-@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+#: The checks on the candidate's provenance: on the deploy decision, reading the candidate.
+_provenance_check = dg.asset_check(
+    asset=DEPLOY_GATE,
+    blocking=True,
+    additional_ins={"fraud_model": dg.AssetIn("fraud_model")},
+    additional_deps=["training_set"],
+    pool=DUCKDB_POOL,
+)
+
+
+@_provenance_check
 def model_learnt_from_its_train_split(fraud_model: Candidate, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Main and fallback learnt from their train split, fitted its genuine-row sample and stopped on validation (recomputed)."""
     with duckdb.get_connection() as con:
         return gate_check_result(learnt_rows_gate(Splits(con), fraud_model))
 
 
-@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+@_provenance_check
 def threshold_chosen_on_validation(
     fraud_model: Candidate, duckdb: DuckDBResource, costs: CostSettings
 ) -> dg.AssetCheckResult:
@@ -85,7 +97,7 @@ def threshold_chosen_on_validation(
         return gate_check_result(threshold_gate(Splits(con), fraud_model, costs.cost_model()))
 
 
-@dg.asset_check(asset="fraud_model", blocking=True, additional_deps=["training_set"], pool=DUCKDB_POOL)
+@_provenance_check
 def model_matrix_keeps_absence(fraud_model: Candidate, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """What LightGBM receives, in training and in serving, is NaN exactly where training_set is NULL and equal elsewhere."""
     with duckdb.get_connection() as con:

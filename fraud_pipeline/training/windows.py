@@ -113,7 +113,9 @@ def plan_windows(
     windows carry the design they were planned with.
 
     Raises:
-        ValueError: If there is not enough mature, warmed-up history for the requested windows.
+        ValueError: If ``train_days`` is below ``min_train_days``, or the mature, warmed-up history
+            leaves fewer than ``min_train_days`` training days; the message names the settings and the
+            days available.
     """
     for name, value in {"train_days": train_days, "validation_days": validation_days, "test_days": test_days}.items():
         if value <= 0:
@@ -124,12 +126,23 @@ def plan_windows(
     validation_start = test_start - timedelta(days=validation_days)
     earliest_train = _floor_day(first_event_time) + timedelta(days=warmup_days)
     train_start = max(validation_start - timedelta(days=train_days), earliest_train)
-    if (validation_start - train_start).days < min_train_days:
+    if train_days < min_train_days:
         raise ValueError(
-            f"not enough mature history: at as_of {as_of:%Y-%m-%d} with a {horizon_days:g}-day maturity horizon the "
-            f"labels are mature until {label_cutoff:%Y-%m-%d}; after {test_days} test and {validation_days} validation "
-            f"days, training would span {train_start:%Y-%m-%d}..{validation_start:%Y-%m-%d} "
-            f"(< {min_train_days} days after a {warmup_days}-day feature warm-up from {first_event_time:%Y-%m-%d})"
+            f"train_days {train_days} is below min_train_days {min_train_days} (--train-days / --min-train-days): "
+            f"no data can meet that; lower min_train_days to at most {train_days} or raise train_days"
+        )
+    available = (validation_start - train_start).days
+    if available < min_train_days:
+        clipped = (
+            f"the {warmup_days}-day feature warm-up (warmup_days, the longest feature window) from the first "
+            f"transaction {first_event_time:%Y-%m-%d} leaves training {train_start:%Y-%m-%d}..{validation_start:%Y-%m-%d}"
+        )
+        raise ValueError(
+            f"min_train_days {min_train_days} (--min-train-days) not met: {available} training days available. "
+            f"At as_of {as_of:%Y-%m-%d} with a {horizon_days:g}-day maturity horizon the labels are mature until "
+            f"{label_cutoff:%Y-%m-%d}; after {test_days} test and {validation_days} validation days (--test-days, "
+            f"--validation-days), {clipped}. Lower min_train_days to {max(available, 0)} or less, shorten the "
+            f"test/validation windows, or run at a later as_of"
         )
     return TrainingWindows(
         train_start=train_start,

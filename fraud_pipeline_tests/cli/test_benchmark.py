@@ -123,3 +123,26 @@ def test_the_sampler_reads_this_process_memory_on_linux():
     if sys.platform.startswith("linux"):
         assert sampler.samples and all(0 < gib < 1024 for _, gib in sampler.samples)
         assert sampler.peak([(0, time.time())]) == max(g for _, g in sampler.samples)
+
+
+def test_the_in_memory_engine_computes_another_spec_with_the_same_values(tmp_path, monkeypatch):
+    """``--spec``: a spec of a subset of the default features gives exactly the default's values on them."""
+    import numpy as np
+    import yaml
+
+    from fraud_pipeline.features.spec import FeatureSpec, default_spec
+
+    data = default_spec().to_dict()
+    data["features"] = [f for f in data["features"] if not f["name"].endswith(("_1d", "_7d"))]
+    subset = FeatureSpec.from_dict(data)
+    tx, cb, users = make_history(5, n=600)
+    whole = benchmark.engine_on_frames(tx, cb, users).to_pandas()
+    part = benchmark.engine_on_frames(tx, cb, users, subset).to_pandas()
+    assert list(part.columns) == ["transaction_id", "account_age_days", *subset.history]
+    for name in part.columns:
+        assert np.array_equal(part[name].isna(), whole[name].isna()), name
+        assert np.allclose(part[name].fillna(0), whole[name].fillna(0), rtol=0, atol=0), name
+    path = tmp_path / "subset.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FRAUD_PIPELINE_FEATURE_SPEC", str(path))
+    assert benchmark.compared_features() == ["account_age_days", *subset.history]

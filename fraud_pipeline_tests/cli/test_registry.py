@@ -192,7 +192,7 @@ def test_an_unreadable_value_goes_to_review_with_its_reason(world, nights, tmp_p
     text = frame.astype({"amount": object, "transaction_id": object, "event_time": object})
     text.loc[0, "amount"] = "abc"
     text.loc[1, "amount"] = "1e300"
-    text.loc[2, "transaction_id"] = "xyz"
+    text.loc[2, "transaction_id"] = "12.5"  # a string id is an id; a decimal number is not
     text.loc[3, "event_time"] = "yesterday"
     code, out = score(monkeypatch, nights["late"], text, tmp_path, "bad")
     printed = capsys.readouterr().out
@@ -202,7 +202,7 @@ def test_an_unreadable_value_goes_to_review_with_its_reason(world, nights, tmp_p
     expected = [
         "invalid value: amount: not a number (abc)",
         "invalid value: amount: out of range (above 1,000,000,000) (1e300)",
-        "invalid value: transaction_id: not an integer id (xyz)",
+        "invalid value: transaction_id: looks like a decimal number (12.5)",
         "invalid value: event_time: unparseable timestamp (yesterday)",
     ]
     for reason in expected:

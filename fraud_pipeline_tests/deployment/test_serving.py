@@ -1,11 +1,16 @@
 """Serving decisions: unavailable history goes to the fallback, missing fields to review, nothing is defaulted."""
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from fraud_pipeline.deployment.serving import (
     HISTORY_COUNTS,
+    MAIN_REASON,
+    REQUIRED_FIELDS,
     ScoringModels,
     decide,
     decide_where_changed,
@@ -14,16 +19,21 @@ from fraud_pipeline.deployment.serving import (
     outage_rows,
     peak_hours,
     replay_outage,
+    required_fields,
+    top_contributions,
     without_history,
 )
 from fraud_pipeline.features.catalog import FALLBACK_FEATURES, FEATURES, HISTORY_FEATURES
-from fraud_pipeline.training.model import ModelParams, train_model
+from fraud_pipeline.features.spec import default_spec, load_spec
+from fraud_pipeline.training.model import ModelParams, TrainedModel, to_model_matrix, train_model
+
+FOREIGN = load_spec(Path(__file__).resolve().parents[1] / "foreign_spec.yaml")
 
 
-def frame(n=4000, seed=0):
+def frame(n=4000, seed=0, features=FEATURES):
     rng = np.random.default_rng(seed)
     data = {"transaction_id": np.arange(n), "is_fraud": rng.random(n) < 0.05}
-    for f in FEATURES:
+    for f in features:
         if f.categorical:
             data[f.name] = rng.choice(["a", "b"], n)
         elif f.kind == "count":
@@ -55,8 +65,17 @@ def test_unknown_history_counts_route_to_the_fallback_not_to_a_new_user_reading(
     rows.loc[:9, list(HISTORY_FEATURES)] = np.nan
     out = decide(rows, models)
     assert (out.loc[:9, "route"] == "fallback").all()
-    assert (out.loc[:9, "reason"] == "history unavailable: fallback model").all()
-    assert (out.loc[10:, "route"] == "main").all()
+    assert (out.loc[:9, "reason"] == f"fallback: history unavailable ({', '.join(HISTORY_COUNTS)} NULL)").all()
+    assert (out.loc[10:, "route"] == "main").all() and (out.loc[10:, "reason"] == MAIN_REASON).all()
+
+
+def test_the_fallback_reason_names_the_counts_that_arrived_null(models):
+    rows = frame(5)
+    rows["n_prior_tx_30d"] = rows["n_prior_tx_30d"].astype("float64")
+    rows.loc[2, "n_prior_tx_30d"] = np.nan
+    out = decide(rows, models)
+    assert out.loc[2, "route"] == "fallback"
+    assert out.loc[2, "reason"] == "fallback: history unavailable (n_prior_tx_30d NULL)"
 
 
 def test_a_known_empty_history_is_not_an_outage(models):
@@ -65,7 +84,22 @@ def test_a_known_empty_history_is_not_an_outage(models):
     assert (decide(rows, models)["route"] == "main").all()
 
 
-@pytest.mark.parametrize("field", ["amount", "channel", "mcc", "country", "hour_of_day"])
+def test_the_required_fields_are_the_specs_non_nullable_attributes():
+    # channel, mcc, country and account age are declared nullable: NULL is a value the model learnt
+    assert REQUIRED_FIELDS == required_fields(default_spec()) == ("amount", "hour_of_day")
+    assert required_fields(FOREIGN) == ("amount", "hour_of_day")
+
+
+@pytest.mark.parametrize("field", ["channel", "mcc", "country", "account_age_days"])
+def test_a_null_nullable_attribute_is_scored_not_reviewed(models, field):
+    rows = frame(10)
+    rows[field] = rows[field].astype(object if field != "account_age_days" else "float64")
+    rows.loc[3, field] = None
+    out = decide(rows, models).set_index("transaction_id")
+    assert (out["route"] == "main").all() and out["score"].notna().all()
+
+
+@pytest.mark.parametrize("field", REQUIRED_FIELDS)
 def test_a_missing_required_field_goes_to_review_with_its_name_and_no_score(models, field):
     rows = frame(10)
     rows[field] = rows[field].astype(object)
@@ -140,3 +174,130 @@ def test_replaying_an_outage_on_the_rows_its_report_reads_equals_deciding_every_
     everything = outage_report(rows, affected, decide(rows, models), decide(masked, models), CostModel())
     assert everything["n_affected_frauds"] > 0 and not np.isnan(everything["mean_score_new_users"])
     assert replay_outage(rows, 0.5, hours, 3, models, CostModel()) == pytest.approx(everything, rel=1e-12)
+
+
+def _signal_model():
+    """A tiny model on two features: fraud exactly when ``signal`` is above 8, ``noise`` carries nothing."""
+
+    def rows(n, seed):
+        local = np.random.default_rng(seed)
+        data = pd.DataFrame(
+            {"transaction_id": np.arange(n), "signal": local.random(n) * 10, "noise": local.random(n) * 10}
+        )
+        data["is_fraud"] = data["signal"] > 8
+        return data
+
+    return train_model(
+        rows(3000, 1), rows(1000, 2), ("signal", "noise"), (), ModelParams(max_rounds=30, min_data_in_leaf=20)
+    )
+
+
+def test_top_contributions_name_the_feature_that_drove_the_score_with_its_value():
+    model = _signal_model()
+    rows = pd.DataFrame({"signal": [9.5, 9.0, 1.0], "noise": [1.0, 7.25, 3.0]})
+    reasons = top_contributions(model, rows)
+    assert reasons[0].startswith("signal=9.50 (+") and reasons[1].startswith("signal=9 (+")
+    assert "noise" not in reasons[0].split(";")[0]
+    # a row the model finds safe has nothing raising its score above the bias by much: signal is not a reason
+    assert not reasons[2].startswith("signal")
+    contributions = model.booster().predict(to_model_matrix(rows, model.features, model.categories), pred_contrib=True)
+    shown = float(reasons[0].split("(+")[1].split(")")[0])
+    assert shown == pytest.approx(contributions[0, 0], abs=0.005)
+
+
+class _FixedContributions:
+    """A booster stand-in whose contributions are given, to pin the order of ties."""
+
+    def __init__(self, contributions):
+        self.contributions = np.asarray(contributions, dtype=float)
+
+    def predict(self, matrix, pred_contrib=False):
+        assert pred_contrib
+        return self.contributions[: len(matrix)]
+
+
+def test_top_contributions_come_largest_first_ties_by_name_and_only_when_they_raise_the_score():
+    model = TrainedModel(model_text="", features=("zeta", "alpha", "mid", "low"), categories={}, best_iteration=1)
+    rows = pd.DataFrame({"zeta": [1.0, 2.0], "alpha": [np.nan, 3.0], "mid": [0.5, 4.0], "low": [7, 8]})
+    booster = _FixedContributions([[0.5, 0.5, 0.2, -1.0, 0.1], [0.0, -0.3, -0.1, -0.2, 0.4]])
+    reasons = top_contributions(model, rows, booster)
+    assert reasons[0] == "alpha=NULL (+0.50); zeta=1 (+0.50); mid=0.5 (+0.20)"
+    assert reasons[1] == ""  # nothing raised the second row's score
+    assert (
+        top_contributions(
+            model, rows.iloc[::-1].reset_index(drop=True), _FixedContributions(booster.contributions[::-1])
+        )[1]
+        == reasons[0]
+    )
+
+
+def test_every_alert_says_why_and_the_same_rows_always_read_the_same(models):
+    rows = frame(300, seed=11)
+    rows.loc[:40, list(HISTORY_FEATURES)] = np.nan
+    scored = decide(rows, models)
+    # thresholds low enough that about a third of each route alerts
+    cut = {route: float(scored.loc[scored["route"] == route, "score"].quantile(0.67)) for route in ("main", "fallback")}
+    models = replace(models, main_threshold=cut["main"], fallback_threshold=cut["fallback"])
+    first, second = decide(rows, models), decide(rows, models)
+    pd.testing.assert_frame_equal(first, second)
+    backwards = decide(rows.iloc[::-1], models).iloc[::-1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, backwards)
+    alerted = first[first["alert"] & (first["route"] != "review")]
+    assert len(alerted) > 0 and (alerted["top_features"] != "").all()
+    assert (first.loc[~first["alert"], "top_features"] == "").all()
+    fallback_alerts = alerted[alerted["route"] == "fallback"]
+    main_alerts = alerted[alerted["route"] == "main"]
+    assert len(fallback_alerts) and len(main_alerts)
+    # the fallback's reasons name only the features it has
+    named = {part.split("=")[0] for text in fallback_alerts["top_features"] for part in text.split("; ")}
+    assert named <= set(FALLBACK_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def foreign_models():
+    """Models trained on the foreign spec (no channel/mcc/country, a device key), recording it as a bundle does."""
+    train, validation = frame(seed=1, features=FOREIGN.features), frame(seed=2, features=FOREIGN.features)
+    params = ModelParams(max_rounds=20)
+    main = train_model(train, validation, FOREIGN.names, (), params)
+    fallback = train_model(train, validation, FOREIGN.fallback, (), params)
+    bundle = {
+        **main.as_dict(),
+        "threshold": 0.5,
+        "fallback": {**fallback.as_dict(), "threshold": 0.5},
+        "feature_spec": FOREIGN.to_dict(),
+    }
+    return ScoringModels.from_candidate(bundle)
+
+
+def test_a_bundle_recording_its_spec_is_served_by_that_spec(foreign_models, models):
+    assert foreign_models.spec == FOREIGN and models.spec == default_spec()
+    rows = frame(60, seed=3, features=FOREIGN.features)
+    assert not {"channel", "mcc", "country", "n_prior_user_merchant_tx_30d"} & set(rows.columns)
+    assert (decide(rows, foreign_models)["route"] == "main").all()
+    rows["n_device_tx_30d"] = rows["n_device_tx_30d"].astype("float64")
+    rows.loc[4, "n_device_tx_30d"] = np.nan  # a count only the foreign spec has: its service did not answer
+    out = decide(rows, foreign_models)
+    assert out.loc[4, "route"] == "fallback"
+    assert out.loc[4, "reason"] == "fallback: history unavailable (n_device_tx_30d NULL)"
+
+
+def test_an_outage_under_a_foreign_spec_hides_that_specs_history_and_keys_activity_on_its_count(foreign_models):
+    from fraud_pipeline.lib.costs import CostModel
+    from fraud_pipeline.training.candidate import history_count
+
+    rows = frame(2000, seed=8, features=FOREIGN.features)
+    active_count = history_count(FOREIGN)
+    rows.loc[rows.index % 5 == 0, active_count] = 0
+    affected = outage_rows(rows, 1.0, [12, 13], 0, FOREIGN)
+    expected = (rows[active_count] > 0) & rows["hour_of_day"].isin([12, 13])
+    assert (affected == expected.to_numpy()).all() and affected.any()
+    masked = without_history(rows, affected, FOREIGN)
+    assert masked.loc[affected, list(FOREIGN.history)].isna().all().all()
+    assert masked.loc[~affected, list(FOREIGN.history)].notna().all().all()
+    report = replay_outage(rows, 1.0, [12, 13], 0, foreign_models, CostModel())
+    assert report["n_affected"] == int(affected.sum()) and report["identified_share"] == 1.0
+
+
+def test_peak_hours_read_the_event_time_when_the_spec_has_no_hour_of_day():
+    times = pd.to_datetime(["2018-05-01 05:10"] * 4 + ["2018-05-01 06:00"] + ["2018-05-02 07:59"] * 3)
+    assert peak_hours(pd.DataFrame({"event_time": times}), 2) == [5, 7]

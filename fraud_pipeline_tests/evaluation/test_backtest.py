@@ -133,3 +133,35 @@ def test_backtest_spread_fails_on_losing_folds_and_on_a_single_fold():
     assert "on average" in result.description
     single = backtest_spread(_backtest([_fold(0, 0.3, 0.4, own=True)], {"savings_vs_approve_all_pct": 0.3}))
     assert not single.passed and "only 1 fold of the 3 requested fits" in single.description
+
+
+def test_a_fold_trains_on_the_candidates_feature_spec(monkeypatch):
+    from fraud_pipeline.evaluation import backtest
+    from fraud_pipeline.features.spec import FeatureSpec, default_spec
+
+    spec = FeatureSpec.from_dict(
+        {
+            "version": 1,
+            "keys": {"card": ["user_id"]},
+            "attributes": [
+                {"name": "amount", "column": "amount"},
+                {"name": "entry", "column": "entry", "categorical": True},
+            ],
+            "features": [{"name": "n_card_tx_1h", "key": "card", "window": "1h", "agg": "count"}],
+        }
+    )
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def train_model(train, validation, features, categorical, params):
+        seen.append((features, categorical))
+        raise Stop
+
+    monkeypatch.setattr(backtest, "train_model", train_model)
+    for given, expected in ((spec, spec), (None, default_spec())):
+        with pytest.raises(Stop):
+            backtest.run_fold({"train": None, "validation": None}, None, CostModel(), 0.0, 50, None, spec=given)
+        assert seen[-1] == (expected.names, expected.categorical)
+    assert seen[0] == (("amount", "entry", "n_card_tx_1h"), ("entry",))

@@ -9,14 +9,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud_pipeline.evaluation.metrics import (
     COHORT_METRICS,
+    DAY_BOOTSTRAP_METRICS,
     DEFAULT_COHORTS,
     CohortSpec,
     assign_cohort,
     cohort_table,
+    day_bootstrap,
     evaluate_decisions,
     ranking_metrics,
+    reliability_bins,
     threshold_metrics,
     user_precision_at_k,
+    user_precision_at_k_until_first_fraud,
 )
 from fraud_pipeline.lib.costs import CostModel
 
@@ -92,8 +96,15 @@ def three_days():
     )
 
 
-def test_user_precision_at_k_removes_users_compromised_on_an_earlier_day():
-    result = user_precision_at_k(three_days(), k=2)
+BOTH_READINGS = pytest.mark.parametrize(
+    "precision_at_k", [user_precision_at_k, user_precision_at_k_until_first_fraud], ids=["handbook", "first-fraud"]
+)
+
+
+@BOTH_READINGS
+def test_user_precision_at_k_removes_users_compromised_on_an_earlier_day(precision_at_k):
+    """Every fraud of three_days is caught on its day, so both readings remove the same users."""
+    result = precision_at_k(three_days(), k=2)
     per_day = result["per_day"]
     assert per_day["day"].tolist() == [DAY, DAY + pd.Timedelta(days=1), DAY + pd.Timedelta(days=2)]
     # Day 0: u1, u2 -> 1/2. Day 1: u2, u3 (not u1) -> 1/2. Day 2: only u5 is left -> 1/1.
@@ -103,23 +114,79 @@ def test_user_precision_at_k_removes_users_compromised_on_an_earlier_day():
     assert result["mean"] == pytest.approx(2 / 3)
 
 
-def test_user_precision_at_k_breaks_score_ties_by_user_id():
+@BOTH_READINGS
+def test_user_precision_at_k_breaks_score_ties_by_user_id(precision_at_k):
     frame = pd.DataFrame([tx(0, 1, "b", 0.5, False), tx(0, 2, "a", 0.5, True), tx(0, 3, "c", 0.5, False)])
-    assert user_precision_at_k(frame, k=1)["mean"] == 1.0
-    assert user_precision_at_k(frame.iloc[::-1], k=1)["mean"] == 1.0
+    assert precision_at_k(frame, k=1)["mean"] == 1.0
+    assert precision_at_k(frame.iloc[::-1], k=1)["mean"] == 1.0
 
 
-def test_a_day_with_nobody_left_to_rank_is_nan_and_left_out_of_the_mean():
+@BOTH_READINGS
+def test_a_day_with_nobody_left_to_rank_is_nan_and_left_out_of_the_mean(precision_at_k):
     frame = pd.DataFrame([tx(0, 1, "u1", 0.9, True), tx(0, 2, "u2", 0.1, False), tx(1, 1, "u1", 0.9, True)])
-    result = user_precision_at_k(frame, k=1)
+    result = precision_at_k(frame, k=1)
     assert result["per_day"]["n_ranked"].tolist() == [1, 0]
     assert math.isnan(result["per_day"]["precision"].iat[1])
     assert result["mean"] == 1.0
 
 
-def test_user_precision_at_k_needs_a_positive_k():
+@BOTH_READINGS
+def test_user_precision_at_k_needs_a_positive_k(precision_at_k):
     with pytest.raises(ValueError):
-        user_precision_at_k(three_days(), k=0)
+        precision_at_k(three_days(), k=0)
+
+
+def missed_then_caught():
+    """Day 0: the model reviews uA (genuine) and misses uB's fraud. Day 1: uB is fraudulent again and tops the list."""
+    return pd.DataFrame(
+        [
+            tx(0, 1, "uA", 0.9, False),
+            tx(0, 2, "uB", 0.5, True),
+            tx(1, 1, "uB", 0.8, True),
+            tx(1, 2, "uC", 0.3, False),
+        ]
+    )
+
+
+def test_a_compromised_user_the_model_missed_stays_in_the_handbook_ranking():
+    handbook = user_precision_at_k(missed_then_caught(), k=1)
+    assert handbook["per_day"]["precision"].tolist() == [0.0, 1.0]
+    assert handbook["mean"] == 0.5
+
+
+def test_the_first_fraud_reading_removes_the_missed_user_too():
+    first_fraud = user_precision_at_k_until_first_fraud(missed_then_caught(), k=1)
+    # uB left the ranking after day 0, caught or not: day 1 reviews uC
+    assert first_fraud["per_day"]["precision"].tolist() == [0.0, 0.0]
+    assert first_fraud["mean"] == 0.0
+
+
+def test_only_a_review_on_a_fraudulent_day_counts_as_detected():
+    """uA is reviewed on day 0 while genuine and on day 1 while fraudulent: removed only from day 2 on."""
+    frame = pd.DataFrame(
+        [
+            tx(0, 1, "uA", 0.9, False),
+            tx(0, 2, "uB", 0.2, False),
+            tx(1, 1, "uA", 0.9, True),
+            tx(1, 2, "uB", 0.2, False),
+            tx(2, 1, "uA", 0.9, True),
+            tx(2, 2, "uB", 0.2, True),
+        ]
+    )
+    handbook = user_precision_at_k(frame, k=1)["per_day"]
+    assert handbook["precision"].tolist() == [0.0, 1.0, 1.0]  # day 2 reviews uB: uA was caught on day 1
+    first_fraud = user_precision_at_k_until_first_fraud(frame, k=1)["per_day"]
+    assert first_fraud["precision"].tolist() == [0.0, 1.0, 1.0]
+    # with two reviews a day the readings part: the handbook drops caught uA, the other drops every fraud-day user
+    assert user_precision_at_k(frame, k=2)["per_day"]["n_ranked"].tolist() == [2, 2, 1]
+
+
+def test_the_handbook_reading_is_never_below_the_first_fraud_reading_on_a_window_where_misses_recur():
+    frame = scored_window()
+    for k in (5, 20):
+        handbook = user_precision_at_k(frame, k)["mean"]
+        first_fraud = user_precision_at_k_until_first_fraud(frame, k)["mean"]
+        assert handbook > first_fraud
 
 
 def test_account_age_cohorts_use_right_open_bins_and_keep_null_apart():
@@ -198,7 +265,12 @@ def test_evaluate_decisions_on_a_hand_computed_window():
 
 def test_evaluate_decisions_has_every_headline_metric():
     result = evaluate_decisions(scored_window(), 0.5, COSTS, 200.0, 20)
-    assert set(result) == {*COHORT_METRICS, "user_precision_at_k", "review_capacity_k"}
+    assert set(result) == {
+        *COHORT_METRICS,
+        "user_precision_at_k",
+        "user_precision_at_k_until_first_fraud",
+        "review_capacity_k",
+    }
 
 
 @pytest.mark.parametrize("spec", DEFAULT_COHORTS, ids=lambda spec: spec.name)
@@ -236,3 +308,83 @@ def test_an_empty_window_gives_nan_rates_not_errors():
     for key in ("fraud_rate", "precision", "recall", "average_precision", "user_precision_at_k", "alert_rate"):
         assert math.isnan(result[key]), key
     assert cohort_table(empty, 0.5, COSTS, 200.0, DEFAULT_COHORTS[0]).empty
+
+
+def test_day_bootstrap_intervals_contain_the_point_estimates_and_repeat_with_the_seed():
+    frame = scored_window(n=4_000)
+    point = evaluate_decisions(frame, 0.5, COSTS, 200.0, 20)
+    boot = day_bootstrap(frame, 0.5, COSTS, 200.0, n_resamples=300, seed=3, cohorts=DEFAULT_COHORTS)
+    assert boot["n_days"] == 10 and boot["n_resamples"] == 300
+    for metric in DAY_BOOTSTRAP_METRICS:
+        low, high = boot["intervals"][metric]
+        assert low <= point[metric] <= high, metric
+        assert low < high, metric
+    assert day_bootstrap(frame, 0.5, COSTS, 200.0, 300, seed=3, cohorts=DEFAULT_COHORTS) == boot
+    assert day_bootstrap(frame, 0.5, COSTS, 200.0, 300, seed=4)["intervals"] != boot["intervals"]
+
+
+def test_day_bootstrap_gives_every_cohort_value_an_interval_around_its_own_value():
+    frame = scored_window(n=4_000)
+    boot = day_bootstrap(frame, 0.5, COSTS, 200.0, n_resamples=300, seed=0, cohorts=DEFAULT_COHORTS)
+    table = pd.concat([cohort_table(frame, 0.5, COSTS, 200.0, spec) for spec in DEFAULT_COHORTS], ignore_index=True)
+    intervals = {(r["cohort"], r["value"]): r for r in boot["cohorts"]}
+    assert set(intervals) == set(zip(table["cohort"], table["value"]))
+    for row in table.to_dict(orient="records"):
+        found = intervals[(row["cohort"], row["value"])]
+        assert found["total_cost_low"] <= row["total_cost"] <= found["total_cost_high"]
+        assert found["recall_low"] <= row["recall"] <= found["recall_high"]
+
+
+def test_day_bootstrap_of_no_rows_is_nan_not_an_error():
+    boot = day_bootstrap(scored_window().iloc[:0], 0.5, COSTS, 200.0, 100, seed=0)
+    assert boot["n_days"] == 0 and all(math.isnan(low) for low, _ in boot["intervals"].values())
+
+
+def test_reliability_bins_partition_the_rows_and_follow_a_calibrated_score():
+    rng = np.random.default_rng(0)
+    scores = rng.beta(0.5, 8, 40_000)
+    is_fraud = rng.random(len(scores)) < scores  # calibrated by construction
+    bins = reliability_bins(is_fraud, scores, n_bins=8, level=0.99)
+    assert sum(b["n_transactions"] for b in bins) == len(scores)
+    assert sum(b["n_frauds"] for b in bins) == int(is_fraud.sum())
+    assert [b["bin"] for b in bins] == list(range(1, len(bins) + 1)) and len(bins) == 8
+    assert all(bins[i]["score_high"] <= bins[i + 1]["score_low"] for i in range(len(bins) - 1))
+    # equal expected frauds per bin: the score mass of each bin is about 1/8 of the total
+    mass = [b["mean_score"] * b["n_transactions"] for b in bins]
+    assert max(mass) / min(mass) < 1.1
+    for b in bins:
+        assert b["observed_rate_low"] <= b["observed_rate"] <= b["observed_rate_high"]
+        assert b["observed_rate_low"] <= b["mean_score"] <= b["observed_rate_high"], b
+    assert reliability_bins([], []) == []
+
+
+def test_feature_importance_agrees_with_pred_contrib_and_the_model_file():
+    from fraud_pipeline.evaluation.metrics import feature_importance
+    from fraud_pipeline.training.model import ModelParams, to_model_matrix, train_model
+
+    def rows(seed, n=3_000):
+        rng = np.random.default_rng(seed)
+        frame = pd.DataFrame({"transaction_id": np.arange(n), "strong": rng.normal(size=n), "weak": rng.normal(size=n)})
+        frame["silent"] = 0.0  # never split on
+        frame["is_fraud"] = frame["strong"] + 0.2 * frame["weak"] + rng.normal(scale=0.5, size=n) > 2
+        return frame
+
+    model = train_model(rows(1), rows(2), ("strong", "weak", "silent"), (), ModelParams(max_rounds=25))
+    booster = model.booster()
+    matrix = to_model_matrix(rows(3), model.features, model.categories)
+    table = feature_importance(booster, matrix)
+    by_name = {r["feature"]: r for r in table}
+    contributions = booster.predict(matrix, pred_contrib=True)
+    # each row's contributions plus the bias are its raw score, so the mean contributions sum to the mean raw score
+    raw = booster.predict(matrix, raw_score=True)
+    assert contributions.sum(axis=1) == pytest.approx(raw)
+    mean_bias = contributions[:, -1].mean()
+    assert sum(r["mean_contribution"] for r in table) + mean_bias == pytest.approx(raw.mean())
+    for i, name in enumerate(model.features):
+        assert by_name[name]["mean_abs_contribution"] == pytest.approx(np.abs(contributions[:, i]).mean())
+    assert sum(r["gain_share"] for r in table) == pytest.approx(1.0)
+    assert sum(r["contribution_share"] for r in table) == pytest.approx(1.0)
+    assert [r["feature"] for r in table] == ["strong", "weak", "silent"]
+    assert by_name["silent"]["gain"] == 0.0 and by_name["silent"]["mean_abs_contribution"] == 0.0
+    assert by_name["strong"]["gain"] == pytest.approx(model.feature_importance["strong"])
+    assert feature_importance(booster, matrix) == table

@@ -1,56 +1,413 @@
-"""The evaluation report is one self-contained, escaped HTML page."""
+"""The evaluation report: every section present, numbers for people, escaped, self-contained and deterministic."""
 
-import base64
 import math
+import re
+from dataclasses import fields, replace
 
-from fraud_pipeline.evaluation.report import format_value, html_table, render_report
+import numpy as np
+import pandas as pd
+import pytest
 
-PNG = b"\x89PNG\r\n\x1a\nnot-really-an-image"
+from fraud_pipeline.deployment.decision import deploy_decision
+from fraud_pipeline.deployment.gates import GateResult, challenger_gate
+from fraud_pipeline.evaluation.metrics import (
+    DEFAULT_COHORTS,
+    cohort_table,
+    day_bootstrap,
+    evaluate_decisions,
+    feature_importance,
+    reliability_bins,
+)
+from fraud_pipeline.evaluation.report import (
+    ReportInputs,
+    build_report,
+    compare_with_champion,
+    decision_view,
+    format_change,
+    format_value,
+    html_table,
+)
+from fraud_pipeline.evaluation.result import ModelEvaluation
+from fraud_pipeline.labels.maturity import estimate_delay_profile
+from fraud_pipeline.lib.costs import CostModel, choose_threshold
+from fraud_pipeline.training.model import ModelParams, to_model_matrix, train_model
+
+COSTS = CostModel()
+DAY = pd.Timestamp("2025-03-01")
+MARKUP = '<img src=x onerror="alert(1)">'
+SECTIONS = (
+    "decision",
+    "cost",
+    "champion",
+    "cohorts",
+    "threshold",
+    "calibration",
+    "ranking",
+    "backtest",
+    "outage",
+    "drift",
+    "importance",
+    "maturity",
+    "facts",
+)
 
 
-def _report(**overrides):
-    args = dict(
-        title="Evaluation of model abc",
-        headline={"total_cost": 1234.5, "average_precision": 0.31234, "zzz_extra": 3, "n_frauds": 12},
-        plots={"Precision-recall": PNG},
-        tables={"Per-cohort metrics": [{"cohort": "channel", "value": "web", "recall": float("nan")}]},
-        gates=[{"name": "cost_beats_baselines", "passed": True, "reason": "cheaper"}],
-        facts={"as_of": "2025-07-01"},
+def window(n=3_000, seed=0, channel_values=("card_present", "ecommerce")):
+    rng = np.random.default_rng(seed)
+    is_fraud = rng.random(n) < 0.05
+    return pd.DataFrame(
+        {
+            "transaction_id": np.arange(n),
+            "event_time": DAY + pd.to_timedelta(rng.integers(0, 14 * 86_400, n), unit="s"),
+            "user_id": rng.integers(0, 400, n),
+            "signal": rng.normal(0, 1, n) + 1.5 * is_fraud,
+            "noise": rng.normal(0, 1, n),
+            "is_fraud": is_fraud,
+            "amount": np.round(rng.lognormal(3.5, 1.0, n), 2),
+            "account_age_days": rng.exponential(60, n),
+            "channel": rng.choice(list(channel_values), n),
+            "country": rng.choice(["R1", "R2"], n),
+        }
     )
-    return render_report(**{**args, **overrides})
 
 
-def test_plots_are_embedded_so_the_page_needs_no_other_file():
-    html = _report()
-    assert f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in html
-    assert 'src="http' not in html and "<script" not in html
+@pytest.fixture(scope="module")
+def model():
+    return train_model(window(seed=1), window(seed=2), ("signal", "noise"), (), ModelParams(max_rounds=20))
+
+
+def evaluation_of(frame, threshold, version="cand"):
+    headline = evaluate_decisions(frame, threshold, COSTS, 200.0, 20)
+    cohorts = pd.concat([cohort_table(frame, threshold, COSTS, 200.0, s) for s in DEFAULT_COHORTS]).to_dict("records")
+    known = {f.name for f in fields(ModelEvaluation)}
+    return ModelEvaluation(
+        model_version=version,
+        threshold=threshold,
+        rule_amount_threshold=200.0,
+        cohorts=cohorts,
+        **{k: v for k, v in headline.items() if k in known},
+    )
+
+
+def decision(passed=True, champion=None, champion_cost=None, candidate_cost=1000.0, reason="cost is fine"):
+    gates = [
+        GateResult("windows_valid", True, "windows are fine"),
+        GateResult("cost_beats_baselines", passed, reason, {"total_cost": candidate_cost, "margin": 0.05}),
+    ]
+    challenge = challenger_gate(candidate_cost, champion_cost, 0.02)
+    return decision_view(deploy_decision("2025-07-01", "cand", champion, gates, challenge))
+
+
+def inputs(model, channel_values=("card_present", "ecommerce"), **overrides):
+    frame = window(seed=3, channel_values=channel_values)
+    frame["score"] = model.booster().predict(to_model_matrix(frame, model.features, model.categories))
+    validation = window(seed=4)
+    validation["score"] = model.booster().predict(to_model_matrix(validation, model.features, model.categories))
+    threshold = choose_threshold(validation["score"], validation["is_fraud"], validation["amount"], COSTS).threshold
+    evaluation = evaluation_of(frame, threshold)
+    champion = evaluate_decisions(frame.assign(score=frame["score"] * 0.9), threshold, COSTS, 200.0, 20)
+    rng = np.random.default_rng(5)
+    delays = rng.exponential(20, 500)
+    profile = estimate_delay_profile(delays, delays + rng.uniform(1, 200, 500))
+    values = dict(
+        version="cand",
+        facts={"as_of": "2025-07-01", "alert threshold": threshold},
+        decision=decision(),
+        evaluation=evaluation,
+        bootstrap=day_bootstrap(frame, threshold, COSTS, 200.0, 200, 0, cohorts=DEFAULT_COHORTS),
+        validation_curve=choose_threshold(
+            validation["score"], validation["is_fraud"], validation["amount"], COSTS
+        ).curve,
+        test_curve=choose_threshold(frame["score"], frame["is_fraud"], frame["amount"], COSTS).curve,
+        is_fraud=frame["is_fraud"].to_numpy(),
+        scores=frame["score"].to_numpy(),
+        reliability=reliability_bins(frame["is_fraud"], frame["score"], 6),
+        importance=feature_importance(model.booster(), to_model_matrix(frame, model.features, model.categories)),
+        importance_rows=len(frame),
+        champion=compare_with_champion(evaluation.headline(), champion, "champ"),
+        maturity_curve=profile.curve,
+        label_profile={"horizon_days": profile.horizon_days, "coverage": 0.95, "n_chargebacks": 500},
+        backtest={
+            "folds": [
+                {
+                    "fold": i,
+                    "test_start": f"2025-0{i + 3}-01",
+                    "test_end": f"2025-0{i + 3}-21",
+                    "candidates_windows": i == 0,
+                    "n_transactions": 3000,
+                    "n_frauds": 150,
+                    "total_cost": 9000.0 + i,
+                    "savings_vs_approve_all_pct": 0.2,
+                    "average_precision": 0.3 + i / 100,
+                    "recall": 0.4,
+                    "precision": 0.2,
+                }
+                for i in range(2)
+            ],
+            "spread": {"average_precision": {"mean": 0.305, "std": 0.007, "min": 0.3, "max": 0.31}},
+            "findings": [],
+            "design": {"label": "49/14/21 days", "same_as_run": True},
+        },
+        outage={
+            "n_affected": 120,
+            "identified_share": 1.0,
+            "recall_affected_outage": 0.25,
+            "share": 0.5,
+            "peak_hours": [12, 18],
+            "policy": {"history_unavailable": "fallback model"},
+        },
+        drift={
+            "features": [{"feature": "signal", "kind": "behaviour", "psi": 0.12, "ks": 0.1, "verdict": "shifted"}],
+            "cohort_mix": [
+                {
+                    "cohort": "channel",
+                    "value": "ecommerce",
+                    "share_reference": 0.4,
+                    "share_current": 0.5,
+                    "share_ratio": 1.25,
+                    "mix_psi": 0.02,
+                }
+            ],
+            "projected_mix_effect": [
+                {
+                    "cohort": "channel",
+                    "test_cost_per_transaction": 1.2,
+                    "projected_cost_per_transaction": 1.3,
+                    "mix_change": 0.1,
+                    "unpriced_share": 0.0,
+                }
+            ],
+            "reference": "training window",
+            "current": "last 30 days",
+        },
+    )
+    values.update(overrides)
+    return ReportInputs(**values)
+
+
+PLOTS = (
+    "cohort_bars_png",
+    "cost_curve_png",
+    "drift_bars_png",
+    "folds_png",
+    "importance_png",
+    "maturation_curve_png",
+    "precision_recall_png",
+    "reliability_png",
+)
+
+
+@pytest.fixture
+def quick_plots(monkeypatch):
+    """Stand-in images for the tests about text (the plots themselves are tested in lib/test_plots.py)."""
+    import fraud_pipeline.evaluation.report as report
+
+    for name in PLOTS:
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: b"\x89PNG\r\n\x1a\nstand-in")
+
+
+@pytest.fixture(scope="module")
+def page(model):
+    return build_report(inputs(model))
+
+
+def text_of(html):
+    """The page without its inline images, so numbers can be read."""
+    return re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', html)
+
+
+def test_every_section_is_on_the_page_with_its_plots_inline(page):
+    html, plots = page
+    for anchor in SECTIONS:
+        assert f'<h2 id="{anchor}">' in html and f'href="#{anchor}"' in html
+    for caption in (
+        "Cost vs threshold",
+        "Calibration on the test window",
+        "Per-cohort metrics",
+        "Feature importance",
+        "Backtest folds",
+        "Feature drift (PSI)",
+        "Label maturation",
+        "Precision-recall on the test window",
+    ):
+        assert caption in plots, caption
+    assert html.count('src="data:image/png;base64,') == len(plots)
+    assert "user precision@k (caught users removed)" in html and "removed after first fraud day" in html
+    assert "champ" in html and "PROMOTED" in html
+
+
+def test_the_page_is_self_contained_and_fetches_nothing(page):
+    html, _ = page
+    page = text_of(html)
     assert html.startswith("<!DOCTYPE html>")
+    assert "<script" not in html and "://" not in page and "url(" not in page and "@import" not in page
+    assert re.findall(r'src="([^"]*)"', page) == [""] * page.count("<img")
 
 
-def test_headline_comes_in_the_fixed_order_then_the_rest():
-    html = _report()
-    assert html.index("total_cost") < html.index("n_frauds") < html.index("zzz_extra")
+def significant_digits(number: str) -> int:
+    whole, fraction = number.replace(",", "").split(".")
+    return len(whole.lstrip("0")) + len(fraction) if whole.lstrip("0") else len(fraction.lstrip("0"))
 
 
-def test_every_piece_of_text_from_data_is_escaped():
-    html = _report(
-        title="<script>alert(1)</script>",
-        tables={"<b>t</b>": [{"<col>": "<img src=x onerror=alert(1)>"}]},
-        gates=[{"name": "g<1>", "passed": False, "reason": "a & b"}],
-        plots={'"><script>': PNG},
+def test_numbers_are_rounded_for_people_never_raw_floats_or_dicts(page):
+    body = re.sub(r"<style>.*?</style>", "", text_of(page[0]), flags=re.S)
+    numbers = re.findall(r"\d[\d,]*\.\d+", body)
+    assert numbers and max(significant_digits(n) for n in numbers) <= 4, sorted(numbers, key=significant_digits)[-3:]
+    assert "{'" not in body and "&#x27;: " not in body and "nan" not in body.lower().replace("nannyml", "")
+
+
+def test_the_same_inputs_give_the_same_bytes(model, page):
+    second, plots = build_report(inputs(model))
+    assert page[0].encode() == second.encode() and page[1] == plots
+
+
+def test_markup_in_data_strings_is_inert(model, quick_plots):
+    hostile = inputs(
+        model,
+        channel_values=("card_present", MARKUP),
+        decision=decision(passed=False, reason=f"cost {MARKUP}"),
+        backtest={"folds": [], "spread": {}, "findings": [MARKUP], "design": {"label": MARKUP}},
+        outage={"n_affected": 1, "share": 0.5, "peak_hours": [1], "policy": {MARKUP: MARKUP}},
+        drift={
+            "features": [{"feature": MARKUP, "psi": 0.3}],
+            "cohort_mix": [],
+            "projected_mix_effect": [],
+            "reference": MARKUP,
+            "current": "now",
+        },
+        facts={MARKUP: MARKUP},
     )
-    assert "<script" not in html and "<img src=x" not in html and "<col>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "a &amp; b" in html
+    html, _ = build_report(hostile)
+    assert MARKUP not in html and "<img src=x" not in html and 'onerror="' not in html
+    escaped = "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+    # the category value in the cohort table, the gate reason, findings, policy, drift and facts
+    assert html.count(escaped) >= 7
 
 
-def test_gates_show_blocked_when_any_gate_fails_and_pass_otherwise():
-    assert "all pass" in _report() and "blocked" not in _report()
-    failing = _report(gates=[{"name": "cost_beats_baselines", "passed": False, "reason": "too expensive"}])
-    assert "blocked" in failing and 'class="text fail">FAIL' in failing
+def test_a_blocked_night_says_which_gate_blocked_it_and_that_the_champion_stays(model, quick_plots):
+    html, _ = build_report(
+        inputs(model, decision=decision(passed=False, champion="champ", champion_cost=900.0, reason="too dear"))
+    )
+    assert "BLOCKED" in html and "blocked by cost_beats_baselines" in html and "champion champ stays" in html
+    assert 'class="text fail">FAIL' in html and "too dear" in html
 
 
-def test_missing_values_stay_empty_never_zero():
-    assert format_value(None) == "" and format_value(math.nan) == ""
-    assert format_value(0.0) == "0" and format_value(12345.6) == "12,346" and format_value(True) == "yes"
-    assert '<td class="num"></td>' in html_table([{"x": None}])
-    assert "no rows" in html_table([])
+def test_a_kept_champion_and_no_champion_read_as_such(model, quick_plots):
+    kept, _ = build_report(inputs(model, decision=decision(champion="champ", champion_cost=500.0)))
+    assert "CHAMPION KEPT" in kept and "kept the champion champ" in kept
+    none = inputs(model, champion=compare_with_champion({}, None, None, "no champion yet"))
+    html, _ = build_report(none)
+    assert "no champion yet" in html and "Against the champion" in html
+
+
+def test_the_champion_comparison_is_candidate_minus_champion():
+    comparison = compare_with_champion(
+        {
+            "total_cost": 900.0,
+            "recall": 0.5,
+            "precision": 0.2,
+            "average_precision": 0.3,
+            "n_alerts": 10,
+            "savings_vs_approve_all_pct": 0.1,
+            "user_precision_at_k": 0.2,
+        },
+        {
+            "total_cost": 1000.0,
+            "recall": 0.4,
+            "precision": 0.25,
+            "average_precision": 0.35,
+            "n_alerts": 12,
+            "savings_vs_approve_all_pct": 0.05,
+            "user_precision_at_k": 0.1,
+        },
+        "champ",
+    )
+    rows = {r["metric"]: r for r in comparison.rows}
+    assert rows["total cost"]["change"] == -100.0 and rows["recall"]["change"] == pytest.approx(0.1)
+    assert format_change(rows["recall"]["change"], "share") == "+10.0 pp"
+    assert format_change(-100.0, "money") == "-100"
+
+
+def test_intervals_in_the_headline_contain_the_point_estimate(model):
+    report = inputs(model)
+    for name, (low, high) in report.bootstrap["intervals"].items():
+        assert low <= getattr(report.evaluation, name) <= high, name
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "text"),
+    [
+        (None, None, ""),
+        (math.nan, "share", ""),
+        (0.0, "money", "0.00"),
+        (12345.6, "money", "12,346"),
+        (0.1234, "share", "12.3%"),
+        (0.00123, "share", "0.12%"),
+        (0.123456789, "ratio", "0.123"),
+        (0.000123456, "score", "0.0001235"),
+        (3, "count", "3"),
+        (True, None, "yes"),
+        ("<7d", None, "<7d"),
+        ("-", None, "-"),
+        (-0.001, "money", "0.00"),
+        (-0.2, "share", "-20.0%"),
+    ],
+)
+def test_format_value_rounds_by_kind_and_leaves_missing_empty(value, kind, text):
+    assert format_value(value, kind) == text
+
+
+def test_tables_escape_headers_and_cells_and_show_intervals():
+    table = html_table(
+        [{"<col>": "<b>", "recall": 0.5, "recall_low": 0.4, "recall_high": 0.6}], ["<col>", "recall"], ("recall",)
+    )
+    assert "&lt;col&gt;" in table and "&lt;b&gt;" in table and "<b>" not in table
+    assert "50.0% (40.0% to 60.0%)" in table
+    assert "none" in html_table([])
+
+
+def test_the_headline_evaluation_helpers_keep_the_evaluation_shape(model):
+    report = inputs(model)
+    assert replace(report.evaluation, cohorts=[]).headline().keys() == report.evaluation.headline().keys()
+
+
+def _stored(store, version, model, threshold=0.5):
+    bundle = {
+        "version": version,
+        "threshold": threshold,
+        "features": list(model.features),
+        "categories": model.categories,
+        "fallback": {"threshold": threshold},
+        "windows": {},
+    }
+    store.write_bundle(version, model.model_text, bundle, "card", fallback_text=model.model_text)
+
+
+def test_the_champion_compared_is_the_one_the_candidate_would_replace_whichever_step_ran_first(tmp_path, model):
+    from fraud_pipeline.deployment.registry import ModelRegistryStore
+    from fraud_pipeline.evaluation.report import champion_to_compare
+
+    store = ModelRegistryStore(tmp_path)
+    assert champion_to_compare(store, "cand") == (None, "no champion yet")
+    _stored(store, "old", model)
+    _stored(store, "cand", model)
+    store.promote("old", as_of="2025-06-01", reason="first")
+    assert champion_to_compare(store, "cand") == ("old", None)
+    store.promote("cand", as_of="2025-07-01", reason="tonight's deploy ran before the report")
+    assert champion_to_compare(store, "cand") == ("old", None)
+
+
+def test_the_champion_is_scored_on_the_candidates_rows_or_named_when_it_cannot_be(tmp_path, model):
+    from fraud_pipeline.deployment.registry import ModelRegistryStore
+    from fraud_pipeline.evaluation.report import champion_headline
+
+    store = ModelRegistryStore(tmp_path)
+    _stored(store, "old", model, threshold=0.2)
+    frame = window(seed=6)
+    headline = champion_headline(store, "old", frame, COSTS, 200.0, 20)
+    scored = frame.assign(score=model.booster().predict(to_model_matrix(frame, model.features, model.categories)))
+    assert headline == evaluate_decisions(scored, 0.2, COSTS, 200.0, 20)
+    assert champion_headline(store, "old", frame.drop(columns="noise"), COSTS, 200.0, 20) == (
+        "champion old needs features this window does not have: noise"
+    )
+    assert champion_headline(store, "missing", frame, COSTS, 200.0, 20).startswith("champion missing cannot be read")

@@ -9,6 +9,7 @@ from fraud_pipeline.features import catalog as features_module
 from fraud_pipeline.features import engine as feature_engine
 from fraud_pipeline.features.catalog import FEATURE_NAMES, FEATURES
 from fraud_pipeline.features.oracle import compare_features, recompute_features
+from fraud_pipeline.features.spec import default_spec
 from fraud_pipeline.features.sql import transaction_features_sql
 from fraud_pipeline.features.table import transaction_features_table
 
@@ -90,17 +91,11 @@ def test_engine_handles_ids_that_are_not_small_and_amounts_finer_than_cents():
 def test_engine_refuses_rows_out_of_time_order():
     with pytest.raises(ValueError, match="time order"):
         feature_engine.history_features(
-            np.array([1, 1]),
-            np.array([1, 1]),
+            default_spec(),
+            {"user_id": np.array([1, 1]), "merchant_id": np.array([1, 1]), "amount": np.array([1.0, 2.0])},
             np.array([5, 4]),
-            np.array([1.0, 2.0]),
+            {"user_id": np.array([], dtype=np.int64), "merchant_id": np.array([], dtype=np.int64)},
             np.array([], dtype=np.int64),
-            np.array([], dtype=np.int64),
-            np.array([], dtype=np.int64),
-            windows={"1h": 3_600 * 10**6},
-            chargeback_windows={"30d": 30 * 86_400 * 10**6},
-            merchant_window=("30d", 30 * 86_400 * 10**6),
-            familiarity_window=("30d", 30 * 86_400 * 10**6),
         )
 
 
@@ -218,9 +213,10 @@ def test_catalog_is_consistent():
 def test_no_window_looks_further_back_than_the_warm_up():
     from fraud_pipeline.training.assets import WindowConfig
 
-    widest = max([*features_module.WINDOWS.values(), *features_module.CHARGEBACK_WINDOWS.values()])
+    widest = max(f.window_us for f in default_spec().aggregates)
     assert features_module.HISTORY_DAYS * 86_400 * 10**6 == widest
-    assert WindowConfig().warmup_days >= features_module.HISTORY_DAYS
+    design = WindowConfig().design(default_spec().history_days)
+    assert design.warmup_days == features_module.HISTORY_DAYS  # unset: the spec's longest window
 
 
 def test_features_equal_naive_recomputation_on_a_simulated_world():

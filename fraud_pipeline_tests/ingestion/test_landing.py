@@ -79,7 +79,14 @@ ROW_CASES = {
     "huge amount": ("4,12,100,2025-03-01T10:00:00Z,1e300", "amount", "out of range (above 1,000,000,000) (1e300)"),
     "amount above the range": ("4,12,100,2025-03-01T10:00:00Z,1000000000.5", "amount", "out of range (above"),
     "missing amount": ("4,12,100,2025-03-01T10:00:00Z,", "amount", "missing value"),
-    "fractional id": ("4.5,12,100,2025-03-01T10:00:00Z,5.00", "transaction_id", "not an integer id (4.5)"),
+    "fractional id": ("4.5,12,100,2025-03-01T10:00:00Z,5.00", "transaction_id", "looks like a decimal number (4.5)"),
+    "id through a float column": (
+        "4,12.0,100,2025-03-01T10:00:00Z,5.00",
+        "user_id",
+        "looks like a decimal number (12.0)",
+    ),
+    "id in scientific notation": ("4,12,1e5,2025-03-01T10:00:00Z,5.00", "merchant_id", "looks like a decimal number"),
+    "id too long": (f"4,12,{'m' * 257},2025-03-01T10:00:00Z,5.00", "merchant_id", "longer than 256 characters"),
     "missing user": ("4,,100,2025-03-01T10:00:00Z,5.00", "user_id", "missing value"),
 }
 
@@ -107,13 +114,13 @@ def test_a_row_with_an_extra_field_refuses_the_file_naming_its_line(tmp_path, co
 
 
 def test_every_problem_of_a_row_is_named_and_the_raw_values_kept(tmp_path, con):
-    land(con, tmp_path, transactions_csv=csv_text(TX_HEADER, [*GOOD_TX, "x,12,100,never,-1"]))
+    land(con, tmp_path, transactions_csv=csv_text(TX_HEADER, [*GOOD_TX, "4.0,12,100,never,-1"]))
     stage, day, row, column, reason, raw = con.execute(
         'SELECT stage, day, row_number, "column", reason, raw FROM quarantine'
     ).fetchone()
     assert (stage, day, row, column) == ("file", DAY, 4, "transaction_id")
     for expected in (
-        "transaction_id: not an integer id (x)",
+        "transaction_id: looks like a decimal number (4.0)",
         "event_time: unparseable timestamp (never)",
         "amount: negative (-1)",
     ):
@@ -185,15 +192,21 @@ def test_a_header_only_file_is_a_day_without_rows(tmp_path, con):
     assert (report.rows_in, report.rows_loaded, report.rows_quarantined) == (0, 0, 0)
 
 
-def test_optional_columns_missing_from_a_file_are_null_and_extra_columns_are_ignored(tmp_path, con):
+def test_optional_columns_missing_from_a_file_are_null_and_extra_columns_are_kept_as_text(tmp_path, con):
     report = land(
-        con, tmp_path, transactions_csv=csv_text(TX_HEADER + ",Channel,note", [r + ",pos,hi" for r in GOOD_TX])
+        con,
+        tmp_path,
+        transactions_csv=csv_text(
+            TX_HEADER + ",Channel,Device_ID,bad name,select", [r + ",pos,d1,x,y" for r in GOOD_TX]
+        ),
     )
-    assert report.files[0].ignored_columns == ["note"]
-    rows = con.execute(
-        "SELECT DISTINCT channel, country, mcc, device_id, currency FROM landing_transactions"
-    ).fetchall()
-    assert rows == [("pos", None, None, None, None)]
+    assert report.files[0].extra_columns == ["device_id"]
+    assert report.files[0].ignored_columns == ["bad name", "select"], "not an identifier, a SQL keyword"
+    rows = con.execute("SELECT DISTINCT channel, country, mcc, device_id FROM landing_transactions").fetchall()
+    assert rows == [("pos", None, None, "d1")]
+    assert con.execute("SELECT extra_columns, ignored_columns FROM landing_files").fetchall() == [
+        ("device_id", "bad name,select")
+    ]
 
 
 # --- cross-file problems: quarantined when the raw tables are built at as_of ---
@@ -502,7 +515,9 @@ def test_every_entry_that_is_not_a_landable_day_folder_is_listed_with_its_reason
     reasons = {s.name: s.reason for s in skipped}
     assert reasons["2025-13-01"].startswith("not a valid date (month must be in 1..12")
     assert reasons["latest"] == reasons["2025-3-4"] == "not a day folder name (YYYY-MM-DD, e.g. 2025-03-04)"
-    assert reasons["2019-12-31"] == "before the first day partition (2020-01-01)"
+    assert reasons["2019-12-31"] == (
+        "before the first day partition (2020-01-01; set FRAUD_PIPELINE_PARTITION_START to an earlier day to land it)"
+    )
     assert reasons["2031-01-01"] == "its day has not ended yet (the last ended day is 2025-06-30)"
     assert reasons["transactions.csv"] == "not a directory"
     assert len(skipped) == 6

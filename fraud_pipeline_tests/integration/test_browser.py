@@ -107,6 +107,16 @@ class DagsterUI:
         raise AssertionError(f"runs did not finish in {timeout} s: {runs}\n{self.log.read_text()[-3000:]}")
 
 
+def _tasks_quiet_dev() -> str:
+    """The warning filter ``tasks.py ui`` gives ``dagster dev``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tasks_for_the_ui", PROJECT_ROOT / "tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.QUIET_DEV
+
+
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory):
     """`dagster dev` on 127.0.0.1 and a free port, against a temporary DAGSTER_HOME and data folder."""
@@ -119,6 +129,7 @@ def dagster_ui(tmp_path_factory):
         "FRAUD_PIPELINE_DATA_DIR": str(data_dir),
         "DAGSTER_DISABLE_TELEMETRY": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        "PYTHONWARNINGS": _tasks_quiet_dev(),  # as `tasks.py ui` starts it
     }
     with open(log, "w") as out:
         server = subprocess.Popen(
@@ -208,6 +219,7 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
     run_ids = [dagster_ui.launch(nightly_run_config(night), {"as_of": f"{night:%Y-%m-%d}"}) for _ in range(2)]
     runs = dagster_ui.wait(run_ids)
     assert [runs[r]["status"] for r in run_ids] == ["SUCCESS", "SUCCESS"], dagster_ui.log.read_text()[-3000:]
+    assert "SupersessionWarning" not in dagster_ui.log.read_text(), "tasks.py ui's dagster dev still warns"
     first, second = sorted(runs.values(), key=lambda run: run["startTime"])
     assert second["startTime"] >= first["endTime"], "the runs interleaved instead of queueing"
 
@@ -255,7 +267,7 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
     assert "Materialized" in catalog
     check = visible_text(
         dagster_ui,
-        "assets/model_evaluation?view=checks&checkDetail=cost_beats_baselines",
+        "assets/deploy_gate?view=checks&checkDetail=cost_beats_baselines",
         screenshots,
         "check_cost_beats_baselines",
     )
@@ -264,6 +276,47 @@ def test_two_runs_launched_together_queue_and_the_ui_shows_the_graph_and_check_r
     assert all(
         (screenshots / f"{name}.png").stat().st_size > 10_000
         for name in ("asset_graph", "training_group", "asset_catalog", "check_cost_beats_baselines")
+    )
+
+
+def test_a_blocked_night_shows_its_decision_and_the_blocked_candidate_has_its_report(dagster_ui):
+    """Another night with an impossible cost margin: the run fails on the gate's check only, deploy_gate says
+    why with the numbers, the candidate's report is written, and the champion stays."""
+    registry = dagster_ui.data_dir / "registry"
+    champion = json.loads((registry / "champion.json").read_text())
+    night = datetime(2025, 6, 24)
+    config = nightly_run_config(night)
+    config["resources"]["gates"] = {"config": {"cost_margin": 0.99}}
+    run_id = dagster_ui.launch(config, {"as_of": f"{night:%Y-%m-%d}"})
+    assert dagster_ui.wait([run_id])[run_id]["status"] == "FAILURE", dagster_ui.log.read_text()[-3000:]
+    assert json.loads((registry / "champion.json").read_text()) == champion
+    blocked = [json.loads(line) for line in (registry / "history.jsonl").read_text().splitlines()][-1]
+    assert blocked["event"] == "blocked" and "cost_beats_baselines" in blocked["blocked_by"]
+    candidate = blocked["version"]
+    assert candidate != champion["version"]
+    assert (registry / "models" / candidate / "report.html").exists(), "the blocked candidate has no report"
+    assert not (registry / "models" / candidate / "bundle.json").exists(), "a blocked candidate was deployed"
+
+    screenshots = Path(tempfile.mkdtemp(prefix="fraud_pipeline_ui_blocked_"))
+    print(f"screenshots in {screenshots}")
+    gate = visible_text(dagster_ui, "assets/deploy_gate", screenshots, "deploy_gate_blocked", height=2000)
+    assert f"candidate {candidate} blocked by " in gate, gate[:3000]
+    assert "cost_beats_baselines (cost_vs_approve_all" in gate and " > bound " in gate
+    assert f"champion {champion['version']} stays" in gate and "Latest materialization" in gate
+    check = visible_text(
+        dagster_ui,
+        "assets/deploy_gate?view=checks&checkDetail=cost_beats_baselines",
+        screenshots,
+        "check_cost_beats_baselines_failed",
+    )
+    assert re.search(r"cost_beats_baselines\s+Failed", check), check[:2000]
+    report = visible_text(
+        dagster_ui, "assets/evaluation_report", screenshots, "report_of_blocked_candidate", height=2000
+    )
+    assert candidate in report and "Latest materialization" in report, report[:3000]
+    assert all(
+        (screenshots / f"{name}.png").stat().st_size > 10_000
+        for name in ("deploy_gate_blocked", "check_cost_beats_baselines_failed", "report_of_blocked_candidate")
     )
 
 

@@ -16,6 +16,7 @@ from fraud_pipeline.evaluation.checks import cost_beats_baselines
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.features.catalog import FEATURES
 from fraud_pipeline.features.checks import (
+    ContractConfig,
     DefaultSignalConfig,
     FutureConfig,
     OracleConfig,
@@ -25,8 +26,9 @@ from fraud_pipeline.features.checks import (
     no_default_signal,
     training_set_missingness_contract,
 )
+from fraud_pipeline.features.spec import default_spec
 from fraud_pipeline.ingestion.checks import chargeback_contract, transaction_contract
-from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline.resources import DeployGates, FeatureSpecSettings, RunClock, SimulatedWorld
 from fraud_pipeline.training.checks import (
     labels_complete_enough,
     mature_labels_only,
@@ -34,6 +36,9 @@ from fraud_pipeline.training.checks import (
     windows_valid,
 )
 from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+#: The run's feature spec as the pipeline's resource gives it: the built-in default.
+DEFAULT_SPEC = FeatureSpecSettings()
 
 UPSTREAM = {
     "users",
@@ -127,7 +132,9 @@ def test_chargeback_contract_fails_on_bad_rows(db, corruption):
 
 
 def test_feature_oracle_passes_on_the_sql_features(db):
-    result = features_match_oracle(config=OracleConfig(sample_size=100), duckdb=DuckDBResource(database=str(db)))
+    result = features_match_oracle(
+        config=OracleConfig(sample_size=100), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert result.passed, result.description
 
 
@@ -142,7 +149,9 @@ def test_feature_oracle_passes_on_the_sql_features(db):
 )
 def test_feature_oracle_fails_on_wrong_features(db, corruption):
     run_sql(db, corruption)
-    result = features_match_oracle(config=OracleConfig(sample_size=300), duckdb=DuckDBResource(database=str(db)))
+    result = features_match_oracle(
+        config=OracleConfig(sample_size=300), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert_fails(result)
     assert result.metadata["mismatches"].value > 0
 
@@ -198,7 +207,9 @@ def test_cost_check_both_ways(cost, passed):
 
 
 def test_future_check_passes_on_the_sql_features(db):
-    result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
+    result = features_ignore_the_future(
+        config=FutureConfig(), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert result.passed, result.description
     assert result.metadata["compared"].value > 0
 
@@ -208,7 +219,11 @@ def test_future_check_fails_on_a_tampered_feature(db):
         db,
         "UPDATE transaction_features SET n_prior_chargebacks_30d = n_prior_chargebacks_30d + 1 WHERE transaction_id % 97 = 0",
     )
-    assert_fails(features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db))))
+    assert_fails(
+        features_ignore_the_future(
+            config=FutureConfig(), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+        )
+    )
 
 
 def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db, monkeypatch):
@@ -216,8 +231,8 @@ def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db,
     import fraud_pipeline.features.leakage as leakage
     from fraud_pipeline.features.sql import transaction_features_sql
 
-    def leaky(con, transactions="transactions", chargebacks="chargebacks", users="users"):
-        sql = transaction_features_sql(transactions, chargebacks, users)
+    def leaky(con, transactions="transactions", chargebacks="chargebacks", users="users", spec=None):
+        sql = transaction_features_sql(transactions, chargebacks, users, spec=spec)
         return con.sql(sql.replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts")).to_arrow_table()
 
     run_sql(
@@ -226,7 +241,9 @@ def test_future_check_fails_when_chargebacks_are_counted_at_transaction_time(db,
         + transaction_features_sql().replace("epoch_us(c.reported_at) AS ts", "epoch_us(t.event_time) AS ts"),
     )
     monkeypatch.setattr(leakage, "transaction_features_table", leaky)
-    result = features_ignore_the_future(config=FutureConfig(), duckdb=DuckDBResource(database=str(db)))
+    result = features_ignore_the_future(
+        config=FutureConfig(), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert_fails(result)
     assert "n_prior_chargebacks_30d" in result.metadata["changed_by_feature"].value
 
@@ -243,12 +260,45 @@ def test_completeness_check_both_ways(db, built):
     assert "too recent" in result.description
 
 
+def contract(check, db, **settings):
+    """A missingness-contract check run as the pipeline runs it, on the warehouse at ``db``."""
+    return check(config=ContractConfig(**settings), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC)
+
+
+#: The newest checked days of the feature table (ContractConfig.checked_days), as SQL.
+CHECKED_DAYS = "event_time >= (SELECT date_trunc('day', max(event_time)) - INTERVAL 6 DAY FROM transaction_features)"
+
+
+def outage_sql(table: str, where: str, counts: str = "0") -> str:
+    """A feature-service outage: every history feature of the matching rows lost (counts as ``counts``)."""
+    sets = ", ".join(f"{f.name} = {counts if f.kind == 'count' else 'NULL'}" for f in default_spec().aggregates)
+    return f"UPDATE {table} SET {sets} WHERE {where}"
+
+
+#: A fifth of the active users (history in the 30 days before), by a hash of the user.
+ACTIVE_FIFTH = "n_prior_tx_30d > 0 AND hash(user_id) % 5 = 0"
+
+
+def failing_rules(result) -> set[str]:
+    return set(result.metadata["failed_rules"].value)
+
+
 def test_missingness_contracts_pass_on_clean_tables(db):
-    resource = DuckDBResource(database=str(db))
-    result = feature_missingness_contract(duckdb=resource)
+    result = contract(feature_missingness_contract, db)
     assert result.passed, result.description
     assert result.metadata["expectations"].value > 50
-    assert training_set_missingness_contract(duckdb=resource).passed
+    assert "missing_rate" in result.metadata["learned_rules"].value
+    assert result.metadata["reference"].value["reference_rows"] > result.metadata["reference"].value["checked_rows"]
+    training = contract(training_set_missingness_contract, db)
+    assert training.passed, training.description
+
+
+def test_a_categorical_column_the_data_lacks_is_not_a_failed_contract(db):
+    """No mcc at all (a foreign data set's): the default spec declares it nullable, its rate is 1 both sides."""
+    run_sql(db, "UPDATE transaction_features SET mcc = NULL, channel = NULL")
+    run_sql(db, "UPDATE training_set SET mcc = NULL, channel = NULL")
+    assert contract(feature_missingness_contract, db).passed
+    assert contract(training_set_missingness_contract, db).passed
 
 
 @pytest.mark.parametrize(
@@ -259,28 +309,84 @@ def test_missingness_contracts_pass_on_clean_tables(db):
             "no_sentinel_for_absence",
         ),
         ("UPDATE transaction_features SET n_prior_tx_7d = NULL WHERE transaction_id % 10 = 0", "not_null"),
-        ("UPDATE transaction_features SET account_age_days = -1 WHERE transaction_id % 10 = 0", "value_range"),
+        ("UPDATE transaction_features SET account_age_days = -1 WHERE transaction_id % 10 = 0", "structural_range"),
+        (
+            "UPDATE transaction_features SET account_age_days = account_age_days * 365 WHERE " + CHECKED_DAYS,
+            "value_range",
+        ),
+        ("UPDATE transaction_features SET amount = amount * 100 WHERE " + CHECKED_DAYS, "value_range"),
+        (
+            "UPDATE transaction_features SET seconds_since_prev_tx = -5 WHERE transaction_id % 97 = 0",
+            "structural_range",
+        ),
+        (
+            "UPDATE transaction_features SET n_merchant_chargebacks_7d = -1 WHERE transaction_id = 10",
+            "structural_range",
+        ),
         (
             "UPDATE transaction_features SET sum_amount_7d = NULL WHERE n_prior_tx_7d > 0 AND transaction_id % 10 = 0",
             "partner_explains_null",
         ),
-        ("UPDATE transaction_features SET seconds_since_prev_tx = NULL", "missing_rate"),
+        ("UPDATE transaction_features SET seconds_since_prev_tx = NULL", "partner_explains_null"),
+        (outage_sql("transaction_features", f"{CHECKED_DAYS} AND {ACTIVE_FIFTH}"), "missing_rate"),
+        (outage_sql("transaction_features", f"{CHECKED_DAYS} AND {ACTIVE_FIFTH}", "NULL"), "not_null"),
+        ("UPDATE transaction_features SET account_age_days = NULL WHERE " + CHECKED_DAYS, "missing_rate"),
+        ("ALTER TABLE transaction_features DROP COLUMN mcc", "column_present"),
     ],
 )
 def test_feature_missingness_contract_fails(db, corruption, rule):
     run_sql(db, corruption)
-    result = feature_missingness_contract(duckdb=DuckDBResource(database=str(db)))
+    result = contract(feature_missingness_contract, db)
     assert_fails(result)
-    assert rule in result.metadata["failures"].value
+    assert rule in failing_rules(result), result.metadata["failures"].value
 
 
-def test_training_set_contract_fails_on_a_zero_filled_feature(db):
-    run_sql(db, "UPDATE training_set SET mean_amount_7d = 0 WHERE mean_amount_7d IS NULL")
-    assert_fails(training_set_missingness_contract(duckdb=DuckDBResource(database=str(db))))
+def test_an_outage_read_as_no_history_fails_only_the_learned_missing_rates(db):
+    """Counts 0 and aggregates NULL is structurally valid: only the shift against the reference shows it."""
+    run_sql(db, outage_sql("transaction_features", f"{CHECKED_DAYS} AND {ACTIVE_FIFTH}"))
+    result = contract(feature_missingness_contract, db)
+    assert_fails(result)
+    assert failing_rules(result) == {"missing_rate"}
+    assert "sum_amount_30d" in result.description or "mean_amount_30d" in result.metadata["failures"].value
+
+
+def test_the_feature_contract_names_an_empty_reference(db):
+    run_sql(
+        db,
+        "DELETE FROM transaction_features WHERE event_time < "
+        "(SELECT max(event_time) - INTERVAL 20 DAY FROM transaction_features)",
+    )
+    result = contract(feature_missingness_contract, db)
+    assert_fails(result)
+    assert "no reference rows" in result.description and "30 days of warm-up" in result.description
+
+
+@pytest.mark.parametrize(
+    "corruption, rule",
+    [
+        ("UPDATE training_set SET mean_amount_7d = 0 WHERE mean_amount_7d IS NULL", "no_sentinel_for_absence"),
+        (outage_sql("training_set", f"split = 'test' AND {ACTIVE_FIFTH}"), "missing_rate"),
+        ("UPDATE training_set SET amount = amount * 100 WHERE split <> 'train'", "value_range"),
+    ],
+)
+def test_training_set_contract_fails(db, corruption, rule):
+    run_sql(db, corruption)
+    result = contract(training_set_missingness_contract, db)
+    assert_fails(result)
+    assert rule in failing_rules(result)
+
+
+def test_the_training_set_contract_names_an_empty_reference(db):
+    run_sql(db, "DELETE FROM training_set WHERE split = 'train'")
+    result = contract(training_set_missingness_contract, db)
+    assert_fails(result)
+    assert "no reference rows" in result.description
 
 
 def test_default_signal_detector_passes_on_real_features(db):
-    result = no_default_signal(config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)))
+    result = no_default_signal(
+        config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert result.passed, result.description
 
 
@@ -291,7 +397,9 @@ HISTORY_AGGREGATES = [f.name for f in FEATURES if f.kind == "aggregate" and f.pa
 @pytest.mark.parametrize("fill", ["0", "(SELECT avg({f}) FROM training_set)"])
 def test_default_signal_detector_fails_on_any_filled_history_feature(db, feature, fill):
     run_sql(db, f"UPDATE training_set SET {feature} = {fill.format(f=feature)} WHERE {feature} IS NULL")
-    result = no_default_signal(config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)))
+    result = no_default_signal(
+        config=DefaultSignalConfig(), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert_fails(result)
     assert result.metadata["flagged"].value == [feature]
 
@@ -370,24 +478,34 @@ def end_of_day_features(db, monkeypatch):
 @pytest.mark.parametrize("seed", range(6))
 def test_an_end_of_day_chargeback_batch_fails_both_point_in_time_checks_in_every_seed(end_of_day_features, seed):
     """On the 60k world too: the intra-day cutoffs and the oracle's targeted rows find it whatever the seed."""
-    ignored = features_ignore_the_future(config=FutureConfig(seed=seed), duckdb=end_of_day_features)
+    ignored = features_ignore_the_future(
+        config=FutureConfig(seed=seed), duckdb=end_of_day_features, feature_spec=DEFAULT_SPEC
+    )
     assert_fails(ignored)
     assert "n_prior_chargebacks_30d" in ignored.metadata["changed_by_feature"].value
-    matched = features_match_oracle(config=OracleConfig(seed=seed), duckdb=end_of_day_features)
+    matched = features_match_oracle(
+        config=OracleConfig(seed=seed), duckdb=end_of_day_features, feature_spec=DEFAULT_SPEC
+    )
     assert_fails(matched)
     assert set(matched.metadata["mismatching_features"].value) == {"n_prior_chargebacks_30d"}
 
 
 def test_a_midnight_cutoff_and_a_uniform_oracle_sample_miss_the_end_of_day_batch(end_of_day_features):
     """Why the checks needed intra-day cutoffs and a targeted sample: without them the leak passes."""
-    midnight_only = features_ignore_the_future(config=FutureConfig(intraday_cutoffs=0), duckdb=end_of_day_features)
+    midnight_only = features_ignore_the_future(
+        config=FutureConfig(intraday_cutoffs=0), duckdb=end_of_day_features, feature_spec=DEFAULT_SPEC
+    )
     assert midnight_only.passed, midnight_only.description
-    uniform_only = features_match_oracle(config=OracleConfig(targeted_size=0), duckdb=end_of_day_features)
+    uniform_only = features_match_oracle(
+        config=OracleConfig(targeted_size=0), duckdb=end_of_day_features, feature_spec=DEFAULT_SPEC
+    )
     assert uniform_only.passed, uniform_only.description
 
 
 def test_the_oracle_draws_every_stratum_and_passes_on_clean_features(db):
-    result = features_match_oracle(config=OracleConfig(seed=3), duckdb=DuckDBResource(database=str(db)))
+    result = features_match_oracle(
+        config=OracleConfig(seed=3), duckdb=DuckDBResource(database=str(db)), feature_spec=DEFAULT_SPEC
+    )
     assert result.passed, result.description
     drawn = result.metadata["drawn_per_part"].value
     assert drawn["uniform"] == 200 and all(drawn[name] > 0 for name in drawn)

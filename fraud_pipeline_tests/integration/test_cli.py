@@ -220,14 +220,15 @@ UI_RUNS = {
         "        partition_key='2025-03-01')\n"
         "sys.exit(0 if result.success else 1)\n"
     ),
-    # one asset materialised alone from the UI: it needs only the warehouse, which takes the lock too
+    # one asset materialised alone from the UI: of its resources only the warehouse takes the lock
     "one_asset": (
         "import dagster as dg, sys\n"
         "from fraud_pipeline.definitions import default_resources\n"
         "from fraud_pipeline.features.assets import transaction_features\n"
+        "resources = default_resources()\n"
         "with dg.DagsterInstance.get() as instance:\n"
         "    dg.materialize([transaction_features], instance=instance, raise_on_error=False,\n"
-        "                   resources={'duckdb': default_resources()['duckdb']})\n"
+        "                   resources={k: resources[k] for k in ('duckdb', 'feature_spec')})\n"
     ),
 }
 
@@ -315,7 +316,7 @@ def test_ingest_lists_every_skipped_folder_and_fails_when_nothing_valid_remains(
     monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(tmp_path / "data"))
     examples = Path(__file__).resolve().parents[2] / "data" / "examples"
     folder = tmp_path / "incoming"
-    for name in ("2025-13-01", "latest", "2025-3-4", "2019-12-31", "2999-01-01"):
+    for name in ("2025-13-01", "latest", "2025-3-4", "1999-12-31", "2999-01-01"):
         (folder / name).mkdir(parents=True)
     with dg.instance_for_test():
         assert main(["ingest", "--folder", str(folder)]) == 2
@@ -324,7 +325,7 @@ def test_ingest_lists_every_skipped_folder_and_fails_when_nothing_valid_remains(
             "2025-13-01: not a valid date",
             "latest: not a day folder name",
             "2025-3-4: not a day folder name",
-            "2019-12-31: before the first day partition (2020-01-01)",
+            "1999-12-31: before the first day partition (2000-01-01; set FRAUD_PIPELINE_PARTITION_START",
             "2999-01-01: its day has not ended yet",
             "nothing to land",
         ):

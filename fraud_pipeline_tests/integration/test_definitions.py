@@ -17,9 +17,11 @@ ASSETS = {
     "training_set",
     "fraud_model",
     "model_evaluation",
+    "deploy_gate",
     "deployed_model",
 }
 BLOCKING_CHECKS = {
+    "unavailable_history_not_misread",
     "transaction_contract",
     "chargeback_contract",
     "features_match_oracle",
@@ -99,6 +101,35 @@ def test_the_deploy_guards_every_blocking_check_upstream_of_it():
     assert blocking_upstream == set(GUARDING_CHECKS)
 
 
+#: The gates that judge the candidate itself: they sit on deploy_gate and hold back only the promotion.
+DEPLOY_GATE_CHECKS = {
+    "model_learnt_from_its_train_split",
+    "threshold_chosen_on_validation",
+    "model_matrix_keeps_absence",
+    "cost_beats_baselines",
+    "cohort_floors",
+    "evaluation_scores_reproduce",
+    "unavailable_history_not_misread",
+}
+
+
+def test_a_failed_deploy_gate_holds_back_only_the_promotion_not_the_report_drift_or_backtest():
+    graph = defs.resolve_asset_graph()
+    on_gate = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("deploy_gate")}
+    assert on_gate == DEPLOY_GATE_CHECKS
+    assert all(graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("deploy_gate"), n)).blocking for n in on_gate)
+    held_back = dg.AssetSelection.assets("deploy_gate").downstream(include_self=False).resolve(graph)
+    assert {k.path[-1] for k in held_back} == {"deployed_model", "batch_scores"}
+    # nothing the report, the drift or the backtest reads carries a blocking check on the candidate
+    informing = dg.AssetSelection.assets("evaluation_report", "population_drift", "backtest").upstream().resolve(graph)
+    blocking_on_informing = {
+        k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking and k.asset_key in informing
+    }
+    assert not blocking_on_informing & DEPLOY_GATE_CHECKS
+    for asset in ("fraud_model", "model_evaluation", "outage_replay"):
+        assert not [k for k in graph.asset_check_keys if k.asset_key == dg.AssetKey(asset)], asset
+
+
 def test_the_too_good_warning_is_on_the_backtest_which_is_not_upstream_of_the_deploy():
     """The backtest runs after the deploy decision: a verdict on it cannot gate this run's deploy, so it only warns."""
     graph = defs.resolve_asset_graph()
@@ -110,7 +141,7 @@ def test_the_too_good_warning_is_on_the_backtest_which_is_not_upstream_of_the_de
 def test_the_landing_runs_in_its_own_day_partitioned_job_with_a_sensor_that_is_off_by_default():
     ingestion = defs.resolve_job_def("ingestion_job")
     assert {k.path[-1] for k in ingestion.asset_layer.executable_asset_keys} == {"landed_files"}
-    assert ingestion.partitions_def.get_first_partition_key() == "2020-01-01"
+    assert ingestion.partitions_def.get_first_partition_key() == "2000-01-01"
     main = defs.resolve_job_def("fraud_pipeline_job")
     assert "landed_files" not in {k.path[-1] for k in main.asset_layer.executable_asset_keys}
     sensor = defs.resolve_sensor_def("new_day_folders")
@@ -155,3 +186,39 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
         }, label
         assert spec.owners and spec.owners[0].startswith("team:"), label
         assert spec.description, label
+
+
+def test_dg_and_dagster_dev_load_the_same_definitions_under_the_same_code_location():
+    """`[tool.dg]` (read by `dg dev` / `dg check defs`), `[tool.dagster]` and workspace.yaml agree."""
+    from pathlib import Path
+
+    import pytest
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[2]
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]
+    (entry,) = yaml.safe_load((root / "workspace.yaml").read_text())["load_from"]
+    module = entry["python_module"]
+    assert tool["dg"]["directory_type"] == "project"
+    project = tool["dg"]["project"]
+    assert project["root_module"] == "fraud_pipeline"
+    assert project["code_location_target_module"] == tool["dagster"]["module_name"] == module["module_name"]
+    assert project["code_location_name"] == tool["dagster"]["code_location_name"] == module["location_name"]
+
+
+def test_dg_check_defs_passes_where_dg_is_installed():
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[2]
+    dg_bin = Path(sys.executable).parent / "dg"
+    dg_path = str(dg_bin) if dg_bin.exists() else shutil.which("dg")
+    if dg_path is None:
+        pytest.skip("dg is not installed (pip install -e .[dev] installs dagster-dg-cli)")
+    checked = subprocess.run([dg_path, "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

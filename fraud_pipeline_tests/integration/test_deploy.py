@@ -47,6 +47,18 @@ def champion(resources):
     return ModelRegistryStore(resources["registry"].root).champion()
 
 
+def test_a_clean_night_decides_promote_on_the_deploy_gate_and_records_it(history):
+    _, resources, first = history
+    decision = first.output_for_node("deploy_gate")
+    assert decision.outcome == "promote" and not decision.blocked_by
+    meta = first.asset_materializations_for_node("deploy_gate")[0].metadata
+    assert meta["decision"].value == "promote" and meta["n_gates_failed"].value == 0
+    assert meta["headline"].value.startswith(f"promoted {decision.candidate} (champion was none); every gate passed")
+    (promoted,) = ModelRegistryStore(resources["registry"].root).decisions()
+    assert promoted["event"] == "promoted" and promoted["reason"] == meta["headline"].value
+    assert {g["name"] for g in promoted["gates"]} >= {"cost_beats_baselines", "unavailable_history_not_misread"}
+
+
 def test_deploy_alone_after_a_clean_run_is_allowed(history):
     instance, resources, first = history
     result = materialize(instance, resources, ["deployed_model"])
@@ -58,27 +70,28 @@ def test_deploy_alone_is_refused_after_its_gate_failed_in_another_run(history):
     instance, resources, first = history
     before = champion(resources)
     strict = materialize(
-        instance, resources, dg.AssetSelection.assets("model_evaluation"), gates=DeployGates(cost_margin=0.99)
+        instance, resources, dg.AssetSelection.assets("deploy_gate"), gates=DeployGates(cost_margin=0.99)
     )
     assert not strict.success
+    assert strict.output_for_node("deploy_gate").outcome == "blocked"
     alone = materialize(instance, resources, ["deployed_model"])
     assert not alone.success
     failure = next(e for e in alone.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    assert "cost_beats_baselines failed" in str(failure.event_specific_data.error)
+    assert "deploy_gate:cost_beats_baselines failed" in str(failure.event_specific_data.error)
     assert champion(resources) == before
     # put the check back to green for the tests that follow
-    assert materialize(instance, resources, dg.AssetSelection.assets("model_evaluation")).success
+    assert materialize(instance, resources, dg.AssetSelection.assets("deploy_gate")).success
 
 
 def test_deploy_alone_is_refused_when_a_check_passed_only_for_an_older_materialisation(history):
     instance, resources, _ = history
-    without_checks = dg.AssetSelection.assets("model_evaluation").without_checks()
+    without_checks = dg.AssetSelection.assets("deploy_gate").without_checks()
     assert materialize(instance, resources, without_checks).success
     alone = materialize(instance, resources, ["deployed_model"])
     assert not alone.success
     failure = next(e for e in alone.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    assert "older materialisation" in str(failure.event_specific_data.error)
-    assert materialize(instance, resources, dg.AssetSelection.assets("model_evaluation")).success
+    assert "older materialisation of deploy_gate" in str(failure.event_specific_data.error)
+    assert materialize(instance, resources, dg.AssetSelection.assets("deploy_gate")).success
 
 
 @pytest.mark.parametrize(
@@ -156,7 +169,11 @@ def test_a_challenger_worse_than_the_champion_is_kept_but_not_promoted(history):
     store = ModelRegistryStore(resources["registry"].root)
     assert store.champion() == before
     assert challenger.version in store.versions()
-    assert store.history()[-1]["event"] == "kept_champion"
+    kept = store.history()[-1]
+    assert kept["event"] == "kept_champion" and kept["reason"].startswith(f"kept the champion {before['version']}")
+    (challenge,) = [g for g in kept["gates"] if g["name"] == "not_worse_than_champion"]
+    (cost,) = challenge["measures"]
+    assert cost["name"] == "cost_vs_champion" and cost["margin"] < 0 and cost["observed"] > cost["bound"]
 
 
 def test_rollback_moves_the_champion_back(history, monkeypatch, capsys):
@@ -256,3 +273,42 @@ def test_scoring_a_file_without_a_required_column_names_it(history, tmp_path, mo
     assert cli(["score", str(path), "--out", str(tmp_path / "x.csv")]) == 2
     message = capsys.readouterr().out
     assert str(path) in message and "merchant_id" in message and "amount" in message
+
+
+def test_two_versions_side_by_side_on_the_same_matured_window(history, monkeypatch, capsys):
+    """`champion --compare A B`: both versions decide the warehouse's test split, one cost model, B - A."""
+    from fraud_pipeline.deployment.compare import compare_versions
+
+    _, resources, first = history
+    store = ModelRegistryStore(resources["registry"].root)
+    monkeypatch.setenv("FRAUD_PIPELINE_DATA_DIR", str(store.root.parent))
+    a = first.output_for_node("fraud_model").version
+    # a second version: the same model files with twice the alert threshold, so it alerts less
+    b = "stricter-threshold"
+    bundle = store.read_bundle(a)
+    folder = store.bundle_dir(a)
+    store.write_bundle(
+        b,
+        store.read_model_text(a),
+        {**bundle, "version": b, "threshold": bundle["threshold"] * 2},
+        "card",
+        fallback_text=(folder / "fallback_model.txt").read_text(),
+    )
+    with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
+        comparison = compare_versions(con, store, a, b, resources["costs"].cost_model())
+        n_test = con.execute("SELECT count(*) FROM training_set WHERE split = 'test'").fetchone()[0]
+    assert comparison.n_transactions == n_test
+    rows = {r["metric"]: r for r in comparison.rows()}
+    assert rows["threshold"][b] == pytest.approx(2 * rows["threshold"][a])
+    assert rows["n_alerts"][b] < rows["n_alerts"][a]
+    assert rows["average_precision"][a] == pytest.approx(rows["average_precision"][b])
+    assert rows["total_cost"]["b_minus_a"] == pytest.approx(rows["total_cost"][b] - rows["total_cost"][a])
+    assert rows["total_cost"]["better"] == (a if rows["total_cost"][a] < rows["total_cost"][b] else b)
+    # the champion's own row is its evaluation: the same rows, the same cost
+    assert rows["total_cost"][a] == pytest.approx(first.output_for_node("model_evaluation").total_cost)
+    assert cli(["champion", "--compare", a, b]) == 0
+    out = capsys.readouterr().out
+    assert f"{a} (trained as_of 2025-07-01) vs {b} (trained as_of 2025-07-01)" in out
+    assert "matured test window" in out and "total_cost" in out and "average_precision" in out
+    assert cli(["champion", "--compare", a, "no-such-version"]) == 2
+    assert "no model version 'no-such-version'" in capsys.readouterr().out

@@ -61,11 +61,20 @@ def champion(default_world) -> dict:
 
 
 def assert_blocked(default_world, result, check: str, before: dict) -> str:
-    """``check`` failed with ERROR, the deploy did not run, and the champion is the one before."""
+    """``check`` failed with ERROR, the deploy did not run, and the champion is the one before.
+
+    A gate on the candidate (a check on deploy_gate) holds back only the promotion: the candidate is
+    still evaluated and deploy_gate records the decision, naming the check.
+    """
     found = checks(result)
     assert check in found, sorted(found)
     assert not found[check].passed and found[check].severity == dg.AssetCheckSeverity.ERROR, found[check].description
-    assert "deployed_model" not in {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "deployed_model" not in materialized
+    if found[check].asset_key == dg.AssetKey("deploy_gate"):
+        assert {"model_evaluation", "outage_replay", "deploy_gate"} <= materialized
+        decision = result.output_for_node("deploy_gate")
+        assert decision.outcome == "blocked" and check in {g.name for g in decision.blocked_by}
     assert champion(default_world) == before
     return found[check].description
 
@@ -103,9 +112,13 @@ def test_an_end_of_day_chargeback_batch_is_blocked_in_every_seed(default_world, 
         assert "n_prior_chargebacks_30d" in future and "user_chargeback" in future
         assert_blocked(default_world, result, "features_match_oracle", before)
         for seed in range(1, 6):
-            ignored = features_ignore_the_future(config=FutureConfig(seed=seed), duckdb=resources["duckdb"])
+            ignored = features_ignore_the_future(
+                config=FutureConfig(seed=seed), duckdb=resources["duckdb"], feature_spec=resources["feature_spec"]
+            )
             assert not ignored.passed, seed
-            matched = features_match_oracle(config=OracleConfig(seed=seed), duckdb=resources["duckdb"])
+            matched = features_match_oracle(
+                config=OracleConfig(seed=seed), duckdb=resources["duckdb"], feature_spec=resources["feature_spec"]
+            )
             assert not matched.passed and matched.metadata["mismatches"].value > 0, seed
     finally:
         monkeypatch.undo()

@@ -101,10 +101,18 @@ def test_every_run_reports_cohorts_decomposition_drift_and_folds(clean_run):
 
 
 def test_every_feature_row_matches_its_transaction(clean_run):
-    resources, _ = clean_run
+    from fraud_pipeline.features.spec import ID_COLUMNS, FeatureSpec, default_spec
+
+    resources, result = clean_run
     transactions = table(resources, "transactions")
     features = table(resources, "transaction_features")
     assert len(features) == len(transactions)
+    # the run's spec (the default one here) decides the columns, and the candidate records it for serving
+    assert list(features.columns) == [*ID_COLUMNS, *default_spec().names]
+    candidate = result.output_for_node("fraud_model")
+    assert FeatureSpec.from_dict(candidate.as_dict()["feature_spec"]) == default_spec()
+    assert candidate.main.model.features == default_spec().names
+    assert candidate.fallback.model.features == default_spec().fallback
     labels = table(resources, "transaction_labels")
     training = table(resources, "training_set")
     mature = labels.set_index("transaction_id")["is_mature"]
@@ -164,7 +172,7 @@ def test_deploy_alone_refuses_a_candidate_that_fails_a_gate(clean_run):
     before = store.champion()
     evaluation = result.output_for_node("model_evaluation")
     evaluation = replace(evaluation, total_cost=evaluation.approve_all_cost * 2)
-    with pytest.raises(dg.Failure, match="cost_gate"):
+    with pytest.raises(dg.Failure, match="cost_beats_baselines"):
         deploy_directly(resources, result, evaluation)
     assert store.champion() == before
     assert store.history()[-1]["event"] == "refused"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraud_pipeline.cli.estimates import promote_candidate
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.evaluation.assets import EvaluationConfig, _cohort_rows
@@ -18,7 +19,7 @@ from fraud_pipeline.monitoring.checks import (
     champion_realised_vs_promised,
     cohort_mix_shift,
 )
-from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
+from fraud_pipeline.resources import RunClock, SimulatedWorld
 from fraud_pipeline.training.model import score
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
@@ -57,8 +58,11 @@ def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
     mature = cohorts[">30d"]
     assert cohorts["<7d"]["recall"] < 0.5 * mature["recall"]
     assert cohorts["7-30d"]["recall"] < 0.8 * mature["recall"]
+    # The merchant's 1d and 7d chargeback risk (default spec) ranks 7-30d accounts better than before
+    # (AP 0.25 against 0.40 for mature ones, was below half), the newest accounts not.
+    assert cohorts["<7d"]["average_precision"] < 0.5 * mature["average_precision"]
+    assert cohorts["7-30d"]["average_precision"] < 0.7 * mature["average_precision"]
     for young in ("<7d", "7-30d"):
-        assert cohorts[young]["average_precision"] < 0.5 * mature["average_precision"]
         assert cohorts[young]["savings_vs_approve_all_pct"] < mature["savings_vs_approve_all_pct"]
     projected = {r["cohort"]: r for r in drift["projected_mix_effect"]}["account_age"]
     assert projected["mix_change"] > 0.1 * projected["test_cost_per_transaction"]  # the mix alone costs > 10% more
@@ -142,23 +146,18 @@ def test_cohort_floors_fail_when_the_model_is_wrong_inside_new_accounts(default_
 def two_nights(tmp_path_factory):
     """A champion deployed on 2025-06-10 and watched on 2025-07-01, when three more weeks of labels have matured."""
     folder = tmp_path_factory.mktemp("two_nights")
-    # This is about monitoring, not the gate: on this small world's earlier night the candidate only
-    # matches the baselines, so the deploy is asked to beat them at all rather than by 5%.
-    resources = {
-        **default_resources(folder),
-        "world": SimulatedWorld(n_transactions=SMALL_WORLD),
-        "gates": DeployGates(cost_margin=0.0),
-    }
-    # On this small world's earlier night one region's frauds are all missed; the floors are tested above.
-    no_recall_floor = {"ops": {"model_evaluation": {"config": {"cohort_min_recall": 0.0}}}}
+    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
     with dg.DagsterInstance.ephemeral() as instance:
         first = dg.materialize(
             [*ALL_ASSETS, *ALL_CHECKS],
             instance=instance,
-            run_config=no_recall_floor,
             resources={**resources, "clock": RunClock(as_of="2025-06-10")},
-            selection=dg.AssetSelection.assets("deployed_model").upstream() - LANDING,
+            selection=dg.AssetSelection.assets("model_evaluation", "champion_monitoring").upstream() - LANDING,
         )
+        # This is about monitoring, not the gate (tested in test_deploy.py and test_blocked_night.py): on
+        # this small world's earlier night the candidate does not beat the baselines, so it is made the
+        # champion through the registry, the bundle holding what monitoring reads.
+        promote_candidate(ModelRegistryStore(resources["registry"].root), first)
         # Three weeks of a 60k world hold about 15 matured frauds: judge them anyway.
         small_window = {"ops": {"champion_monitoring": {"config": {"min_frauds": 10}}}}
         later = dg.materialize(
@@ -182,7 +181,7 @@ def test_champion_is_scored_on_labels_matured_since_its_deploy(two_nights):
     resources, first, later = two_nights
     watched = later.output_for_node("champion_monitoring")
     assert watched["status"] == "scored"
-    assert watched["champion"] == first.output_for_node("deployed_model")["version"]
+    assert watched["champion"] == first.output_for_node("fraud_model").version
     assert watched["window"][0] >= watched["deployed_label_cutoff"]
     assert watched["window"][1] == watched["label_cutoff"] > watched["deployed_label_cutoff"]
     assert watched["n_frauds"] >= watched["thresholds"]["min_frauds"]

@@ -107,8 +107,19 @@ def test_training_is_clipped_to_the_feature_warmup():
 
 @pytest.mark.parametrize("horizon", [120, 150])
 def test_too_little_mature_history_is_an_error(horizon):
-    with pytest.raises(ValueError, match="not enough mature history"):
+    with pytest.raises(
+        ValueError, match=r"min_train_days 21 \(--min-train-days\) not met: -?\d+ training days available"
+    ):
         default_windows(horizon=horizon)
+
+
+def test_a_minimum_above_the_training_window_names_the_settings_not_the_data():
+    with pytest.raises(
+        ValueError, match=r"train_days 7 is below min_train_days 21 \(--train-days / --min-train-days\)"
+    ):
+        plan_windows(datetime(2025, 7, 1), 60, FIRST, LAST, 7, 14, 21)
+    windows = plan_windows(datetime(2025, 7, 1), 60, FIRST, LAST, 7, 14, 21, min_train_days=7)
+    assert (windows.train_end - windows.train_start).days == 7
 
 
 @pytest.mark.parametrize(

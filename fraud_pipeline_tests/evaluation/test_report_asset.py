@@ -1,0 +1,65 @@
+"""The evaluation_report asset on a small world: a blocked candidate gets its report, the same run the same bytes."""
+
+import dagster as dg
+import pytest
+
+from fraud_pipeline.cli.runner import run_config
+from fraud_pipeline.definitions import defs
+from fraud_pipeline.deployment.gates import cost_gate
+from fraud_pipeline.evaluation.assets import ReportConfig, evaluation_report
+from fraud_pipeline.resources import DeployGates
+from fraud_pipeline_tests.conftest import SMALL_WORLD
+
+#: A margin no model meets: the candidate must beat approve-all and the rule by 99%.
+IMPOSSIBLE_MARGIN = 0.99
+INPUTS = ("fraud_model", "model_evaluation", "outage_replay", "backtest", "population_drift", "label_delay_profile")
+
+
+@pytest.fixture(scope="module")
+def blocked_night(tmp_path_factory):
+    from fraud_pipeline.definitions import default_resources
+    from fraud_pipeline.resources import SimulatedWorld
+
+    folder = tmp_path_factory.mktemp("blocked_report")
+    resources = default_resources(folder)
+    resources["world"] = SimulatedWorld(n_transactions=SMALL_WORLD)
+    resources["gates"] = DeployGates(cost_margin=IMPOSSIBLE_MARGIN)
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("fraud_pipeline_job").execute_in_process(
+        run_config=run_config("2025-07-01", SMALL_WORLD, None),
+        instance=instance,
+        raise_on_error=False,
+        resources=resources,
+    )
+    yield result, resources, instance, folder
+    instance.dispose()
+
+
+def test_a_blocked_candidate_gets_a_report_that_says_what_blocked_it(blocked_night):
+    result, _, _, folder = blocked_night
+    evaluation = result.output_for_node("model_evaluation")
+    blocking = cost_gate(evaluation, IMPOSSIBLE_MARGIN)
+    assert not blocking.passed
+    metadata = result.asset_materializations_for_node("evaluation_report")[0].metadata
+    version = result.output_for_node("fraud_model").version
+    report = folder / "registry" / "models" / version / "report.html"
+    assert metadata["report_path"].value == str(report) and metadata["decision"].value == "blocked"
+    html = report.read_text(encoding="utf-8")
+    assert "BLOCKED" in html and f"blocked by {blocking.name}" in html and "no champion yet" in html
+    for section in ("cost", "cohorts", "calibration", "backtest", "outage", "drift", "importance", "maturity"):
+        assert f'<h2 id="{section}">' in html
+    assert 'src="http' not in html and "<script" not in html
+
+
+def test_the_report_asset_writes_the_same_bytes_for_the_same_run(blocked_night):
+    result, resources, instance, folder = blocked_night
+    version = result.output_for_node("fraud_model").version
+    report = folder / "registry" / "models" / version / "report.html"
+    first = report.read_bytes()
+    evaluation_report(
+        context=dg.build_asset_context(instance=instance),
+        config=ReportConfig(),
+        **{name: result.output_for_node(name) for name in INPUTS},
+        **{name: resources[name] for name in ("duckdb", "registry", "gates", "costs")},
+    )
+    assert report.read_bytes() == first
