@@ -47,17 +47,31 @@ STAGES = {
     "training set": ("training_windows", "training_set"),
     "training": ("fraud_model",),
     "evaluation": ("model_evaluation",),
-    "outage replay": ("outage_replay", "outage_replay_unavailable_history_not_misread"),
+    "outage replay": ("outage_replay",),
     "gates + deploy": (
         "training_windows_windows_valid",
         "training_set_mature_labels_only",
         "training_set_min_frauds_per_window",
         "training_set_labels_complete_enough",
-        "model_evaluation_cost_beats_baselines",
+        # the deploy gate recomputes every gate and records the night's decision; its checks are the gates
+        "deploy_gate",
+        "deploy_gate_model_learnt_from_its_train_split",
+        "deploy_gate_threshold_chosen_on_validation",
+        "deploy_gate_model_matrix_keeps_absence",
+        "deploy_gate_cost_beats_baselines",
+        "deploy_gate_cohort_floors",
+        "deploy_gate_evaluation_scores_reproduce",
+        "deploy_gate_unavailable_history_not_misread",
         "deployed_model",
     ),
     "batch scores": ("batch_scores",),
     "population drift + report": ("population_drift", "population_drift_cohort_mix_shift", "evaluation_report"),
+    "champion monitoring + estimate": (
+        "champion_monitoring",
+        "champion_monitoring_champion_realised_vs_promised",
+        "champion_estimate",
+        "champion_estimate_estimated_cost_within_promise",
+    ),
     "backtest (retrained folds)": ("backtest", "backtest_backtest_spread"),
 }
 OTHER = "other"
