@@ -26,7 +26,7 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
     windows = _output(result, "training_windows")
     if windows:
         write(
-            f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {windows.horizon_days:g} days, "
+            f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {round(windows.horizon_days, 1):g} days, "
             f"labels mature until {windows.label_cutoff:%Y-%m-%d}"
         )
         for split, (start, end) in windows.splits().items():

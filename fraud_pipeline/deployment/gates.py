@@ -133,7 +133,7 @@ def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateR
     """
     problems = window_problems(windows)
     cutoff = measured_label_cutoff(windows.as_of, measured_horizon_days)
-    planned = f"planned with a {windows.horizon_days:g}-day horizon, measured {measured_horizon_days:g} days"
+    planned = f"planned with a {round(windows.horizon_days, 1):g}-day horizon, measured {round(measured_horizon_days, 1):g} days"
     if windows.label_cutoff > cutoff:
         problems.append(
             f"label cutoff {windows.label_cutoff:%Y-%m-%d} is later than as_of minus the measured horizon "
@@ -146,7 +146,7 @@ def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateR
         "; ".join(problems)
         if problems
         else f"train, validation and test are consecutive and end by {cutoff:%Y-%m-%d}, as_of minus the measured "
-        f"{measured_horizon_days:g}-day horizon"
+        f"{round(measured_horizon_days, 1):g}-day horizon"
     )
     latest = max([windows.label_cutoff, *(end for _, end in windows.splits().values())])
     return GateResult(
@@ -250,8 +250,14 @@ def fraud_count_gate(summary: dict[str, dict], min_frauds: int) -> GateResult:
     """Each window holds at least ``min_frauds`` frauds, enough to learn from and to measure."""
     counts = {split: int(s["n_frauds"]) for split, s in summary.items()}
     short = {split: n for split, n in counts.items() if n < min_frauds}
+
+    def listed(numbers: dict[str, int]) -> str:
+        return ", ".join(f"{split} {n:,}" for split, n in numbers.items())
+
     reason = (
-        f"too few frauds (< {min_frauds}) in {short}" if short else f"every window has >= {min_frauds} frauds: {counts}"
+        f"too few frauds (< {min_frauds}) in {listed(short)}"
+        if short
+        else f"every window has >= {min_frauds} frauds: {listed(counts)}"
     )
     return GateResult(
         "min_frauds_per_window",

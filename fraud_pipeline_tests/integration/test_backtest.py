@@ -73,7 +73,7 @@ def test_the_summary_states_the_horizon_and_the_backtests_design(weekly_run):
     out = io.StringIO()
     print_summary(result, out)
     horizon = result.output_for_node("label_delay_profile")["horizon_days"]
-    assert f"maturity horizon {horizon:g} days" in out.getvalue()
+    assert f"maturity horizon {round(horizon, 1):g} days" in out.getvalue()
     assert "backtest: 3 folds of 7/7/7 days (the run's design), savings" in out.getvalue()
 
 
