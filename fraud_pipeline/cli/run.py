@@ -24,6 +24,8 @@ STEP_OPTIONS = {
     "validation_days": ("training_windows", "validation_days"),
     "test_days": ("training_windows", "test_days"),
     "min_train_days": ("training_windows", "min_train_days"),
+    "min_validation_days": ("training_windows", "min_validation_days"),
+    "min_test_days": ("training_windows", "min_test_days"),
     "review_capacity": ("model_evaluation", "daily_review_capacity"),
 }
 #: Top-level keys of a Dagster run config that a ``--config`` file may set.
@@ -52,6 +54,12 @@ def add_run_command(commands) -> None:
     windows.add_argument(
         "--min-train-days", default=None, help="fewest training days accepted after the warm-up (default 21)"
     )
+    windows.add_argument(
+        "--min-validation-days",
+        default=None,
+        help="shortest validation window when the mature history is too short for the requested ones (default 7)",
+    )
+    windows.add_argument("--min-test-days", default=None, help="shortest test window in that case (default 7)")
     windows.add_argument(
         "--review-capacity", default=None, help="users the fraud team reviews per day: k of precision@k (default 50)"
     )
@@ -141,7 +149,7 @@ def step_options(args) -> dict:
 
 
 def check_windows(config: dict) -> None:
-    """Refuses a minimum of training days above the training days themselves (they could never be met)."""
+    """Refuses a minimum of training, validation or test days above the days themselves (it could never be met)."""
     from fraud_pipeline.training.assets import WindowConfig
 
     given = config.get("ops", {}).get("training_windows", {}).get("config", {})
@@ -152,6 +160,13 @@ def check_windows(config: dict) -> None:
         raise OptionError(
             f"--min-train-days {minimum} is more than the {train} training days; lower it or raise --train-days"
         )
+    for window in ("validation", "test"):
+        days = given.get(f"{window}_days", getattr(defaults, f"{window}_days"))
+        shortest = given.get(f"min_{window}_days")  # the default is capped at the window's own length
+        if isinstance(days, int) and isinstance(shortest, int) and shortest > days:
+            raise OptionError(
+                f"--min-{window}-days {shortest} is more than the {days} {window} days; lower it or raise --{window}-days"
+            )
 
 
 def source_mode(config: dict) -> str:

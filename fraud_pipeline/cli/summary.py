@@ -29,8 +29,11 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
             f"as_of {windows.as_of:%Y-%m-%d}, maturity horizon {round(windows.horizon_days, 1):g} days, "
             f"labels mature until {windows.label_cutoff:%Y-%m-%d}"
         )
+        days = windows.days()
         for split, (start, end) in windows.splits().items():
-            write(f"  {split:<10} {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
+            write(f"  {split:<10} {start:%Y-%m-%d} .. {end:%Y-%m-%d}  ({days[split]} days)")
+        if shortened := windows.shortened():
+            write(f"  shortened: {shortened}")
     evaluation = _output(result, "model_evaluation")
     if evaluation:
         e = evaluation

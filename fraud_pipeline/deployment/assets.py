@@ -20,6 +20,7 @@ from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.deployment.serving import POLICY, ScoringModels, decide
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.policy import policy_markdown
 from fraud_pipeline.lib.warehouse import MixedNight, replace_tables, require_one_night
 from fraud_pipeline.resources import (
     DUCKDB_POOL,
@@ -143,8 +144,16 @@ def deploy_gate(
         context.log.warning(decision.headline())
     else:
         context.log.info(decision.headline())
-    context.add_output_metadata(decision_metadata(decision))
+    context.add_output_metadata({**decision_metadata(decision), **_policy_metadata(fraud_model)})
     return decision
+
+
+def _policy_metadata(fraud_model: Candidate) -> dict:
+    """The candidate's decision policies (main and fallback) as the UI shows them."""
+    return {
+        "policy": dg.MetadataValue.md(policy_markdown(fraud_model.policy)),
+        "fallback_policy": dg.MetadataValue.md(policy_markdown(fraud_model.fallback.decision_policy())),
+    }
 
 
 @dg.asset(
@@ -195,6 +204,8 @@ def deployed_model(
     bundle = {
         "version": version,
         "threshold": fraud_model.threshold,
+        "policy": fraud_model.policy.as_dict(),
+        "policy_request": fraud_model.as_dict()["policy_request"],
         "features": list(fraud_model.main.model.features),
         "categories": fraud_model.main.model.categories,
         "windows": windows.as_dict(),
@@ -225,6 +236,7 @@ def deployed_model(
         "decision": decision.outcome,
         "headline": dg.MetadataValue.text(decision.headline()),
         "model_card": dg.MetadataValue.md(card),
+        **_policy_metadata(fraud_model),
     }
     if decision.champion_problem:
         metadata["champion_problem"] = decision.champion_problem

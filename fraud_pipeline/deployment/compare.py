@@ -1,7 +1,8 @@
 """Two model versions side by side on the same matured window: the warehouse's test split, one cost model.
 
 Each version decides the same rows through the serving path (main model, fallback, review) with its
-own models and thresholds, and is measured by the evaluation's own metrics, so the two columns differ
+own models and decision policies (:func:`~fraud_pipeline.lib.policy.policy_of`: the per-cohort
+thresholds it was promoted with, or the single threshold of a version from before policies), and is measured by the evaluation's own metrics, so the two columns differ
 only by the models.
 """
 
@@ -16,6 +17,7 @@ from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.deployment.serving import ScoringModels, decide
 from fraud_pipeline.evaluation.metrics import evaluate_decisions
 from fraud_pipeline.lib.costs import CostModel, decision_costs
+from fraud_pipeline.lib.policy import DecisionPolicy, policy_of
 from fraud_pipeline.training.training_set import load_split
 
 #: The rows of the comparison, in the order a risk lead reads them: (metric, lower is better; None: neither).
@@ -46,6 +48,11 @@ class VersionOnWindow:
     threshold: float
     metrics: dict
     routes: dict
+    policy: DecisionPolicy | None = None
+
+    def n_cells(self) -> int:
+        """The cohort cells its policy gives their own threshold (0: one threshold for every row)."""
+        return 0 if self.policy is None else len(self.policy.cells)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,10 @@ class Comparison:
     def rows(self) -> list[dict]:
         """One row per metric: each version's value, B minus A, and which is better."""
         a, b = self.columns
-        out = [{"metric": "threshold", a.version: a.threshold, b.version: b.threshold, "b_minus_a": None}]
+        out = [
+            {"metric": "threshold", a.version: a.threshold, b.version: b.threshold, "b_minus_a": None},
+            {"metric": "n_policy_cells", a.version: a.n_cells(), b.version: b.n_cells(), "b_minus_a": None},
+        ]
         for metric, lower_is_better in COMPARED:
             first, second = a.metrics.get(metric), b.metrics.get(metric)
             diff = None if first is None or second is None else float(second) - float(first)
@@ -81,9 +91,10 @@ def _on_window(store: ModelRegistryStore, version: str, test: pd.DataFrame, cost
     evaluation = bundle.get("evaluation", {})
     decided = decide(test, ScoringModels.from_candidate(bundle))
     scored = test.assign(score=decided["score"].fillna(1.0).to_numpy())
+    policy = policy_of(bundle)
     metrics = evaluate_decisions(
         scored,
-        float(bundle["threshold"]),
+        policy,
         cost_model,
         float(evaluation.get("rule_amount_threshold", np.inf)),
         int(evaluation.get("review_capacity_k", 50)),
@@ -104,6 +115,7 @@ def _on_window(store: ModelRegistryStore, version: str, test: pd.DataFrame, cost
         float(bundle["threshold"]),
         metrics,
         decided["route"].value_counts().sort_index().to_dict(),
+        policy,
     )
 
 

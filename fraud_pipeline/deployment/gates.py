@@ -41,8 +41,9 @@ if TYPE_CHECKING:  # settings objects are passed in; this module needs no Dagste
     from fraud_pipeline.resources import CostSettings, DeployGates
 from fraud_pipeline.evaluation.result import CohortFloors, ModelEvaluation
 from fraud_pipeline.features.spec import FeatureSpec
+from fraud_pipeline.lib.policy import DecisionPolicy, policy_of
 from fraud_pipeline.lib.warehouse import fetch_frame
-from fraud_pipeline.training.candidate import Candidate, history_count, model_rows
+from fraud_pipeline.training.candidate import Candidate, history_count, model_policy, model_rows
 from fraud_pipeline.training.training_set import load_split
 from fraud_pipeline.training.windows import TrainingWindows, window_problems
 
@@ -148,6 +149,8 @@ def window_gate(windows: TrainingWindows, measured_horizon_days: float) -> GateR
         else f"train, validation and test are consecutive and end by {cutoff:%Y-%m-%d}, as_of minus the measured "
         f"{round(measured_horizon_days, 1):g}-day horizon"
     )
+    if not problems and (shortened := windows.shortened()):
+        reason += f" ({shortened.split(':')[0]}, to fit the mature history)"
     latest = max([windows.label_cutoff, *(end for _, end in windows.splits().values())])
     return GateResult(
         "windows_valid",
@@ -506,25 +509,61 @@ def _choice(model: TrainedModel, rows: pd.DataFrame, cost_model: CostModel) -> T
     return choose_threshold(score(model, rows), rows["is_fraud"].to_numpy(), rows["amount"].to_numpy(), cost_model)
 
 
-def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) -> GateResult:
-    """Each model's stored threshold is the cost-minimising one on its validation rows, recomputed from the model file.
+def _cell_differences(name: str, stored: DecisionPolicy, recomputed: DecisionPolicy) -> list[str]:
+    """What differs between a model's stored policy and the one recomputed on validation, naming each cell."""
+    problems = []
+    stored_splits, recomputed_splits = [s.name for s in stored.splits], [s.name for s in recomputed.splits]
+    if stored_splits != recomputed_splits:
+        shown = lambda names: ", ".join(names) or "none"  # noqa: E731
+        problems.append(
+            f"the {name} model's policy splits by {shown(stored_splits)}, the one recomputed on validation by "
+            f"{shown(recomputed_splits)}"
+        )
+        return problems
+    if not math.isclose(stored.global_threshold, recomputed.global_threshold, rel_tol=1e-12, abs_tol=0.0):
+        problems.append(
+            f"the {name} model's policy has global threshold {stored.global_threshold:.6g}, recomputed "
+            f"{recomputed.global_threshold:.6g}"
+        )
+    mine, theirs = stored.thresholds(), recomputed.thresholds()
+    for cell in sorted(set(mine) | set(theirs)):
+        if cell not in theirs:
+            problems.append(f"the {name} model's policy has cell {cell}, which validation does not have")
+        elif cell not in mine:
+            problems.append(f"the {name} model's policy lacks cell {cell} of validation")
+        elif not math.isclose(mine[cell], theirs[cell], rel_tol=1e-12, abs_tol=0.0):
+            problems.append(
+                f"the {name} model's threshold for cell {cell} is {mine[cell]:.6g}, not the one recomputed on "
+                f"validation ({theirs[cell]:.6g})"
+            )
+    return problems
 
-    A threshold that is not names the split it is the cost-minimising threshold of, when it is one
-    (``the test split``).
+
+def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) -> GateResult:
+    """Each model's decision policy is the one chosen on its validation rows, recomputed from the model file.
+
+    The global threshold and every cell's threshold must equal the recomputed ones exactly (a cell
+    that differs is named). A global threshold that does not names the split it is the
+    cost-minimising threshold of, when it is one (``the test split``).
     """
     failures, details = [], {}
+    request = candidate.request()
     for name, thresholded in candidate.models().items():
         select = model_rows(candidate.feature_spec())[name]
         validation = select(splits.frame("validation"))
-        recomputed = _choice(thresholded.model, validation, cost_model)
+        recomputed = model_policy(thresholded.model, validation, request, cost_model)
+        stored = thresholded.decision_policy()
         expected_rows = RowDigest.of(validation["transaction_id"])
+        cell_problems = _cell_differences(name, stored, recomputed)
         details[name] = {
             "stored": thresholded.threshold,
-            "recomputed_on_validation": recomputed.threshold,
-            "validation_cost": recomputed.expected_cost,
+            "recomputed_on_validation": recomputed.global_threshold,
+            "stored_cells": stored.thresholds(),
+            "recomputed_cells": recomputed.thresholds(),
+            "cells_differing": len(cell_problems),
             "threshold_rows": str(thresholded.threshold_rows),
         }
-        if not math.isclose(recomputed.threshold, thresholded.threshold, rel_tol=1e-12, abs_tol=0.0):
+        if not math.isclose(recomputed.global_threshold, thresholded.threshold, rel_tol=1e-12, abs_tol=0.0):
             chosen_on = [
                 split
                 for split in ("test", "train")
@@ -538,19 +577,23 @@ def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) 
             on = f"it is the cost-minimising threshold of the {chosen_on[0]} split" if chosen_on else "chosen elsewhere"
             failures.append(
                 f"the {name} model's threshold {thresholded.threshold:.6g} is not the cost-minimising threshold on "
-                f"validation ({recomputed.threshold:.6g}, recomputed from the model file): thresholded on other rows "
-                f"than validation; {on}"
+                f"validation ({recomputed.global_threshold:.6g}, recomputed from the model file): thresholded on "
+                f"other rows than validation; {on}"
             )
+        elif cell_problems:
+            failures.extend(cell_problems)
         elif thresholded.threshold_rows is not None and thresholded.threshold_rows != expected_rows:
             failures.append(
                 f"the {name} model says its threshold was chosen on {thresholded.threshold_rows}, not on its "
                 f"validation rows ({expected_rows})"
             )
+    cells = lambda policy: f"{len(policy.cells)} cells" if policy.cells else "one threshold"  # noqa: E731
     reason = (
         "; ".join(failures)
         if failures
-        else "main and fallback thresholds are the cost-minimising thresholds on validation, recomputed from the "
-        f"model files (main {candidate.main.threshold:.6g}, fallback {candidate.fallback.threshold:.6g})"
+        else "main and fallback policies are the ones chosen on validation, recomputed from the model files "
+        f"(main {candidate.main.threshold:.6g}, {cells(candidate.main.decision_policy())}; fallback "
+        f"{candidate.fallback.threshold:.6g}, {cells(candidate.fallback.decision_policy())})"
     )
     return GateResult(
         "threshold_chosen_on_validation",
@@ -567,6 +610,7 @@ def threshold_gate(splits: Splits, candidate: Candidate, cost_model: CostModel) 
                 )
                 for name, d in details.items()
             ),
+            measure("policy_cells_differing", sum(d["cells_differing"] for d in details.values()), 0),
         ),
     )
 
@@ -640,9 +684,9 @@ def evaluation_scores_gate(
     """The evaluation scored this candidate on its test split, and its scores are the model file's.
 
     ``evaluation_scores`` must hold exactly the test split's rows; a hash sample of them (every row
-    up to ``max_rows``) is scored again from the model file and must match; every alert must be
-    ``score >= threshold``; and the evaluation's cost, rows and frauds must be those of the stored
-    decisions.
+    up to ``max_rows``) is scored again from the model file and must match; every alert must be the
+    candidate's policy's (``score >=`` the threshold of the row's cell); and the evaluation's cost,
+    rows and frauds must be those of the stored decisions.
     """
     failures, details = [], {}
     if evaluation.model_version != candidate.version:
@@ -651,6 +695,9 @@ def evaluation_scores_gate(
         failures.append(
             f"the evaluation used threshold {evaluation.threshold:.6g}, the candidate's is {candidate.threshold:.6g}"
         )
+    policy = candidate.policy
+    if evaluation.policy is not None and DecisionPolicy.from_dict(evaluation.policy) != policy:
+        failures.append("the evaluation decided with another policy than the candidate's")
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if "evaluation_scores" not in tables:
         failures.append("no evaluation_scores table: the test scores cannot be recomputed")
@@ -661,17 +708,27 @@ def evaluation_scores_gate(
             details,
             (measure("evaluation_problems", len(failures), 0),),
         )
-    coverage = con.execute(
+    counts = con.execute(
         """
         SELECT count(*) FILTER (WHERE t.transaction_id IS NULL) AS not_in_test,
-               count(*) FILTER (WHERE e.transaction_id IS NULL) AS not_scored,
-               count(*) FILTER (WHERE e.transaction_id IS NOT NULL AND t.transaction_id IS NOT NULL
-                                AND e.alert IS DISTINCT FROM (e.score >= $threshold)) AS alert_not_at_threshold
+               count(*) FILTER (WHERE e.transaction_id IS NULL) AS not_scored
         FROM (SELECT transaction_id FROM training_set WHERE split = 'test') AS t
         FULL JOIN evaluation_scores AS e ON e.transaction_id = t.transaction_id
-        """,
-        {"threshold": float(candidate.threshold)},
+        """
     ).fetchone()
+    columns = "".join(f", t.{column}" for column in policy.columns())
+    stored = fetch_frame(
+        con,
+        f"SELECT e.score, e.alert{columns} FROM training_set AS t JOIN evaluation_scores AS e USING (transaction_id) "
+        "WHERE t.split = 'test'",
+    )
+    stored_alert = stored["alert"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    scored = stored["score"].notna().to_numpy()
+    expected_alert = np.zeros(len(stored), dtype=bool)
+    expected_alert[scored] = policy.alerts(stored["score"].to_numpy(dtype=float)[scored], stored[scored])
+    # a NULL alert or score is no decision of the policy's either
+    not_the_policys = int(((stored_alert != expected_alert) | stored["alert"].isna().to_numpy() | ~scored).sum())
+    coverage = (*map(int, counts), not_the_policys)
     details["coverage"] = dict(zip(("not_in_test", "not_scored", "alert_not_at_threshold"), map(int, coverage)))
     if coverage[0] or coverage[1]:
         failures.append(
@@ -679,7 +736,9 @@ def evaluation_scores_gate(
             f"{coverage[1]:,} test rows are not scored"
         )
     if coverage[2]:
-        failures.append(f"{coverage[2]:,} stored alerts are not score >= threshold")
+        failures.append(
+            f"{coverage[2]:,} stored alerts are not score >= the threshold of the row's cell (the candidate's policy)"
+        )
     test_ids = con.execute("SELECT transaction_id FROM training_set WHERE split = 'test'").fetchnumpy()[
         "transaction_id"
     ]
@@ -860,7 +919,7 @@ def evaluate_gates(
 
 
 def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: CostSettings) -> float | None:
-    """The champion's cost on the current test window, scored with its own model and threshold.
+    """The champion's cost on the current test window, scored with its own model and decision policy.
 
     None when the champion needs a feature the current training set does not have.
     """
@@ -869,7 +928,7 @@ def champion_test_cost(con, store: ModelRegistryStore, version: str, costs: Cost
     if not set(bundle["features"]) <= set(test.columns):
         return None
     model = TrainedModel.from_dict(bundle)
-    alert = score(model, test) >= bundle["threshold"]
+    alert = policy_of(bundle).alerts(score(model, test), test)
     return float(
         decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, costs.cost_model()).sum()
     )

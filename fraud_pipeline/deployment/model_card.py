@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from fraud_pipeline.deployment.gates import Measure
 from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.lib.markdown import md_text
+from fraud_pipeline.lib.policy import DecisionPolicy, policy_of
 
 
 def _measures(measures: list[dict]) -> str:
@@ -38,6 +41,89 @@ def _spec_lines(bundle: dict) -> list[str]:
     return lines
 
 
+def _has_policy(bundle: dict) -> bool:
+    """Whether the bundle records a decision policy (a bundle written before policies has only thresholds)."""
+    return bool(bundle.get("policy") or (bundle.get("fallback") or {}).get("policy"))
+
+
+def _decision_line(bundle: dict) -> str:
+    """The card's one-line decision rule: the single threshold, or the policy's global one and where the cells are."""
+    if not _has_policy(bundle):
+        return (
+            f"- decision: alert (review/block) when score >= {bundle['threshold']:.6f}, "
+            "chosen to minimise expected cost on validation"
+        )
+    return (
+        "- decision: alert (review/block) when score >= the threshold of the row's cohort cell, each chosen to "
+        f"minimise expected cost on validation (Decision policy below); global threshold "
+        f"{policy_of(bundle).global_threshold:.6f}"
+    )
+
+
+def _structure(names) -> str:
+    return " x ".join(md_text(n) for n in names) if names else "one threshold (no split)"
+
+
+def _holdout_cost(cost) -> str:
+    """A structure's held-out cost, or why it has none (the earlier half had no fraud to fit on)."""
+    if cost is None or not isinstance(cost, (int, float)) or math.isinf(cost):
+        return "none (no fraud to fit on)"
+    return f"{cost:,.0f}"
+
+
+def _policy_lines(title: str, policy: DecisionPolicy) -> list[str]:
+    """One model's policy: its global threshold, the structure chosen and why, and one row per cell."""
+    lines = [
+        "",
+        f"### {title}",
+        "",
+        f"- global threshold: {policy.global_threshold:.6f} (every row of a cell not listed)",
+    ]
+    chosen = [s.name for s in policy.splits]
+    lines.append(f"- cells cut by: {_structure(chosen)}")
+    if policy.selection:
+        lines += [
+            "- selected: the structure with the lowest cost on the later half of validation, fitted on the "
+            "earlier half (the simpler one on a tie)",
+            "",
+            "| structure | held-out cost | chosen |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {_structure(row.get('splits', []))} | {_holdout_cost(row.get('holdout_cost'))} "
+            f"| {'yes' if list(row.get('splits', [])) == chosen else ''} |"
+            for row in policy.selection
+        ]
+    if policy.is_single:
+        return lines
+    lines.append("")
+    lines.append(
+        "- shrinkage toward the global threshold: each cell minimises its own validation cost plus the whole "
+        f"population's scaled to {policy.prior_frauds:g} frauds (own weight = frauds / (frauds + {policy.prior_frauds:g}))"
+    )
+    if policy.max_alerts_per_day is not None:
+        lines.append(
+            f"- review capacity: {policy.max_alerts_per_day:g} alerts per day shared by the cells "
+            f"(price per alert {policy.alert_price:,.2f})"
+        )
+    lines += ["", "| cell | validation frauds | own weight | threshold |", "|---|---|---|---|"]
+    lines += [f"| {md_text(c.cell)} | {c.n_frauds} | {c.own_weight:.2f} | {c.threshold:.6f} |" for c in policy.cells]
+    return lines
+
+
+def _decision_policy_lines(bundle: dict) -> list[str]:
+    """The decision section: the main model's and the fallback's policies (nothing for a bundle without one)."""
+    if not _has_policy(bundle):
+        return []
+    lines = ["", "## Decision policy"]
+    lines += _policy_lines("main model", policy_of(bundle))
+    if isinstance(bundle.get("fallback"), dict) and (
+        "policy" in bundle["fallback"] or "threshold" in bundle["fallback"]
+    ):
+        lines += _policy_lines("fallback model (history unavailable)", policy_of(bundle["fallback"]))
+    return lines
+
+
 def render_model_card(bundle: dict) -> str:
     """Markdown card: what the model is, what it was trained and tested on, how it did, what gated it.
 
@@ -53,7 +139,7 @@ def render_model_card(bundle: dict) -> str:
         f"- train: {windows['train_start']} .. {windows['train_end']}",
         f"- validation: {windows['validation_start']} .. {windows['validation_end']}",
         f"- test: {windows['test_start']} .. {windows['test_end']}",
-        f"- decision: alert (review/block) when score >= {bundle['threshold']:.6f}, chosen to minimise expected cost on validation",
+        _decision_line(bundle),
         f"- cost model: {md_text(bundle['cost_model'])}",
         f"- features ({len(bundle['features'])}): {', '.join(md_text(f) for f in bundle['features'])}",
         "- missing history stays missing (NaN); the model never sees a zero standing in for absence",
@@ -80,6 +166,7 @@ def render_model_card(bundle: dict) -> str:
     ):
         value = evaluation.get(key)
         lines.append(f"| {key} | {value:,.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += _decision_policy_lines(bundle)
     lines += _spec_lines(bundle)
     lines += ["", "## Gates", "", "| gate | passed | observed vs bound | reason |", "|---|---|---|---|"]
     lines += [

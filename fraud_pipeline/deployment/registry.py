@@ -23,16 +23,20 @@ What a kill at any moment leaves:
   while appending) is no event. So the pointer is always one the history explains.
 
 Reading validates: an unreadable ``champion.json``, ``bundle.json`` or history line, a champion
-whose folder is gone or whose model file is not a LightGBM model raise :class:`RegistryError`, one
-line naming the file.
+whose folder is gone, whose model file is not a LightGBM model or whose decision policy is malformed
+raise :class:`RegistryError`, one line naming the file (and for a policy, the field).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+from dataclasses import MISSING, fields
 from pathlib import Path
+
+from fraud_pipeline.lib.policy import CellChoice, DecisionPolicy
 
 MODEL_FILES = ("model.txt", "fallback_model.txt")
 #: What serving reads from a bundle; a champion's bundle without one of them cannot be served.
@@ -45,6 +49,75 @@ DECISION_EVENTS = ("promoted", "kept_champion", "blocked", "refused")
 
 class RegistryError(RuntimeError):
     """A registry file is missing or unreadable; the message is one line naming the file."""
+
+
+#: How a policy's infinite bin edge is written (JSON has no infinity).
+_INFINITE_EDGES = ("inf", "-inf")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def policy_problem(values, field: str) -> str | None:
+    """What is wrong with a bundle's decision policy (as ``DecisionPolicy.as_dict`` writes it), or None.
+
+    Args:
+        values: The recorded policy.
+        field: Where it sits in ``bundle.json`` (``policy``, ``fallback.policy``), to name the field at fault.
+
+    Returns:
+        ``<field>: <problem>`` for the first problem found (``policy.cells[2].threshold: not a finite
+        number (nan)``), None for a policy serving can apply.
+    """
+    if not isinstance(values, dict):
+        return f"{field}: not an object"
+    threshold = values.get("global_threshold")
+    if not _is_number(threshold) or not math.isfinite(threshold):
+        return f"{field}.global_threshold: not a finite number ({threshold!r})"
+    for key in ("splits", "cells", "selection"):
+        if not isinstance(values.get(key, []), list):
+            return f"{field}.{key}: not a list"
+    for i, split in enumerate(values.get("splits", [])):
+        where = f"{field}.splits[{i}]"
+        if not isinstance(split, dict):
+            return f"{where}: not an object"
+        for key in ("name", "column"):
+            if not isinstance(split.get(key), str) or not split[key]:
+                return f"{where}.{key}: not a name ({split.get(key)!r})"
+        bins = split.get("bins")
+        if bins is not None:
+            edges = (
+                [float(b) if _is_number(b) or b in _INFINITE_EDGES else math.nan for b in bins]
+                if isinstance(bins, list)
+                else []
+            )
+            if len(edges) < 2 or any(math.isnan(e) for e in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
+                return f"{where}.bins: not increasing bin edges (numbers, or 'inf' / '-inf') ({bins!r})"
+    names = {f.name for f in fields(CellChoice)}
+    required = {f.name for f in fields(CellChoice) if f.default is MISSING and f.default_factory is MISSING}
+    for i, cell in enumerate(values.get("cells", [])):
+        where = f"{field}.cells[{i}]"
+        if not isinstance(cell, dict):
+            return f"{where}: not an object"
+        if not required <= set(cell) <= names:
+            lacking, unknown = sorted(required - set(cell)), sorted(set(cell) - names)
+            return f"{where}: " + "; ".join(
+                part
+                for part in (lacking and f"lacks {', '.join(lacking)}", unknown and f"unknown {', '.join(unknown)}")
+                if part
+            )
+        if not isinstance(cell["cell"], str):
+            return f"{where}.cell: not a text ({cell['cell']!r})"
+        if not _is_number(cell["threshold"]) or not math.isfinite(cell["threshold"]):
+            return f"{where}.threshold: not a finite number ({cell['threshold']!r})"
+    if values.get("cells") and not values.get("splits"):
+        return f"{field}.cells: cells without the splits that cut them"
+    try:
+        DecisionPolicy.from_dict(values)
+    except (KeyError, TypeError, ValueError) as error:
+        return f"{field}: unreadable ({type(error).__name__}: {error})"
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -209,6 +282,15 @@ class ModelRegistryStore:
             raise RegistryError(
                 f"{folder / 'bundle.json'}: not a servable bundle (lacks {', '.join(lacking) or 'fallback.threshold'})"
             )
+        for model, field in ((bundle, "policy"), (bundle["fallback"], "fallback.policy")):
+            # optional: a bundle written before policies is served by its thresholds
+            problem = None if model.get("policy") is None else policy_problem(model["policy"], field)
+            if problem is None and model.get("policy") is not None:
+                recorded, threshold = model["policy"]["global_threshold"], model["threshold"]
+                if recorded != threshold:
+                    problem = f"{field}.global_threshold: {recorded!r} is not the model's threshold {threshold!r}"
+            if problem:
+                raise RegistryError(f"{folder / 'bundle.json'}: malformed decision policy: {problem}")
         for name in MODEL_FILES:
             path = folder / name
             check_model_text(path, _read_text(path, f"model file of version {version}"))

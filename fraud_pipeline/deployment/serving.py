@@ -5,7 +5,7 @@ Two kinds of absence reach a scorer, and neither may become a value:
 * **History unavailable** (the history feature service timed out): the history *counts* arrive as
   NULL, which never happens for real rows, where a user without history has counts of 0. Such a
   row is not a new user; it is scored by the fallback model, trained on the same windows without
-  history features, with its own cost-minimising threshold.
+  history features, with its own decision policy (chosen on its own validation scores).
 * **A required field missing** (e.g. no amount): the row is routed to review with the reason; it is
   never defaulted to a value (a "high-risk" default rejects everyone, a "safe" one waves fraud through).
 
@@ -17,6 +17,13 @@ Every decision says why: its ``reason`` names the route and its cause (``main: h
 ``fallback: history unavailable (n_prior_tx_30d NULL)``, ``missing required field: amount``), and an
 alert a model scored names in ``top_features`` the features that raised its score most, with their
 values (LightGBM ``pred_contrib``, largest first, ties by name).
+
+Each model decides by its **decision policy** (:class:`~fraud_pipeline.lib.policy.DecisionPolicy`, in
+the bundle): the alert threshold of the row's cohort cell (``channel=ecommerce``,
+``account_age=<7d|channel=online``), chosen on validation, or the policy's global threshold for a cell
+it never saw; a bundle written before policies has one threshold for every row. Every scored
+decision records the ``threshold`` it was judged at and its ``cell``, and under a per-cell policy its
+reason says which threshold that was and why.
 
 The same :func:`decide` serves the batch scoring asset, the command-line file scorer and the outage
 replay, so what is evaluated is what is served.
@@ -31,9 +38,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from fraud_pipeline.evaluation.cohorts import with_cohort_columns
 from fraud_pipeline.features.spec import FeatureSpec, default_spec
 from fraud_pipeline.features.table import transaction_features_table
+from fraud_pipeline.lib.cohort_splits import CohortSpec
 from fraud_pipeline.lib.costs import CostModel, decision_costs
+from fraud_pipeline.lib.policy import DecisionPolicy, as_policy, cell_labels, policy_of
 from fraud_pipeline.lib.schema import (
     DECIMAL_ID,
     INTEGER_ID,
@@ -46,6 +56,7 @@ from fraud_pipeline.lib.schema import (
     columns,
     encode_id_sql,
 )
+from fraud_pipeline.lib.warehouse import WarehouseError
 from fraud_pipeline.training.candidate import history_count
 from fraud_pipeline.training.model import TrainedModel, score, to_model_matrix
 
@@ -62,39 +73,93 @@ REQUIRED_FIELDS = required_fields()
 HISTORY_COUNTS = default_spec().history_counts
 
 POLICY = {
-    "history_unavailable": "score with the fallback model (no history features) and its own threshold",
+    "history_unavailable": "score with the fallback model (no history features) and its own decision policy",
     "missing_required_field": "route to review with the reason; never default the field",
 }
 
 
 @dataclass(frozen=True)
 class ScoringModels:
-    """The champion's main model and its fallback, each with its decision threshold, and the spec they read.
+    """The champion's main model and its fallback, each with its decision policy, and the spec they read.
 
     Attributes:
+        main: The model of rows with their history.
+        main_policy: Its decision policy (a single threshold is accepted and read as the policy of one threshold).
+        fallback: The model of rows whose history is unavailable.
+        fallback_policy: Its decision policy, chosen on its own validation scores.
         spec: The feature spec both models were trained on (what is required, what is history).
     """
 
     main: TrainedModel
-    main_threshold: float
+    main_policy: DecisionPolicy | float
     fallback: TrainedModel
-    fallback_threshold: float
+    fallback_policy: DecisionPolicy | float
     spec: FeatureSpec = field(default_factory=default_spec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "main_policy", as_policy(self.main_policy))
+        object.__setattr__(self, "fallback_policy", as_policy(self.fallback_policy))
+
+    @property
+    def main_threshold(self) -> float:
+        """The main policy's global threshold (the only one of a bundle written before policies)."""
+        return self.main_policy.global_threshold
+
+    @property
+    def fallback_threshold(self) -> float:
+        """The fallback policy's global threshold."""
+        return self.fallback_policy.global_threshold
+
+    def policy_splits(self) -> tuple[CohortSpec, ...]:
+        """The cohort splits either policy cuts rows by (once each, by name)."""
+        splits = {s.name: s for policy in (self.main_policy, self.fallback_policy) for s in policy.splits}
+        return tuple(splits.values())
+
+    def policy_columns(self) -> tuple[str, ...]:
+        """The frame columns the policies read besides the scores (``channel``, ``account_age_days``)."""
+        return tuple(dict.fromkeys(s.column for s in self.policy_splits()))
 
     @classmethod
     def from_candidate(cls, candidate: dict) -> ScoringModels:
         """From a ``fraud_model`` output (or a registry bundle with its model texts filled in).
 
-        A candidate or bundle that records no ``feature_spec`` was trained on the default spec.
+        Each model's policy is :func:`~fraud_pipeline.lib.policy.policy_of` its values: its ``policy``,
+        or for a bundle written before policies its single ``threshold``. A candidate or bundle that
+        records no ``feature_spec`` was trained on the default spec.
         """
         recorded = candidate.get("feature_spec")
         return cls(
             main=TrainedModel.from_dict(candidate),
-            main_threshold=float(candidate["threshold"]),
+            main_policy=policy_of(candidate),
             fallback=TrainedModel.from_dict(candidate["fallback"]),
-            fallback_threshold=float(candidate["fallback"]["threshold"]),
+            fallback_policy=policy_of(candidate["fallback"]),
             spec=FeatureSpec.from_dict(recorded, "<bundle>") if recorded else default_spec(),
         )
+
+
+def with_policy_columns(
+    con, frame: pd.DataFrame, models: ScoringModels, transactions: str = "transactions", users: str = "users"
+) -> pd.DataFrame:
+    """The frame with every column the models' policies read and it lacks, read from the warehouse.
+
+    A feature row carries its spec's columns; a policy may cut by a column the spec does not read
+    (account age under a spec without it): it is read as evaluation reads it
+    (:func:`~fraud_pipeline.evaluation.cohorts.with_cohort_columns`), by ``transaction_id`` from
+    ``transactions`` (account age from the user's ``created_at`` in ``users``).
+
+    Raises:
+        WarehouseError: A column neither the frame nor the warehouse has (one line naming it).
+    """
+    if not models.policy_columns() or set(models.policy_columns()) <= set(frame.columns):
+        return frame
+    read, _ = with_cohort_columns(con, frame, models.policy_splits(), transactions, users)
+    lacking = [c for c in models.policy_columns() if c not in read.columns]
+    if lacking:
+        raise WarehouseError(
+            f"the champion's decision policy cuts rows by {', '.join(lacking)}, which neither the rows to score "
+            "nor the warehouse has"
+        )
+    return read
 
 
 def history_available(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> np.ndarray:
@@ -179,49 +244,93 @@ def fallback_reason(frame: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.
 MAIN_REASON = "main: history available"
 
 
+def threshold_notes(policy: DecisionPolicy, cells: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """What a reason adds under a per-cell policy: which threshold judged the row, and why that one.
+
+    ``threshold 0.031 of cell channel=ecommerce`` for a cell the policy knows, ``global threshold 0.054
+    (cell region=XX not seen on validation)`` for one it does not; ``''`` for every row of a policy of
+    one threshold (its rows all read the same threshold, recorded beside them).
+    """
+    if policy.is_single:
+        return np.full(len(cells), "", dtype=object)
+    known = policy.thresholds()
+    return np.array(
+        [
+            f"threshold {t:.4g} of cell {c}"
+            if c in known
+            else f"global threshold {t:.4g} (cell {c} not seen on validation)"
+            for c, t in zip(cells, thresholds)
+        ],
+        dtype=object,
+    )
+
+
 def decide(frame: pd.DataFrame, models: ScoringModels) -> pd.DataFrame:
     """Routes and scores every row: main model, fallback model, or review; every alert says why.
 
+    A scored row is alerted when its score is at or above the threshold its route's policy gives its
+    cell (:meth:`~fraud_pipeline.lib.policy.DecisionPolicy.row_thresholds`): the main policy for main
+    rows, the fallback's for history-unavailable rows.
+
     Returns:
-        transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), alert,
-        reason (the route and why: ``main: history available``, ``fallback: history unavailable
-        (n_prior_tx_30d NULL)``, ``missing required field: amount``) and top_features (for an
-        alert a model scored, its :data:`TOP_FEATURES` largest contributions, :func:`top_contributions`;
-        ``''`` otherwise).
+        transaction_id, route ('main' | 'fallback' | 'review'), score (NaN for review), threshold (the
+        one the row was judged at; NaN for review), cell (its policy cell, ``''`` under a policy of one
+        threshold and for review), alert, reason (the route and why: ``main: history available``,
+        ``fallback: history unavailable (n_prior_tx_30d NULL)``, ``missing required field: amount``;
+        under a per-cell policy followed by ``; threshold 0.031 of cell channel=ecommerce``, see
+        :func:`threshold_notes`) and top_features (for an alert a model scored, its
+        :data:`TOP_FEATURES` largest contributions, :func:`top_contributions`; ``''`` otherwise).
+
+    Raises:
+        ValueError: The rows lack a column the policies cut by (:func:`with_policy_columns` reads it).
     """
+    lacking_columns = [c for c in models.policy_columns() if c not in frame.columns]
+    if lacking_columns and len(frame):
+        raise ValueError(
+            f"the decision policy cuts rows by {', '.join(lacking_columns)}, which the rows to decide do not carry"
+        )
     lacking = missing_fields(frame, models.spec).to_numpy()
     complete = lacking == ""
     available = history_available(frame, models.spec)
     route = np.where(~complete, "review", np.where(available, "main", "fallback"))
     scores = np.full(len(frame), np.nan)
+    thresholds = np.full(len(frame), np.nan)
+    cells = np.full(len(frame), "", dtype=object)
+    notes = np.full(len(frame), "", dtype=object)
     main_rows, fallback_rows = route == "main", route == "fallback"
     reason = np.where(route == "review", np.char.add("missing required field: ", lacking.astype(str)), MAIN_REASON)
     reason = reason.astype(object)
+    if fallback_rows.any():
+        reason[fallback_rows] = fallback_reason(frame.loc[fallback_rows], models.spec).to_numpy()
     top_features = np.full(len(frame), "", dtype=object)
-    for rows, model, threshold in (
-        (main_rows, models.main, models.main_threshold),
-        (fallback_rows, models.fallback, models.fallback_threshold),
+    alert = route == "review"
+    for rows, model, policy in (
+        (main_rows, models.main, models.main_policy),
+        (fallback_rows, models.fallback, models.fallback_policy),
     ):
         if not rows.any():
             continue
+        part = frame.loc[rows]
         booster = model.booster()
-        scores[rows] = score(model, frame.loc[rows], booster)
+        scores[rows] = score(model, part, booster)
+        thresholds[rows] = policy.row_thresholds(part)
+        if not policy.is_single:
+            cells[rows] = cell_labels(part, policy.splits).to_numpy(dtype=object)
+        notes[rows] = threshold_notes(policy, cells[rows], thresholds[rows])
         alerted = rows.copy()
-        alerted[rows] = scores[rows] >= threshold
+        alerted[rows] = scores[rows] >= thresholds[rows]
+        alert = alert | alerted
         if alerted.any():
             top_features[alerted] = top_contributions(model, frame.loc[alerted], booster)
-    if fallback_rows.any():
-        reason[fallback_rows] = fallback_reason(frame.loc[fallback_rows], models.spec).to_numpy()
-    alert = np.where(
-        route == "review",
-        True,
-        np.where(main_rows, scores >= models.main_threshold, scores >= models.fallback_threshold),
-    )
+    noted = notes != ""
+    reason[noted] = reason[noted] + "; " + notes[noted]
     return pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].to_numpy(),
             "route": route,
             "score": scores,
+            "threshold": thresholds,
+            "cell": cells,
             "alert": alert.astype(bool),
             "reason": reason,
             "top_features": top_features,
@@ -532,6 +641,8 @@ def score_new_transactions(
     unkeyed = con.execute(f"SELECT * FROM scoring_input WHERE {keys_missing}").df()
     con.execute(f"CREATE OR REPLACE TEMP VIEW keyed_new AS SELECT * FROM scoring_input WHERE NOT ({keys_missing})")
     frame = features_for_new_transactions(con, "keyed_new", models.spec)
+    # the policy's cells may be cut by a column the spec does not read (account age): the new rows' own
+    frame = with_policy_columns(con, frame, models, transactions="keyed_new")
     beyond = np.zeros(len(frame), dtype=bool)
     if known_until is not None and len(frame):
         beyond = (pd.to_datetime(frame["event_time"]) > pd.Timestamp(known_until)).to_numpy()
@@ -539,12 +650,22 @@ def score_new_transactions(
     decided = decide(frame, models)
     if beyond.any():
         gap = beyond & (decided["route"] == "fallback").to_numpy()
-        decided.loc[gap, "reason"] = history_gap_reason(known_until)
+        notes = threshold_notes(
+            models.fallback_policy, decided.loc[gap, "cell"].to_numpy(), decided.loc[gap, "threshold"].to_numpy()
+        )
+        decided.loc[gap, "reason"] = [history_gap_reason(known_until) + (f"; {n}" if n else "") for n in notes]
     problems = con.execute("SELECT transaction_id, invalid FROM keyed_new WHERE invalid IS NOT NULL").fetchall()
     if problems:
         bad = dict(problems)
         rows = decided["transaction_id"].isin(list(bad)).to_numpy()
-        decided.loc[rows, ["route", "score", "alert", "top_features"]] = ["review", np.nan, True, ""]
+        decided.loc[rows, ["route", "score", "threshold", "cell", "alert", "top_features"]] = [
+            "review",
+            np.nan,
+            np.nan,
+            "",
+            True,
+            "",
+        ]
         decided.loc[rows, "reason"] = ["invalid value: " + bad[i] for i in decided.loc[rows, "transaction_id"]]
 
     def unkeyed_reason(row) -> str:
@@ -558,6 +679,8 @@ def score_new_transactions(
             "transaction_id": unkeyed["transaction_id"].to_numpy(),
             "route": "review",
             "score": np.nan,
+            "threshold": np.nan,
+            "cell": "",
             "alert": True,
             "reason": reasons.to_numpy(),
             "top_features": "",

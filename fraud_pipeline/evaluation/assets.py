@@ -38,11 +38,14 @@ from fraud_pipeline.evaluation.cohorts import (
     with_cohort_columns,
 )
 from fraud_pipeline.evaluation.metrics import (
+    POLICY_VS_SINGLE_COLUMNS,
     CohortSpec,
+    Decision,
     cohort_table,
     day_bootstrap,
     evaluate_decisions,
     feature_importance,
+    policy_vs_single,
     reliability_bins,
 )
 from fraud_pipeline.evaluation.report import (
@@ -164,8 +167,10 @@ def model_evaluation(
     duckdb: DuckDBResource,
     costs: CostSettings,
 ) -> ModelEvaluation:
-    """Test-window cost, savings, AP and AUC, per cohort with intervals and calibration, and the train-to-test decomposition."""
+    """Test-window cost, savings, AP and AUC of the candidate's decision policy, per cohort with intervals and calibration,
+    beside its single global threshold, and the train-to-test decomposition."""
     model = fraud_model.main.model
+    policy = fraud_model.policy
     booster = model.booster()
     with duckdb.get_connection() as con:
         wanted = cohorts_named(config.cohorts)
@@ -177,7 +182,7 @@ def model_evaluation(
         train["score"] = score(model, train, booster)
         validation["score"] = score(model, validation, booster)
         test["score"] = score(model, test, booster)
-        test["alert"] = test["score"] >= fraud_model.threshold
+        test["alert"] = policy.alerts(test["score"], test)
         replace_tables(
             con,
             {
@@ -193,10 +198,8 @@ def model_evaluation(
         test["is_fraud"].to_numpy(),
         cost_model,
     )
-    headline = evaluate_decisions(
-        test, fraud_model.threshold, cost_model, rule["amount_threshold"], config.daily_review_capacity
-    )
-    threshold = fraud_model.threshold
+    headline = evaluate_decisions(test, policy, cost_model, rule["amount_threshold"], config.daily_review_capacity)
+    threshold = policy
     cohorts = _cohort_rows(test, threshold, cost_model, rule["amount_threshold"], config, splits)
     train_headline = window_headline(train, threshold, cost_model)
     # The train window is in-sample (its "within" includes overfitting); validation is the out-of-sample reference.
@@ -215,7 +218,7 @@ def model_evaluation(
     evaluation = ModelEvaluation(
         **{k: plain(v) for k, v in headline.items()},
         model_version=fraud_model.version,
-        threshold=threshold,
+        threshold=fraud_model.threshold,
         rule_amount_threshold=float(rule["amount_threshold"]),
         cohorts=plain_rows(cohorts),
         cohort_floors=config.floors(),
@@ -223,6 +226,8 @@ def model_evaluation(
         decomposition_train_to_test=plain_rows(decomposition),
         decomposition_validation_to_test=plain_rows(decomposition_validation),
         test_rows=asdict(RowDigest.of(test["transaction_id"])),
+        policy=policy.as_dict(),
+        policy_vs_single=plain_rows(policy_vs_single(test, policy, cost_model, rule["amount_threshold"], splits)),
     )
     context.add_output_metadata(
         {
@@ -233,13 +238,16 @@ def model_evaluation(
             "decomposition_validation_to_test": dg.MetadataValue.md(
                 markdown_table(decomposition_validation, DECOMPOSITION_COLUMNS)
             ),
+            "policy_vs_single": dg.MetadataValue.md(
+                markdown_table(evaluation.policy_vs_single, list(POLICY_VS_SINGLE_COLUMNS))
+            ),
         }
     )
     return evaluation
 
 
 def _cohort_metrics(
-    frame: pd.DataFrame, threshold: float, cost_model, rule_amount_threshold: float, cohorts: tuple[CohortSpec, ...]
+    frame: pd.DataFrame, threshold: Decision, cost_model, rule_amount_threshold: float, cohorts: tuple[CohortSpec, ...]
 ) -> list[dict]:
     """The plain cohort tables of a scored window, every cohort split in one list (empty without a split)."""
     return [
@@ -251,7 +259,7 @@ def _cohort_metrics(
 
 def _cohort_rows(
     frame: pd.DataFrame,
-    threshold: float,
+    threshold: Decision,
     cost_model,
     rule_amount_threshold: float,
     config: EvaluationConfig,
@@ -324,6 +332,7 @@ FOLD_COLUMNS = [
     "n_transactions",
     "n_frauds",
     "threshold",
+    "policy_cells",
     "total_cost",
     "savings_vs_approve_all_pct",
     "average_precision",
@@ -391,13 +400,13 @@ def backtest(
     """Rolling out-of-time folds of the run's design, each retrained with the candidate's settings, so the test
     metrics come with a spread. Fold 0 is the candidate's own windows when the design is the run's."""
     current = training_windows
-    params = ModelParams(**fraud_model.params)
+    params = ModelParams(**{k: v for k, v in fraud_model.params.items() if k in ModelParams.__dataclass_fields__})
     run = {
         **(asdict(current.design) if current.design else {}),
         "daily_review_capacity": model_evaluation.review_capacity_k,
         "max_genuine_rows": params.max_genuine_rows,
     }
-    design, sources = fold_design(run, {name: getattr(config, name) for name in DESIGN_SETTINGS})
+    design, sources = fold_design(run, {name: getattr(config, name, None) for name in DESIGN_SETTINGS})
     params = replace(params, max_genuine_rows=design.max_genuine_rows)
     cost_model = costs.cost_model()  # the run's costs resource, as fraud_model and model_evaluation use
     spec = fraud_model.feature_spec()
@@ -430,6 +439,7 @@ def backtest(
                 design.daily_review_capacity,
                 cohort[0] if cohort else None,
                 spec,
+                fraud_model.request(),
             )
             del splits
             folds.append(fold_row(index, windows, headline, current))
@@ -575,7 +585,7 @@ def evaluation_report(
         evaluation=evaluation,
         bootstrap=day_bootstrap(
             test,
-            evaluation.threshold,
+            fraud_model.policy,
             cost_model,
             evaluation.rule_amount_threshold,
             config.bootstrap_resamples,

@@ -22,7 +22,9 @@ from fraud_pipeline.evaluation.metrics import (
     evaluate_decisions,
 )
 from fraud_pipeline.features.spec import FeatureSpec, default_spec
-from fraud_pipeline.lib.costs import CostModel, choose_threshold
+from fraud_pipeline.lib.costs import CostModel
+from fraud_pipeline.lib.policy import PolicyRequest
+from fraud_pipeline.training.candidate import model_policy
 from fraud_pipeline.training.model import ModelParams, score, train_model
 from fraud_pipeline.training.windows import TrainingWindows, WindowDesign
 
@@ -47,9 +49,9 @@ class BacktestDesign:
     max_genuine_rows: int
 
     def as_dict(self) -> dict[str, int]:
-        """Every setting by name, the window lengths flat beside the others."""
+        """Every setting by name (:data:`DESIGN_SETTINGS`), the window lengths flat beside the others."""
         return {
-            **asdict(self.windows),
+            **{k: v for k, v in asdict(self.windows).items() if k not in SHORTEST_WINDOWS},
             "daily_review_capacity": self.daily_review_capacity,
             "max_genuine_rows": self.max_genuine_rows,
         }
@@ -64,11 +66,22 @@ class BacktestDesign:
 
 
 #: Every setting of a backtest design, in the order they are stated.
-DESIGN_SETTINGS = (*(f.name for f in fields(WindowDesign)), "daily_review_capacity", "max_genuine_rows")
+#: The shortest windows the newest fold may be shortened to, and the window each one bounds: the run's
+#: (a run from before windows could be shortened: the window itself), capped at the folds' window.
+SHORTEST_WINDOWS = {"min_validation_days": "validation_days", "min_test_days": "test_days"}
+DESIGN_SETTINGS = (
+    *(f.name for f in fields(WindowDesign) if f.name not in SHORTEST_WINDOWS),
+    "daily_review_capacity",
+    "max_genuine_rows",
+)
 
 
 def _design(values: dict[str, int]) -> BacktestDesign:
-    windows = WindowDesign(**{f.name: int(values[f.name]) for f in fields(WindowDesign)})
+    shortest = {
+        name: min(int(values.get(name) or values[window]), int(values[window]))
+        for name, window in SHORTEST_WINDOWS.items()
+    }
+    windows = WindowDesign(**{name: int(values[name]) for name in DESIGN_SETTINGS[:-2]}, **shortest)
     return BacktestDesign(windows, int(values["daily_review_capacity"]), int(values["max_genuine_rows"]))
 
 
@@ -97,6 +110,7 @@ def fold_design(run: dict[str, int | None], overrides: dict[str, int | None]) ->
                 f"the run does not say its {name} (training_windows from before windows carried their design?): "
                 f"rematerialise training_windows or set the backtest's {name}"
             )
+    values.update({name: run.get(name) for name in SHORTEST_WINDOWS})
     return _design(values), sources
 
 
@@ -160,8 +174,9 @@ def run_fold(
     daily_review_capacity: int,
     cohort: CohortSpec | None,
     spec: FeatureSpec | None = None,
+    policy: PolicyRequest | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Trains on one fold's train split, chooses the threshold on its validation split, evaluates on its test split.
+    """Trains on one fold's train split, chooses its decision policy on its validation split, evaluates on its test split.
 
     Args:
         splits: ``train``, ``validation`` and ``test`` frames of the fold (features, is_fraud, amount,
@@ -173,28 +188,27 @@ def run_fold(
         cohort: The cohort split reported per fold; None when the data has no cohort column (no cohort rows).
         spec: The feature spec the candidate was trained on (its features and categoricals); the
             default spec when None.
+        policy: The decision policy the candidate asked for, chosen afresh on the fold's validation
+            split (:func:`~fraud_pipeline.training.candidate.model_policy`); None: one threshold.
 
     Returns:
-        The fold's headline metrics (with threshold and cost_per_transaction) and its cohort rows.
+        The fold's headline metrics (with its policy's global threshold, its number of cells and
+        cost_per_transaction) and its cohort rows.
     """
     spec = spec or default_spec()
     model = train_model(splits["train"], splits["validation"], spec.names, spec.categorical, params)
-    validation = splits["validation"]
-    threshold = float(
-        choose_threshold(
-            score(model, validation), validation["is_fraud"].to_numpy(), validation["amount"].to_numpy(), cost_model
-        ).threshold
-    )
+    decision = model_policy(model, splits["validation"], policy, cost_model)
     test = splits["test"].copy()
     test["score"] = score(model, test)
-    headline = evaluate_decisions(test, threshold, cost_model, rule_amount_threshold, daily_review_capacity)
-    headline["threshold"] = threshold
+    headline = evaluate_decisions(test, decision, cost_model, rule_amount_threshold, daily_review_capacity)
+    headline["threshold"] = decision.global_threshold
+    headline["policy_cells"] = len(decision.cells)
     headline["cost_per_transaction"] = (
         headline["total_cost"] / headline["n_transactions"] if headline["n_transactions"] else math.nan
     )
     if cohort is None:
         return headline, []
-    cohorts = cohort_table(test, threshold, cost_model, rule_amount_threshold, cohort).to_dict(orient="records")
+    cohorts = cohort_table(test, decision, cost_model, rule_amount_threshold, cohort).to_dict(orient="records")
     return headline, cohorts
 
 
@@ -210,6 +224,7 @@ def fold_row(
         "n_transactions": int(headline["n_transactions"]),
         "n_frauds": int(headline["n_frauds"]),
         "threshold": float(headline["threshold"]),
+        "policy_cells": int(headline.get("policy_cells", 0)),
         "total_cost": float(headline["total_cost"]),
         **{metric: float(headline[metric]) for metric in FOLD_METRICS},
     }

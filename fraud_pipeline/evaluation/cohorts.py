@@ -21,7 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from fraud_pipeline.evaluation.metrics import DEFAULT_COHORTS, CohortSpec, assign_cohort, ranking_metrics
+from fraud_pipeline.evaluation.metrics import CohortSpec, Decision, assign_cohort, ranking_metrics
+from fraud_pipeline.lib.cohort_splits import DEFAULT_COHORT_NAMES, cohorts_named  # noqa: F401 (re-exported)
 from fraud_pipeline.lib.costs import (
     CostModel,
     approve_all_cost,
@@ -29,6 +30,7 @@ from fraud_pipeline.lib.costs import (
     as_labels,
     decision_costs,
 )
+from fraud_pipeline.lib.policy import as_policy
 
 #: Metrics that get a bootstrap interval.
 INTERVAL_METRICS = ("recall", "precision", "savings_vs_approve_all_pct", "average_precision")
@@ -52,19 +54,6 @@ def cohorts_of(columns, cohorts: tuple[CohortSpec, ...]) -> tuple[CohortSpec, ..
 #: transaction ``t`` and its user ``u``. Account age is the same derivation as the feature of that
 #: name, so a spec without it as a feature still has the new-vs-mature split.
 WAREHOUSE_COHORT_SQL = {"account_age_days": "(epoch_us(t.event_time) - epoch_us(u.created_at)) / 1e6 / 86400.0"}
-#: The cohort splits evaluation and monitoring cut by, unless configured otherwise.
-DEFAULT_COHORT_NAMES = tuple(c.name for c in DEFAULT_COHORTS)
-
-
-def cohorts_named(names) -> tuple[CohortSpec, ...]:
-    """The cohort splits of the given names: a built-in one (account_age, channel, region) or a transaction column's values.
-
-    Args:
-        names: Cohort names, e.g. ``("account_age", "channel")`` or a categorical transaction column
-            such as ``"card_type"`` (its values are the cohorts).
-    """
-    known = {c.name: c for c in DEFAULT_COHORTS}
-    return tuple(known.get(name, CohortSpec(name, name)) for name in dict.fromkeys(names))
 
 
 def evaluated_cohorts(rows: list[dict]) -> tuple[CohortSpec, ...]:
@@ -156,7 +145,7 @@ def _weighted_ap(order_fraud: np.ndarray, group_end: np.ndarray, weights: np.nda
 
 
 def bootstrap_intervals(
-    frame: pd.DataFrame, threshold: float, cost_model: CostModel, n_resamples: int, seed: int, level: float = 0.9
+    frame: pd.DataFrame, threshold: Decision, cost_model: CostModel, n_resamples: int, seed: int, level: float = 0.9
 ) -> dict:
     """Percentile bootstrap intervals of recall, precision, savings share and AP on the frame's rows.
 
@@ -164,8 +153,8 @@ def bootstrap_intervals(
     frame and seed always give the same interval.
 
     Args:
-        frame: Columns is_fraud, score, amount.
-        threshold: The alert threshold.
+        frame: Columns is_fraud, score, amount (and the policy's split columns).
+        threshold: The alert threshold, or the decision policy.
         cost_model: The costs.
         n_resamples: Bootstrap resamples.
         seed: Seed of the resampling.
@@ -185,7 +174,7 @@ def bootstrap_intervals(
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
     group_end = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    alert = (scores >= threshold).astype(float)
+    alert = as_policy(threshold).alerts(scores, frame).astype(float)
     approve_cost = decision_costs(fraud.astype(bool), amount, np.zeros(n, bool), cost_model)
     saved = approve_cost - decision_costs(fraud.astype(bool), amount, alert.astype(bool), cost_model)
     rng = np.random.default_rng(seed)
@@ -238,7 +227,7 @@ def calibration(frame: pd.DataFrame) -> dict:
 
 def cohort_details(
     frame: pd.DataFrame,
-    threshold: float,
+    threshold: Decision,
     cost_model: CostModel,
     spec: CohortSpec,
     n_resamples: int,
@@ -248,8 +237,8 @@ def cohort_details(
     """Calibration of every cohort value, and bootstrap intervals where its fraud count is small.
 
     Args:
-        frame: Columns is_fraud, score, amount and ``spec.column``.
-        threshold: The alert threshold.
+        frame: Columns is_fraud, score, amount and ``spec.column`` (and the policy's split columns).
+        threshold: The alert threshold, or the decision policy.
         cost_model: The costs.
         spec: The cohort definition.
         n_resamples: Bootstrap resamples per cohort value.
@@ -384,13 +373,15 @@ def _headline(headline: dict, metric: str) -> float:
     return float(headline["average_precision"])
 
 
-def window_headline(frame: pd.DataFrame, threshold: float, cost_model: CostModel) -> dict:
+def window_headline(frame: pd.DataFrame, threshold: Decision, cost_model: CostModel) -> dict:
     """total_cost, approve_all_cost, n_transactions, n_frauds and AP of a scored frame (for decompositions)."""
     fraud = as_labels(frame["is_fraud"])
     amount = as_finite(frame["amount"], "amount")
     scores = as_finite(frame["score"], "score")
     return {
-        "total_cost": float(decision_costs(fraud, amount, scores >= threshold, cost_model).sum()),
+        "total_cost": float(
+            decision_costs(fraud, amount, as_policy(threshold).alerts(scores, frame), cost_model).sum()
+        ),
         "approve_all_cost": approve_all_cost(fraud, amount, cost_model),
         "n_transactions": len(fraud),
         "n_frauds": int(fraud.sum()),

@@ -8,13 +8,19 @@ with no alerts) is NaN, never an exception and never 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from fraud_pipeline.lib.cohort_splits import (  # noqa: F401 (re-exported: the evaluation's cohort vocabulary)
+    DEFAULT_COHORTS,
+    OUT_OF_RANGE,
+    UNKNOWN,
+    CohortSpec,
+    assign_cohort,
+)
 from fraud_pipeline.lib.costs import (
     CostModel,
     approve_all_cost,
@@ -22,11 +28,11 @@ from fraud_pipeline.lib.costs import (
     as_labels,
     decision_costs,
 )
+from fraud_pipeline.lib.policy import DecisionPolicy, as_policy
 
-#: Cohort label for rows whose cohort column is NULL.
-UNKNOWN = "unknown"
-#: Cohort label for non-NULL values that fall outside every bin (e.g. a negative account age).
-OUT_OF_RANGE = "out_of_range"
+#: What every metric function decides with: one threshold for every row, or a per-cohort policy.
+Decision = float | DecisionPolicy
+
 #: Metric columns of a cohort table row, after cohort and value.
 COHORT_METRICS = (
     "n_transactions",
@@ -197,72 +203,14 @@ def user_precision_at_k_until_first_fraud(frame: pd.DataFrame, k: int) -> dict:
     return _precision_per_day(ranked.loc[ranked.groupby("day").cumcount() < k], all_days)
 
 
-@dataclass(frozen=True)
-class CohortSpec:
-    """How rows are split into cohorts.
-
-    Attributes:
-        name: Cohort name in tables (e.g. ``account_age``).
-        column: Frame column the cohort is derived from.
-        bins: Right-open bin edges for a numeric column; None to use the column's values as they are.
-        labels: One label per bin; defaults to ``[a, b)``.
-    """
-
-    name: str
-    column: str
-    bins: tuple | None = None
-    labels: tuple | None = None
-
-    def __post_init__(self) -> None:
-        if self.labels is not None and self.bins is None:
-            raise ValueError(f"cohort {self.name!r} has labels but no bins")
-        if self.bins is not None and self.labels is not None and len(self.labels) != len(self.bins) - 1:
-            raise ValueError(f"cohort {self.name!r} needs {len(self.bins) - 1} labels, got {len(self.labels)}")
-
-    def bin_labels(self) -> tuple[str, ...]:
-        """The bin labels in bin order (empty for a categorical cohort)."""
-        if self.bins is None:
-            return ()
-        if self.labels is not None:
-            return tuple(str(label) for label in self.labels)
-        return tuple(f"[{lo:g}, {hi:g})" for lo, hi in zip(self.bins[:-1], self.bins[1:]))
-
-
-DEFAULT_COHORTS = (
-    CohortSpec("account_age", "account_age_days", bins=(0, 7, 30, math.inf), labels=("<7d", "7-30d", ">30d")),
-    CohortSpec("channel", "channel"),
-    CohortSpec("region", "country"),
-)
-
-
-def assign_cohort(frame: pd.DataFrame, spec: CohortSpec) -> pd.Series:
-    """The cohort label of each row.
-
-    Args:
-        frame: Rows holding ``spec.column``.
-        spec: The cohort definition.
-
-    Returns:
-        String labels aligned with ``frame``'s index and named ``spec.name``: the bin label (right-open
-        bins) or the value itself; ``unknown`` for NULL, ``out_of_range`` for a value outside every bin.
-    """
-    values = frame[spec.column]
-    if spec.bins is None:
-        labels = values.astype(object).where(values.notna(), UNKNOWN).astype(str)
-    else:
-        binned = pd.cut(values.astype(float), bins=list(spec.bins), right=False, labels=list(spec.bin_labels()))
-        labels = binned.astype(object).where(binned.notna(), OUT_OF_RANGE).where(values.notna(), UNKNOWN).astype(str)
-    return labels.rename(spec.name)
-
-
 def _decision_metrics(
-    frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float
+    frame: pd.DataFrame, threshold: Decision, cost_model: CostModel, rule_amount_threshold: float
 ) -> dict:
-    """Cost, ranking and threshold metrics of the alert rule ``score >= threshold`` on the frame's rows."""
+    """Cost, ranking and threshold metrics of the decisions (``score >=`` the row's threshold) on the frame's rows."""
     fraud = as_labels(frame["is_fraud"])
     amount = as_finite(frame["amount"], "amount")
     scores = as_finite(frame["score"], "score")
-    alert = scores >= threshold
+    alert = as_policy(threshold).alerts(scores, frame)
     n = len(fraud)
     total = float(decision_costs(fraud, amount, alert, cost_model).sum())
     approve_all = approve_all_cost(fraud, amount, cost_model)
@@ -289,16 +237,16 @@ def _decision_metrics(
 
 def evaluate_decisions(
     frame: pd.DataFrame,
-    threshold: float,
+    threshold: Decision,
     cost_model: CostModel,
     rule_amount_threshold: float,
     daily_review_capacity: int,
 ) -> dict:
-    """Headline metrics of the alert rule ``score >= threshold`` on a scored window.
+    """Headline metrics of the decisions (``score >=`` the row's threshold) on a scored window.
 
     Args:
-        frame: Columns is_fraud, score, amount, event_time, user_id.
-        threshold: The model's alert threshold.
+        frame: Columns is_fraud, score, amount, event_time, user_id (and a policy's split columns).
+        threshold: The model's alert threshold, or its decision policy.
         cost_model: The costs.
         rule_amount_threshold: A of the baseline rule "alert when amount >= A".
         daily_review_capacity: k of user precision@k.
@@ -328,13 +276,13 @@ def _cohort_order(values: pd.Index, spec: CohortSpec) -> list[str]:
 
 
 def cohort_table(
-    frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float, spec: CohortSpec
+    frame: pd.DataFrame, threshold: Decision, cost_model: CostModel, rule_amount_threshold: float, spec: CohortSpec
 ) -> pd.DataFrame:
     """The decision metrics of :func:`evaluate_decisions` (without precision@k) per cohort value.
 
     Args:
-        frame: Columns is_fraud, score, amount and ``spec.column``.
-        threshold: The model's alert threshold.
+        frame: Columns is_fraud, score, amount and ``spec.column`` (and a policy's split columns).
+        threshold: The model's alert threshold, or its decision policy.
         cost_model: The costs.
         rule_amount_threshold: A of the baseline rule "alert when amount >= A".
         spec: The cohort definition.
@@ -371,12 +319,12 @@ _DAY_SUMS = ("total_cost", "approve_all_cost", "rule_cost", "n_frauds", "n_caugh
 
 
 def _day_sums(
-    frame: pd.DataFrame, threshold: float, cost_model: CostModel, rule_amount_threshold: float
+    frame: pd.DataFrame, threshold: Decision, cost_model: CostModel, rule_amount_threshold: float
 ) -> pd.DataFrame:
     """Per row, the quantities whose sums over days every :data:`DAY_BOOTSTRAP_METRICS` metric is made of."""
     fraud = as_labels(frame["is_fraud"])
     amount = as_finite(frame["amount"], "amount")
-    alert = as_finite(frame["score"], "score") >= threshold
+    alert = as_policy(threshold).alerts(frame["score"], frame)
     return pd.DataFrame(
         {
             "day": pd.to_datetime(frame["event_time"]).dt.floor("D").to_numpy(),
@@ -416,7 +364,7 @@ def _percentiles(sample: np.ndarray, level: float) -> tuple[float, float]:
 
 def day_bootstrap(
     frame: pd.DataFrame,
-    threshold: float,
+    threshold: Decision,
     cost_model: CostModel,
     rule_amount_threshold: float,
     n_resamples: int,
@@ -432,8 +380,8 @@ def day_bootstrap(
     Every cohort is priced on the same resampled days as the whole window.
 
     Args:
-        frame: Columns event_time, is_fraud, amount, score, and each cohort's column.
-        threshold: The alert threshold.
+        frame: Columns event_time, is_fraud, amount, score, and each cohort's (and the policy's) column.
+        threshold: The alert threshold, or the decision policy.
         cost_model: The costs.
         rule_amount_threshold: A of the baseline rule "alert when amount >= A".
         n_resamples: Bootstrap resamples.
@@ -481,6 +429,63 @@ def day_bootstrap(
             )
     result["cohorts"] = rows
     return result
+
+
+#: Columns of a :func:`policy_vs_single` row.
+POLICY_VS_SINGLE_COLUMNS = (
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_frauds",
+    "policy_total_cost",
+    "single_total_cost",
+    "cost_difference",
+    "policy_savings_vs_approve_all_pct",
+    "single_savings_vs_approve_all_pct",
+    "policy_recall",
+    "single_recall",
+    "policy_n_alerts",
+    "single_n_alerts",
+)
+
+
+def policy_vs_single(
+    frame: pd.DataFrame,
+    policy: DecisionPolicy,
+    cost_model: CostModel,
+    rule_amount_threshold: float,
+    cohorts: tuple[CohortSpec, ...] = (),
+) -> list[dict]:
+    """The policy beside its own single global threshold on the same rows, overall and per cohort.
+
+    Args:
+        frame: Scored rows (is_fraud, score, amount, the policy's and the cohorts' columns).
+        policy: The decision policy.
+        cost_model: The costs.
+        rule_amount_threshold: A of the baseline rule (kept for the metric functions' shape).
+        cohorts: The cohort splits to compare per value.
+
+    Returns:
+        The row of every row first (cohort ``all``), then one per cohort value: n_transactions,
+        n_frauds, each decision's total_cost, savings_vs_approve_all_pct, recall and n_alerts, and
+        cost_difference = policy - single (negative: the policy is cheaper).
+    """
+    single = DecisionPolicy.single(policy.global_threshold)
+
+    def row(cohort: str, value: str, rows: pd.DataFrame) -> dict:
+        mine = _decision_metrics(rows, policy, cost_model, rule_amount_threshold)
+        one = _decision_metrics(rows, single, cost_model, rule_amount_threshold)
+        out = {"cohort": cohort, "value": value, "n_transactions": mine["n_transactions"], "n_frauds": mine["n_frauds"]}
+        for key in ("total_cost", "savings_vs_approve_all_pct", "recall", "n_alerts"):
+            out[f"policy_{key}"], out[f"single_{key}"] = mine[key], one[key]
+        out["cost_difference"] = mine["total_cost"] - one["total_cost"]
+        return {column: out[column] for column in POLICY_VS_SINGLE_COLUMNS}
+
+    rows = [row("all", "all", frame)]
+    for spec in cohorts:
+        groups = dict(list(frame.groupby(assign_cohort(frame, spec), sort=False)))
+        rows += [row(spec.name, value, groups[value]) for value in _cohort_order(pd.Index(groups), spec)]
+    return rows
 
 
 def _wilson(successes: float, n: float, level: float) -> tuple[float, float]:

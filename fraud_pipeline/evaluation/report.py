@@ -1,8 +1,8 @@
 """The evaluation report: one self-contained HTML page a risk lead reads, pure (data in, HTML out).
 
 The page opens with the decision and why, then the money (cost and savings with intervals, the
-comparison with the champion), the populations (cohorts with intervals, drift beside the cohort
-mix), how the scores behave (cost against threshold, calibration, ranking, what the model relies on)
+comparison with the champion), the populations (cohorts with intervals, the decision policy's
+per-cohort thresholds against the single one, drift beside the cohort mix), how the scores behave (cost against threshold, calibration, ranking, what the model relies on)
 and how far to trust all of it (backtest folds, outage replay, label maturity). Every image is an
 inline PNG, nothing is fetched, and every string that came from data goes through
 :func:`fraud_pipeline.lib.markdown.html_text`. The same inputs give the same bytes.
@@ -34,6 +34,7 @@ from fraud_pipeline.lib.plots import (
     precision_recall_png,
     reliability_png,
 )
+from fraud_pipeline.lib.policy import DecisionPolicy, policy_of
 from fraud_pipeline.training.model import TrainedModel, score
 
 #: Headline metrics shown first, in this order, when present.
@@ -233,8 +234,10 @@ def report_facts(fraud_model, evaluation: ModelEvaluation, cost_model) -> dict:
         "test": f"{windows['test_start']} to {windows['test_end']}",
         "maturity horizon (days)": f"{float(windows['horizon_days']):.1f}",
         "best iteration": fraud_model.main.model.best_iteration,
-        "alert threshold": evaluation.threshold,
-        "fallback threshold": fraud_model.fallback.threshold,
+        "alert threshold (global)": evaluation.threshold,
+        "policy cells": len(fraud_model.policy.cells),
+        "fallback threshold (global)": fraud_model.fallback.threshold,
+        "fallback policy cells": len(fraud_model.fallback.decision_policy().cells),
         "daily review capacity k": evaluation.review_capacity_k,
         "chargeback fee": cost_model.chargeback_fee,
         "review cost": cost_model.review_cost,
@@ -310,7 +313,7 @@ def champion_to_compare(store: ModelRegistryStore, candidate: str) -> tuple[str 
 def champion_headline(
     store: ModelRegistryStore, version: str, test: pd.DataFrame, cost_model: CostModel, rule: float, k: int
 ) -> dict | str:
-    """The champion's headline metrics on the candidate's test rows, or why it cannot be scored on them."""
+    """The champion's headline metrics (decided by its own policy) on the candidate's test rows, or why it cannot be scored on them."""
     try:
         bundle = store.scoring_bundle(version)
     except (RegistryError, FileNotFoundError, KeyError) as error:
@@ -320,7 +323,7 @@ def champion_headline(
         return f"champion {version} needs features this window does not have: {', '.join(missing)}"
     model = TrainedModel.from_dict(bundle)
     scored = test.assign(score=score(model, test))
-    return evaluate_decisions(scored, float(bundle["threshold"]), cost_model, rule, k)
+    return evaluate_decisions(scored, policy_of(bundle), cost_model, rule, k)
 
 
 @dataclass(frozen=True, eq=False)
@@ -535,6 +538,98 @@ def _cohorts(page: _Page, inputs: ReportInputs) -> None:
         "judge.</p>"
     )
     page.plot(parts, "Per-cohort metrics", cohort_bars_png(inputs.evaluation.cohorts))
+
+
+#: Columns of the policy's cell table.
+POLICY_CELL_COLUMNS = ("cell", "n_rows", "n_frauds", "own_weight", "own_threshold", "threshold", "validation_alerts")
+#: Columns of the policy-vs-single table.
+POLICY_VS_SINGLE_SHOWN = (
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_frauds",
+    "policy_total_cost",
+    "single_total_cost",
+    "cost_difference",
+    "policy_savings_vs_approve_all_pct",
+    "single_savings_vs_approve_all_pct",
+    "policy_recall",
+    "single_recall",
+)
+
+
+def _policy(page: _Page, inputs: ReportInputs) -> None:
+    parts = page.section("policy", "Decision policy")
+    e = inputs.evaluation
+    if e.policy is None:
+        parts.append('<p class="note">This evaluation has no decision policy: one threshold for every row.</p>')
+        return
+    policy = DecisionPolicy.from_dict(e.policy)
+    if policy.is_single:
+        parts.append(
+            f"<p>One threshold for every row: {html_text(format_value(policy.global_threshold, 'score'))}.</p>"
+        )
+    else:
+        parts.append(
+            f"<p>Alert when the score is at or above the threshold of the row's cell (splits: "
+            f"{html_text(', '.join(s.name for s in policy.splits))}); a cell validation did not have gets the "
+            f"global threshold {html_text(format_value(policy.global_threshold, 'score'))}.</p>"
+        )
+        parts.append(
+            html_table(
+                policy.table(),
+                POLICY_CELL_COLUMNS,
+                headers={
+                    "n_rows": "validation rows",
+                    "n_frauds": "validation frauds",
+                    "own_weight": "own weight",
+                    "own_threshold": "own threshold (unshrunk)",
+                    "threshold": "threshold",
+                },
+            )
+        )
+    parts.append(
+        f'<p class="note">Each cell minimises its validation cost plus the population\'s cost curve weighted like '
+        f"{html_text(format_value(policy.prior_frauds, 'count'))} frauds; own weight = frauds / (frauds + "
+        f"{html_text(format_value(policy.prior_frauds, 'count'))}).</p>"
+    )
+    if policy.max_alerts_per_day is not None:
+        parts.append(
+            f'<p class="note">Review capacity {html_text(format_value(policy.max_alerts_per_day, "count"))} alerts per '
+            f"day, shared by the cells at a price of {html_text(format_value(policy.alert_price, 'money'))} per alert.</p>"
+        )
+    if policy.selection:
+        parts.append("<h3>Selection</h3>")
+        tried = [
+            {
+                "splits": ", ".join(row["splits"]) or "none (one threshold)",
+                "holdout_cost": row["holdout_cost"],
+                "chosen": [s.name for s in policy.splits] == list(row["splits"]),
+            }
+            for row in policy.selection
+        ]
+        parts.append(html_table(tried, ["splits", "holdout_cost", "chosen"], headers={"holdout_cost": "held-out cost"}))
+        parts.append(
+            '<p class="note">Each structure was fitted on the earlier half of validation and costed on the later half; '
+            "the cheapest (the simpler one on a tie) was then fitted on all of validation.</p>"
+        )
+    if e.policy_vs_single:
+        parts.append("<h3>Policy against the single threshold on the test window</h3>")
+        parts.append(
+            html_table(
+                e.policy_vs_single,
+                POLICY_VS_SINGLE_SHOWN,
+                headers={
+                    "policy_total_cost": "policy cost",
+                    "single_total_cost": "single-threshold cost",
+                    "cost_difference": "policy minus single",
+                    "policy_savings_vs_approve_all_pct": "policy savings (share)",
+                    "single_savings_vs_approve_all_pct": "single savings (share)",
+                    "policy_recall": "policy recall",
+                    "single_recall": "single recall",
+                },
+            )
+        )
 
 
 def _threshold(page: _Page, inputs: ReportInputs) -> None:
@@ -782,6 +877,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict[str, bytes]]:
         _money,
         _champion,
         _cohorts,
+        _policy,
         _threshold,
         _calibration,
         _ranking,

@@ -51,11 +51,11 @@ HEADLINE = (
 
 @dataclass(frozen=True)
 class ModelEvaluation:
-    """The candidate judged on the test window at its own threshold.
+    """The candidate judged on the test window with its own decision policy.
 
     Attributes:
         model_version: The candidate evaluated.
-        threshold: The alert threshold it was evaluated at (its own, chosen on validation).
+        threshold: Its policy's global threshold (chosen on validation).
         rule_amount_threshold: A of the baseline rule "alert when amount >= A" (fitted on validation).
         n_transactions ... review_capacity_k: The test window's headline decision metrics
             (see :func:`fraud_pipeline.evaluation.metrics.evaluate_decisions`).
@@ -68,6 +68,10 @@ class ModelEvaluation:
             of the change in each metric between the windows.
         test_rows: The rows it scored: ``n_rows`` and the ``sha256`` of their sorted transaction ids
             (None in a bundle from before it was recorded); the deploy recomputes it from the test split.
+        policy: The decision policy every decision metric above is of
+            (:meth:`~fraud_pipeline.lib.policy.DecisionPolicy.as_dict`; None before policies).
+        policy_vs_single: The policy beside the single global threshold on the test window, overall
+            and per cohort: cost, savings and recall of each and the differences (empty before policies).
     """
 
     model_version: str
@@ -98,6 +102,8 @@ class ModelEvaluation:
     decomposition_train_to_test: list[dict] = field(default_factory=list)
     decomposition_validation_to_test: list[dict] = field(default_factory=list)
     test_rows: dict | None = None
+    policy: dict | None = None
+    policy_vs_single: list[dict] = field(default_factory=list)
 
     def headline(self) -> dict[str, float]:
         """The headline metrics by name, in :data:`HEADLINE` order."""
@@ -122,4 +128,9 @@ class ModelEvaluation:
             "model_version": self.model_version,
             "threshold": float(self.threshold),
             "rule_amount_threshold": float(self.rule_amount_threshold),
+            **{
+                f"single_threshold_{key}": float(row[f"single_{key}"])
+                for row in self.policy_vs_single[:1]
+                for key in ("total_cost", "savings_vs_approve_all_pct", "recall")
+            },
         }

@@ -14,8 +14,14 @@ previous row with the same value, the time since the previous row from the row b
 So each key costs one sort of packed integers (``np.sort``, which is vectorised) and a binary search
 per window, instead of a frame search per window and row.
 
-Label events (chargebacks) are events on the same keys at their ``reported_at`` and are counted by a
-binary search of each transaction's window in the key's sorted event times.
+Label events (chargebacks) are events on the same keys at their ``reported_at``; each event is
+located once in the key's sorted rows (where it becomes known, where it leaves a window), and a
+window's count is a running sum over those few positions.
+
+At 10M rows the cost is memory traffic more than arithmetic: window starts are searched block by
+block (each block's answers lie in a short run just before it), a window's end is one linear pass,
+arrays of the rows' length are reused between tasks (:class:`Buffers`: a fresh 80 MB array costs its
+page faults again), and a key's stream and sums are freed as soon as the last task needing them ends.
 
 Key values of any dtype are numbered deterministically (non-negative integer ids are their own codes;
 anything else in order of first appearance in time order). A row whose key value is NULL has no
@@ -27,9 +33,11 @@ writing ``transaction_features``) is :mod:`fraud_pipeline.features.table`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from threading import Lock
 
 import numpy as np
 import pandas as pd
@@ -55,6 +63,68 @@ def _codes(rows: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.searchsorted(values, rows), np.where(values[position] == events, position, -1)
 
 
+#: Idle arrays :func:`history_features` keeps for reuse (see :class:`Buffers`).
+_IDLE_BUFFERS = 3
+
+#: Rows per block of a gather that is added into an existing array (small enough to stay in the caches).
+_GATHER_BLOCK = 1 << 16
+
+#: Rows per block of :func:`_search_back`: a block's keys and its windows stay in the CPU's caches.
+_SEARCH_BLOCK = 4096
+
+
+def _search_back(keys: np.ndarray, width: int, out: np.ndarray) -> None:
+    """``out[i]`` = the first position whose key is at least ``keys[i] - width``, for ascending ``keys``.
+
+    The same positions as one ``np.searchsorted(keys, keys - width)``, found block by block: the
+    answers never decrease along the rows and never pass the row itself, so a block's answers lie
+    between its first row's answer and its end, and each block is searched in that short run only
+    (a search of the whole array jumps across memory that is not in the caches at every step).
+    """
+    n = len(keys)
+    edges = np.arange(0, n, _SEARCH_BLOCK)
+    firsts = np.searchsorted(keys, keys[edges] - width, side="left")
+    for a, first in zip(edges.tolist(), firsts.tolist()):
+        b = min(a + _SEARCH_BLOCK, n)
+        block = out[a:b]
+        np.subtract(keys[a:b], width, out=block)
+        block[:] = np.searchsorted(keys[first:b], block, side="left")
+        block += first
+
+
+class Buffers:
+    """Reusable arrays of one length and 8-byte items, shared by the tasks of one computation.
+
+    At 10M rows every fresh 80 MB array costs its page faults again (the kernel's share of the time
+    was as large as numpy's): a task hands back the temporaries it is done with, and the next array
+    of that length (a temporary, or a result) takes one of them instead. At most ``keep`` idle
+    arrays are held, so the pool cannot hold much beyond what was in use at once.
+
+    Args:
+        n: The length of every array.
+        keep: Idle arrays held at most (0: every array is fresh and nothing is kept).
+    """
+
+    def __init__(self, n: int, keep: int = 0) -> None:
+        self.n, self.keep = n, keep
+        self._idle: list[np.ndarray] = []
+        self._lock = Lock()
+
+    def take(self, dtype=np.int64) -> np.ndarray:
+        """An array of ``n`` items of an 8-byte dtype, with arbitrary contents."""
+        with self._lock:
+            array = self._idle.pop() if self._idle else None
+        return np.empty(self.n, dtype=dtype) if array is None else array.view(dtype)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        """Hands back arrays that nothing reads any more (any array of another shape is just dropped)."""
+        for array in arrays:
+            if array.shape == (self.n,) and array.itemsize == 8 and array.flags.c_contiguous:
+                with self._lock:
+                    if len(self._idle) < self.keep:
+                        self._idle.append(array)
+
+
 class KeyedStream:
     """The rows grouped by a key, each group in time order, with composite (group, time) search keys.
 
@@ -64,6 +134,7 @@ class KeyedStream:
         reach: The longest window that will be searched, in microseconds.
         extra_ts: Times of events that will be counted against this stream (e.g. chargebacks); the
             composite keys are laid out to cover them.
+        buffers: Where arrays of the rows' length come from (by default fresh ones).
 
     Attributes:
         order: For each sorted position, the row it holds.
@@ -74,20 +145,33 @@ class KeyedStream:
         groups: Each group's key value, ascending: the position of a value here is its group number.
     """
 
-    def __init__(self, group: np.ndarray, ts: np.ndarray, reach: int, extra_ts: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        group: np.ndarray,
+        ts: np.ndarray,
+        reach: int,
+        extra_ts: np.ndarray | None = None,
+        buffers: Buffers | None = None,
+    ) -> None:
         n = len(group)
+        self.buffers = buffers if buffers is not None and buffers.n == n else Buffers(n)
         bits = max(1, (n - 1).bit_length())
         group = np.asarray(group, dtype=np.int64)
+        ts = np.asarray(ts, dtype=np.int64)
         values = None
         if n and group.max() >= 2 ** (63 - bits):
             values, group = np.unique(group, return_inverse=True)
             group = group.astype(np.int64).reshape(-1)
         # one vectorised value sort of (group, position) orders the rows by group, then time; the
         # arithmetic below runs in place, since at 10M rows every fresh array costs page faults
-        packed = np.left_shift(group, bits)
-        packed |= np.arange(n, dtype=np.int64)
+        order = self.buffers.take()
+        order[:1] = 0
+        order[1:] = 1
+        np.cumsum(order, out=order)  # 0, 1, 2, ... in a reused array
+        packed = np.left_shift(group, bits, out=self.buffers.take())
+        packed |= order
         packed.sort()
-        self.order = packed & ((1 << bits) - 1)
+        self.order = np.bitwise_and(packed, (1 << bits) - 1, out=order)
         packed >>= bits  # now the sorted group of every row
         first_of_group = np.empty(n, dtype=bool)
         first_of_group[:1] = True
@@ -109,13 +193,15 @@ class KeyedStream:
         # group numbers are consecutive, so every chunk holds rows and its edges are binary searches
         edges = np.searchsorted(group_number, np.arange(n_chunks + 1) * self.groups_per_chunk)
         self.chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-        keys = ts[self.order]
-        keys -= self.base
-        if n_chunks > 1:
-            np.remainder(group_number, self.groups_per_chunk, out=group_number)
+        for chunk, (a, b) in enumerate(self.chunks):
+            if chunk:
+                group_number[a:b] -= chunk * self.groups_per_chunk  # the group's number within its chunk
         group_number *= self.span
-        keys += group_number
-        self.keys = keys
+        group_number -= self.base
+        # plus each row's time, gathered a block at a time into the same array (no 80 MB temporary)
+        for a in range(0, n, _GATHER_BLOCK):
+            group_number[a : a + _GATHER_BLOCK] += ts.take(order[a : a + _GATHER_BLOCK])
+        self.keys = group_number
 
     def window_start(self, width: int) -> np.ndarray:
         """Per sorted row at t: the position of its group's first row at or after ``t - width``.
@@ -123,18 +209,41 @@ class KeyedStream:
         ``width`` 0 gives the group's first row at t itself, so the rows before it are exactly the
         group's rows earlier than t; the rows from ``window_start(w)`` up to it are those in ``[t - w, t)``.
         """
-        found = np.empty(len(self.keys), dtype=np.int64)
+        if not width:
+            return self._first_of_equal_keys()
+        found = self.buffers.take()
         for lo, hi in self.chunks:
-            keys = self.keys[lo:hi]
-            found[lo:hi] = np.searchsorted(keys, keys - width if width else keys, side="left")
+            _search_back(self.keys[lo:hi], width, found[lo:hi])
             if lo:
                 found[lo:hi] += lo
         return found
 
+    def _first_of_equal_keys(self) -> np.ndarray:
+        """Per sorted row: the position of the first row with its composite key (its group's first row at t).
+
+        The same as a binary search of the keys for themselves, in one linear pass: a row that starts
+        a run of equal keys (or a chunk) is its own answer, every other row takes the latest start.
+        """
+        n = len(self.keys)
+        starts = self.buffers.take()
+        starts[:1] = 0
+        starts[1:] = 1
+        np.cumsum(starts, out=starts)  # 0, 1, 2, ... in a reused array
+        new_run = np.empty(n, dtype=bool)
+        new_run[:1] = True
+        np.not_equal(self.keys[1:], self.keys[:-1], out=new_run[1:])
+        for lo, _ in self.chunks:
+            new_run[lo] = True  # keys restart at every chunk
+        starts *= new_run
+        del new_run
+        return np.maximum.accumulate(starts, out=starts)
+
     def count_in_window(self, width: int) -> np.ndarray:
         """Per sorted row: the group's rows in ``[t - width, t)``."""
         counts = self.window_start(width)
-        np.subtract(self.window_start(0), counts, out=counts)
+        at_t = self.window_start(0)
+        np.subtract(at_t, counts, out=counts)
+        self.buffers.give(at_t)
         return counts
 
     def count_events(self, event_group: np.ndarray, event_ts: np.ndarray, width: int) -> np.ndarray:
@@ -144,30 +253,61 @@ class KeyedStream:
     def count_events_in_windows(
         self, event_group: np.ndarray, event_ts: np.ndarray, widths: tuple[int, ...]
     ) -> list[np.ndarray]:
-        """:meth:`count_events` for several widths, sharing the events' keys and the search at t."""
-        counts = [np.zeros(len(self.keys), dtype=np.int64) for _ in widths]
+        """:meth:`count_events` for several widths, sharing the events' keys and their search in the rows."""
+        found = self.find_events(event_group, event_ts)
+        return [self.count_found_events(found, width) for width in widths]
+
+    def find_events(
+        self, event_group: np.ndarray, event_ts: np.ndarray
+    ) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+        """The events of known groups and times, located in the sorted rows, for :meth:`count_found_events`.
+
+        Returns:
+            Per chunk that holds events: (its first row, its end, the events' composite keys, and
+            the first of the chunk's sorted rows each event is known before).
+        """
         if not len(event_group) or not len(self.keys):
-            return counts
+            return []
         position = np.searchsorted(self.groups, event_group)
         position = np.minimum(position, len(self.groups) - 1)
         known = (self.groups[position] == event_group) & (event_ts >= self.base) & (event_ts < self.base + self.span)
         number = position[known]
         event_keys = (number % self.groups_per_chunk) * self.span + (event_ts[known] - self.base)
         event_chunk = number // self.groups_per_chunk
+        found = []
         for chunk, (lo, hi) in enumerate(self.chunks):
-            keys = np.sort(event_keys[event_chunk == chunk])
-            row_keys = self.keys[lo:hi]
-            at_t = np.searchsorted(keys, row_keys, "left")
-            for out, width in zip(counts, widths):
-                found = np.searchsorted(keys, row_keys - width, "left")
-                np.subtract(at_t, found, out=found)
-                out[lo:hi] = found
+            keys = event_keys[event_chunk == chunk]
+            if len(keys):
+                found.append((lo, hi, keys, np.searchsorted(self.keys[lo:hi], keys, "right")))
+        return found
+
+    def count_found_events(self, found: list[tuple[int, int, np.ndarray, np.ndarray]], width: int) -> np.ndarray:
+        """Per sorted row: the found events of the row's group with time in ``[t - width, t)``.
+
+        The few events are searched in the many rows, not the other way round: an event with key k
+        is in the window of sorted row i exactly when k < keys[i] (known before t) and not
+        k + width < keys[i] (it left the window); both hold from some row on, so the count is a
+        running sum of +1 where events become known and -1 where they leave.
+        """
+        counts = self.buffers.take()
+        counts.fill(0)
+        for lo, hi, keys, known_from in found:
+            running = counts[lo:hi]
+            np.add.at(running, known_from[known_from < hi - lo], 1)
+            gone_from = np.searchsorted(self.keys[lo:hi], keys + width, "right")
+            np.add.at(running, gone_from[gone_from < hi - lo], -1)
+            np.cumsum(running, out=running)
         return counts
 
-    def scatter(self, values: np.ndarray) -> np.ndarray:
-        """Values computed in sorted row order, put back in the rows' original order."""
-        out = np.empty_like(values)
+    def scatter(self, values: np.ndarray, done: bool = False) -> np.ndarray:
+        """Values computed in sorted row order, put back in the rows' original order.
+
+        ``done``: nothing reads ``values`` afterwards, so its array goes back to the buffers.
+        """
+        out = self.buffers.take(values.dtype) if values.itemsize == 8 else np.empty_like(values)
         out[self.order] = values
+        if done:
+            self.buffers.give(values)
         return out
 
 
@@ -244,15 +384,23 @@ def _sums(stream_task: Future, column: np.ndarray, kind: str, squares: bool = Fa
     at_t = stream.window_start(0)
     if kind == "codes":
         return _Sums(stream, at_t, codes=column[stream.order])
-    raw = column[stream.order] if keep else None
-    # a missing value (possible only in rows being scored) adds nothing to a sum, as SQL's sum() skips NULL
-    values = np.nan_to_num(column[stream.order] if raw is None else raw, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    n = len(values)
+    buffers = stream.buffers
+    n = len(column)
     # any window's sum of n values of at most `limit` cents fits in 63 bits
     limit = float(min(2**53, (2**63 - 1) // max(n, 1)))
+    if not squares and not keep:
+        prefix = _whole_cents_prefix(column, stream.order, limit)
+        if prefix is not None:  # every value is whole cents (as amounts are): nothing else is needed
+            return _Sums(stream, at_t, prefix, np.take(prefix, at_t, out=buffers.take(), mode="clip"))
+    raw = column[stream.order] if keep else None
+    # (every position is valid, so take()'s "clip" only spares it a temporary of its own)
+    values = np.take(column, stream.order, out=buffers.take(np.float64), mode="clip") if raw is None else raw.copy()
+    if np.isnan(column).any():
+        # a missing value (possible only in rows being scored) adds nothing to a sum, as SQL's sum() skips NULL
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = values * 100.0
-        cents = np.rint(scaled)
+        scaled = np.multiply(values, 100.0, out=buffers.take(np.float64))
+        cents = np.rint(scaled, out=buffers.take(np.float64))
         off_cents = np.abs(np.subtract(scaled, cents, out=scaled), out=scaled)  # NaN for an infinite value
         every_row = not n or (off_cents.max() < 1e-6 and max(cents.max(), -cents.min()) <= limit)
     apart = segment_sums = None
@@ -265,9 +413,11 @@ def _sums(stream_task: Future, column: np.ndarray, kind: str, squares: bool = Fa
         segment_sums[apart] = _segment_prefix_sums(np.where(whole, 0.0, values)[apart], group[apart])
     del off_cents
     prefix = np.zeros(n + 1, dtype=np.int64)
-    whole_cents = cents.astype(np.int64)
+    whole_cents = scaled.view(np.int64)  # the scaled values are done with: their memory takes the cents
+    np.copyto(whole_cents, cents, casting="unsafe")
+    buffers.give(cents)
+    del scaled, cents
     np.cumsum(whole_cents, out=prefix[1:])
-    del cents
     shifted = shifted_squares = None
     if squares:
         group = _group_numbers(stream)
@@ -285,18 +435,52 @@ def _sums(stream_task: Future, column: np.ndarray, kind: str, squares: bool = Fa
             squared = centred * centred
         shifted = np.concatenate([np.zeros(1, dtype=centred.dtype), np.cumsum(centred)])
         shifted_squares = np.concatenate([np.zeros(1, dtype=centred.dtype), np.cumsum(squared)])
-    del whole_cents
-    return _Sums(stream, at_t, prefix, prefix[at_t], apart, segment_sums, raw, shifted, shifted_squares)
+    buffers.give(whole_cents, values)
+    del whole_cents, values
+    cents_at_t = np.take(prefix, at_t, out=buffers.take(), mode="clip")
+    return _Sums(stream, at_t, prefix, cents_at_t, apart, segment_sums, raw, shifted, shifted_squares)
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _whole_cents_prefix(column: np.ndarray, order: np.ndarray, limit: float) -> np.ndarray | None:
+    """Running sums (with a leading 0) of ``column[order]`` in integer cents; None unless all are whole cents.
+
+    The fast path of :func:`_sums`, with the same values: a missing value counts 0, and every value
+    must be within 1e-6 of whole cents and at most ``limit`` cents in size. Done a block of rows at a
+    time, so the gathered, scaled and rounded values never take arrays of the rows' length.
+    """
+    n = len(order)
+    prefix = np.empty(n + 1, dtype=np.int64)
+    prefix[0] = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in range(0, n, _GATHER_BLOCK):
+            scaled = column.take(order[a : a + _GATHER_BLOCK])
+            np.nan_to_num(scaled, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+            scaled *= 100.0
+            cents = np.rint(scaled)
+            off_cents = np.abs(np.subtract(scaled, cents, out=scaled), out=scaled)  # NaN for an infinite value
+            if not (off_cents.max() < 1e-6 and max(cents.max(), -cents.min()) <= limit):
+                return None
+            np.copyto(prefix[1 + a : 1 + a + len(cents)], cents, casting="unsafe")
+    np.cumsum(prefix[1:], out=prefix[1:])
+    return prefix
+
+
+def _ratio(
+    numerator: np.ndarray, denominator: np.ndarray, valid: np.ndarray, buffers: Buffers | None = None
+) -> np.ndarray:
     """numerator / denominator where valid, 0 elsewhere (those values are NULL in the output).
 
     A zero denominator on a valid row (a 30d mean of 0 when the only earlier amounts are 0 or
-    missing) gives inf or NaN without a warning, as the SQL's division does.
+    missing) gives inf or NaN without a warning, as the SQL's division does. The result's array
+    comes from ``buffers`` when given.
     """
+    if buffers is not None and buffers.n == len(numerator):
+        out = buffers.take(np.float64)
+        out.fill(0.0)
+    else:
+        out = np.zeros(len(numerator))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=valid)
+        return np.divide(numerator, denominator, out=out, where=valid)
 
 
 def _window_values(
@@ -327,14 +511,15 @@ def _window_values(
     for agg, of in wants:
         if agg == "sum":
             s: _Sums = sums[(of, "numbers")].result()
-            cents = s.cents[start]
+            # every position is valid, so "clip" only spares take() its own temporary
+            cents = np.take(s.cents, start, out=stream.buffers.take(), mode="clip")
             np.subtract(s.cents_at_t, cents, out=cents)
-            total = np.divide(cents, 100.0)
+            total = np.divide(cents, 100.0, out=cents.view(np.float64))  # in place: no fresh 80 MB array
             if s.apart is not None:
                 rows = np.flatnonzero(s.apart)
                 # 0 exactly where the window holds none of the amounts summed apart
                 total[rows] += (s.segment_sums[s.at_t[rows]] - s.segment_sums[start[rows]]).astype(np.float64)
-            out[("sum", of)] = stream.scatter(total)
+            out[("sum", of)] = stream.scatter(total, done=True)
         elif agg == "std":
             out[("std", of)] = stream.scatter(_window_std(sums[(of, "numbers")].result(), start, at_t))
         elif agg == "max":
@@ -342,7 +527,9 @@ def _window_values(
         elif agg == "distinct":
             out[("distinct", of)] = stream.scatter(_window_distinct(stream, sums[(of, "codes")].result(), start, at_t))
     np.subtract(at_t, start, out=start)
-    out[("count", None)] = stream.scatter(start)
+    out[("count", None)] = stream.scatter(start, done=True)
+    if at_t_task is None:
+        stream.buffers.give(at_t)
     return out
 
 
@@ -427,11 +614,12 @@ def _at_t(stream_task: Future) -> np.ndarray:
 def _previous_gap(stream_task: Future, at_t_task: Future) -> np.ndarray:
     """Seconds since the group's latest row before t (meaningful where the window holds one)."""
     stream: KeyedStream = stream_task.result()
-    previous = at_t_task.result() - 1
+    previous = np.subtract(at_t_task.result(), 1, out=stream.buffers.take())
     np.maximum(previous, 0, out=previous)
-    gap = stream.keys[previous]
+    gap = np.take(stream.keys, previous, out=stream.buffers.take(), mode="clip")  # every position is valid
+    stream.buffers.give(previous)
     np.subtract(stream.keys, gap, out=gap)  # within a group, key differences are time differences
-    return stream.scatter(np.divide(gap, 1e6))
+    return stream.scatter(np.divide(gap, 1e6, out=gap.view(np.float64)), done=True)
 
 
 def _event_counts(
@@ -439,16 +627,20 @@ def _event_counts(
 ) -> dict[int, np.ndarray]:
     """Per width: the label events of each row's key in ``[t - width, t)``, in the rows' order."""
     keyed: KeyedStream = stream_task.result()
-    counts = keyed.count_events_in_windows(event_group, event_ts, widths)
-    return {width: keyed.scatter(c) for width, c in zip(widths, counts)}
+    found = keyed.find_events(event_group, event_ts)
+    return {width: keyed.scatter(keyed.count_found_events(found, width), done=True) for width in widths}
 
 
-def _one_window_count(columns: list, ts: np.ndarray, width: int, reach: int) -> np.ndarray:
+def _one_window_count(columns: list, ts: np.ndarray, width: int, reach: int, buffers: Buffers) -> np.ndarray:
     """A key with nothing but one count: its codes and stream built, searched and dropped in one task."""
-    codes, null, _ = _key_codes(columns, [np.zeros(0, dtype=np.int64)] * len(columns))
-    stream = KeyedStream(codes, ts, reach)
+    codes, null, _ = _key_codes(columns, [np.zeros(0, dtype=np.int64)] * len(columns), buffers)
+    stream = KeyedStream(codes, ts, reach, buffers=buffers)
+    if len(columns) > 1:
+        buffers.give(codes)  # a pair's codes are this task's own (a single column's may be the input)
     del codes
-    counts = stream.scatter(stream.count_in_window(width))
+    counts = stream.scatter(stream.count_in_window(width), done=True)
+    buffers.give(stream.order, stream.keys)  # the stream is this task's own and ends here
+    del stream
     if null is not None:
         counts[null] = 0  # no history on a NULL key
     return counts
@@ -499,11 +691,14 @@ def _factorize(rows, events) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]
     return codes, None, event_codes
 
 
-def _key_codes(columns: list, events: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def _key_codes(
+    columns: list, events: list, buffers: Buffers | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Codes of a key of one column or a pair of columns (rows and events), and the rows' NULL mask.
 
     A pair is ``first * width + second``; when that does not fit, both codes are first re-numbered
-    densely (in order of first appearance), so it fits for any number of rows below 2**31.
+    densely (in order of first appearance), so it fits for any number of rows below 2**31. A pair's
+    codes are a new array (from ``buffers`` when given); a single column's may be the column itself.
     """
     codes, null, event_codes = _factorize(columns[0], events[0])
     if len(columns) == 1:
@@ -517,7 +712,7 @@ def _key_codes(columns: list, events: list) -> tuple[np.ndarray, np.ndarray | No
         second, second_events = _dense(second, second_events)
         width = int(second.max()) + 1
     top = int(codes.max())
-    pair = codes * width
+    pair = np.multiply(codes, width, out=None if buffers is None or buffers.n != len(codes) else buffers.take())
     pair += second
     known = (event_codes >= 0) & (event_codes <= top) & (second_events >= 0) & (second_events < width)
     return pair, null, np.where(known, event_codes * width + second_events, -1)
@@ -528,6 +723,39 @@ def _dense(codes: np.ndarray, event_codes: np.ndarray) -> tuple[np.ndarray, np.n
     dense, uniques = pd.factorize(codes, sort=False)
     mapped = pd.Index(uniques).get_indexer(event_codes) if len(event_codes) else np.zeros(0, dtype=np.int64)
     return dense.astype(np.int64), np.where(event_codes >= 0, mapped, -1).astype(np.int64)
+
+
+#: numpy's switch for asking the kernel for huge pages on large arrays (None if this numpy has none).
+_SET_MADVISE_HUGEPAGE = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+_small_pages_lock = Lock()
+_small_pages_users = [0, True]  # computations inside _small_pages, and the setting to restore after the last
+
+
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """numpy's huge-page hint for new arrays off while the engine runs, then back as it was.
+
+    On a kernel that only gives huge pages to memory that asks for them (``madvise``, the usual
+    setting), each fresh 80 MB array is then filled with huge pages, and where free memory is
+    fragmented the kernel compacts it first, inside the page fault: at 10M rows that was 3-5 s of
+    kernel time per run (of 10-12 s of CPU), against about 1.3 s with ordinary pages and a little
+    more user time. Values are not affected. The setting is process-wide, so overlapping
+    computations (in threads) restore it only when the last one ends.
+    """
+    if _SET_MADVISE_HUGEPAGE is None:
+        yield
+        return
+    with _small_pages_lock:
+        if not _small_pages_users[0]:
+            _small_pages_users[1] = _SET_MADVISE_HUGEPAGE(False)
+        _small_pages_users[0] += 1
+    try:
+        yield
+    finally:
+        with _small_pages_lock:
+            _small_pages_users[0] -= 1
+            if not _small_pages_users[0]:
+                _SET_MADVISE_HUGEPAGE(_small_pages_users[1])
 
 
 def history_features(
@@ -569,62 +797,82 @@ def history_features(
     label_ts = np.asarray(label_ts, dtype=np.int64)
     reach = max(f.window_us for f in spec.aggregates)
     plan = _plan(spec)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        nulls, streams, at_ts, events = {}, {}, {}, {}
-        for key, needs in plan.items():
-            if needs.single_count:
-                continue  # see _one_window_count
-            key_columns = spec.keys[key]
-            labels = [label_columns.get(c, np.zeros(0, dtype=np.int64)) for c in key_columns] if needs.labels else None
-            code, null, event_code = _key_codes(
-                [columns[c] for c in key_columns], labels or [np.zeros(0, dtype=np.int64)] * len(key_columns)
-            )
-            nulls[key], events[key] = null, event_code
-            streams[key] = pool.submit(KeyedStream, code, ts, reach, label_ts if needs.labels else None)
-            del code
-        sums = {}
-        for key, needs in plan.items():
-            for of, kind in needs.sums:
-                values = _of_values(columns[of], kind)
-                squares, keep = of in needs.squares_of, of in needs.max_of
-                sums[(key, of, kind)] = pool.submit(_sums, streams[key], values, kind, squares, keep)
-        tasks = {}
-        # a key with one count goes early, while few results are held: its stream is built and dropped
-        for key, needs in plan.items():
-            if needs.single_count:
-                ((width, _),) = needs.windows.items()
-                key_columns = [columns[c] for c in spec.keys[key]]
-                tasks[(key, width)] = pool.submit(_one_window_count, key_columns, ts, width, reach)
-        label_counts = {}
-        # keys without sums (e.g. the merchant: counts and label events) before the keys with sums, whose
-        # window results are the largest: what finishes early is not held beside them for long
-        for key, needs in sorted(plan.items(), key=lambda item: bool(item[1].sums)):
-            if needs.single_count:
-                continue
-            first_sums = next((sums[(key, *entry)] for entry in needs.sums), None)
-            if first_sums is not None:
-                at_ts[key] = pool.submit(lambda task: task.result().at_t, first_sums)
-            elif len(needs.windows) > 1 or needs.gap:
-                at_ts[key] = pool.submit(_at_t, streams[key])
-            else:
-                at_ts[key] = None
-            for width, wants in needs.windows.items():
-                key_sums = {entry: sums[(key, *entry)] for entry in needs.sums}
-                tasks[(key, width)] = pool.submit(_window_values, streams[key], at_ts[key], key_sums, width, wants)
-            if needs.label_windows and not needs.sums:
-                label_counts[key] = pool.submit(_event_counts, streams[key], events[key], label_ts, needs.label_windows)
-        gaps = {key: pool.submit(_previous_gap, streams[key], at_ts[key]) for key, needs in plan.items() if needs.gap}
-        for key, needs in plan.items():
-            if needs.label_windows and key not in label_counts:
-                label_counts[key] = pool.submit(_event_counts, streams[key], events[key], label_ts, needs.label_windows)
-        return _assemble(spec, columns, tasks, gaps, label_counts, nulls)
+    with _small_pages(), ThreadPoolExecutor(max_workers=2) as pool:
+        # only the final results' futures come back: a stream, its sums and positions are then held
+        # by the tasks that still need them alone, and freed as soon as the last of them is done
+        buffers = Buffers(len(ts), keep=_IDLE_BUFFERS)
+        tasks, gaps, label_counts, nulls = _submit(
+            pool, spec, plan, columns, ts, label_columns, label_ts, reach, buffers
+        )
+        return _assemble(spec, columns, tasks, gaps, label_counts, nulls, buffers)
 
 
-def _assemble(spec, columns, tasks, gaps, label_counts, nulls) -> dict[str, Column]:
-    """The spec's columns from the finished tasks, in spec order, with NULL keys overridden."""
+def _submit(pool, spec, plan, columns, ts, label_columns, label_ts, reach, buffers) -> tuple[dict, dict, dict, dict]:
+    """Submits every task of :func:`history_features`; returns the futures of the results it assembles.
+
+    Returns:
+        (the window tasks by (key, width), the gap tasks by key, the label counts by key, the keys' NULL masks).
+    """
+    nulls, streams, at_ts, events = {}, {}, {}, {}
+    for key, needs in plan.items():
+        if needs.single_count:
+            continue  # see _one_window_count
+        key_columns = spec.keys[key]
+        labels = [label_columns.get(c, np.zeros(0, dtype=np.int64)) for c in key_columns] if needs.labels else None
+        code, null, event_code = _key_codes(
+            [columns[c] for c in key_columns], labels or [np.zeros(0, dtype=np.int64)] * len(key_columns)
+        )
+        nulls[key], events[key] = null, event_code
+        streams[key] = pool.submit(KeyedStream, code, ts, reach, label_ts if needs.labels else None, buffers)
+        del code
+    sums = {}
+    for key, needs in plan.items():
+        for of, kind in needs.sums:
+            values = _of_values(columns[of], kind)
+            squares, keep = of in needs.squares_of, of in needs.max_of
+            sums[(key, of, kind)] = pool.submit(_sums, streams[key], values, kind, squares, keep)
+    tasks = {}
+    # a key with one count goes early, while few results are held: its stream is built and dropped
+    for key, needs in plan.items():
+        if needs.single_count:
+            ((width, _),) = needs.windows.items()
+            key_columns = [columns[c] for c in spec.keys[key]]
+            tasks[(key, width)] = pool.submit(_one_window_count, key_columns, ts, width, reach, buffers)
+    label_counts, gaps = {}, {}
+    # keys with sums (the user: a stream plus its sums, the largest state) first, keys with counts
+    # only (the merchant) last, each key's tasks together: what is still held beside the results near
+    # the end is then a small state, and the last tasks are short ones that share the threads evenly
+    for key, needs in sorted(plan.items(), key=lambda item: not item[1].sums):
+        if needs.single_count:
+            continue
+        first_sums = next((sums[(key, *entry)] for entry in needs.sums), None)
+        if first_sums is not None:
+            at_ts[key] = pool.submit(lambda task: task.result().at_t, first_sums)
+        elif len(needs.windows) > 1 or needs.gap:
+            at_ts[key] = pool.submit(_at_t, streams[key])
+        else:
+            at_ts[key] = None
+        for width, wants in needs.windows.items():
+            key_sums = {entry: sums[(key, *entry)] for entry in needs.sums}
+            tasks[(key, width)] = pool.submit(_window_values, streams[key], at_ts[key], key_sums, width, wants)
+        if needs.gap:
+            gaps[key] = pool.submit(_previous_gap, streams[key], at_ts[key])
+        if needs.label_windows:
+            label_counts[key] = pool.submit(_event_counts, streams[key], events[key], label_ts, needs.label_windows)
+    return tasks, gaps, label_counts, nulls
+
+
+def _assemble(spec, columns, tasks, gaps, label_counts, nulls, buffers: Buffers) -> dict[str, Column]:
+    """The spec's columns from the finished tasks, in spec order, with NULL keys overridden.
+
+    The features are taken up in the order their windows were submitted (so roughly the order they
+    finish): the ratios of a window that finished early are computed while later tasks still run,
+    instead of all after the last one.
+    """
     results = {}
     out: dict[str, Column] = {}
-    for f in spec.aggregates:
+    submitted = {window: i for i, window in enumerate(tasks)}
+    for f in sorted(spec.aggregates, key=lambda f: submitted.get((f.key, f.window_us), len(submitted))):
         task = tasks.get((f.key, f.window_us))
         if task is not None and (f.key, f.window_us) not in results:
             value = task.result()
@@ -641,15 +889,15 @@ def _assemble(spec, columns, tasks, gaps, label_counts, nulls) -> dict[str, Colu
         elif f.agg == "sum":
             column = Column(window[("sum", f.of)], has)
         elif f.agg == "mean":
-            column = Column(_mean(window, f.of, count, has), has)
+            column = Column(_mean(window, f.of, count, has, buffers), has)
         elif f.agg == "ratio_to_mean":
-            mean = _mean(window, f.of, count, has)
+            mean = _mean(window, f.of, count, has, buffers)
             values = np.asarray(_masked(columns[f.of])[0], dtype=np.float64)
-            column = Column(_ratio(values, mean, has), has)
+            column = Column(_ratio(values, mean, has, buffers), has)
         elif f.agg == "time_since_previous":
             column = Column(gaps[f.key].result(), has)
         elif f.agg == "label_rate":
-            column = Column(_ratio(label_counts[f.key].result()[f.window_us], count, has), has)
+            column = Column(_ratio(label_counts[f.key].result()[f.window_us], count, has, buffers), has)
         elif f.agg == "max":
             values = window[("max", f.of)]
             column = Column(values, has & (values > -np.inf))  # a window of missing values only has no maximum
@@ -659,13 +907,13 @@ def _assemble(spec, columns, tasks, gaps, label_counts, nulls) -> dict[str, Colu
         if null is not None:
             column = _no_history(column, null)
         out[f.name] = column
-    return out
+    return {f.name: out[f.name] for f in spec.aggregates}
 
 
-def _mean(window: dict, of: str, count: np.ndarray, has: np.ndarray) -> np.ndarray:
+def _mean(window: dict, of: str, count: np.ndarray, has: np.ndarray, buffers: Buffers) -> np.ndarray:
     """The window's mean of ``of``, computed once (a mean feature and a ratio to it share it)."""
     if ("mean", of) not in window:
-        window[("mean", of)] = _ratio(window[("sum", of)], count, has)
+        window[("mean", of)] = _ratio(window[("sum", of)], count, has, buffers)
     return window[("mean", of)]
 
 

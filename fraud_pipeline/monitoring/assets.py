@@ -13,19 +13,16 @@ from fraud_pipeline.evaluation.cohorts import (
     projected_mix_effect,
     with_cohort_columns,
 )
-from fraud_pipeline.evaluation.metrics import (
-    cohort_table,
-    evaluate_decisions,
-)
 from fraud_pipeline.evaluation.result import ModelEvaluation
-from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.markdown import markdown_table
+from fraud_pipeline.lib.policy import policy_of
 from fraud_pipeline.lib.records import plain_rows
 from fraud_pipeline.lib.warehouse import hash_sample
 from fraud_pipeline.monitoring.calibration import METHODS
 from fraud_pipeline.monitoring.champion import (
     compare,
     matured_window,
+    realised_decisions,
     with_cost_per_transaction,
 )
 from fraud_pipeline.monitoring.drift import (
@@ -169,7 +166,7 @@ def champion_monitoring(
     duckdb: DuckDBResource,
     registry: ModelRegistry,
 ) -> dict:
-    """The current champion scored on the newest labels matured since its deploy, next to what its evaluation promised."""
+    """The current champion, decided by its policy, on the newest labels matured since its deploy, next to what it promised."""
     thresholds = {
         "min_frauds": config.min_frauds,
         "max_savings_drop": config.max_savings_drop,
@@ -210,25 +207,20 @@ def champion_monitoring(
         ).df()
         # the champion's promise was cut by these splits; realised is cut the same way
         frame, cohorts = with_cohort_columns(con, frame, evaluated_cohorts(promised.get("cohorts", [])))
+        # realised is decided as the champion decides: by its policy, whose cells may need a column of their own
+        policy = policy_of(bundle)
+        frame, _ = with_cohort_columns(con, frame, policy.splits)
+    lacking = [c for c in policy.columns() if c not in frame.columns]
+    if lacking:
+        raise dg.Failure(
+            description=f"champion {pointer['version']}'s decision policy cuts rows by {', '.join(lacking)}, "
+            "which the warehouse does not have: nothing monitored"
+        )
     if frame.empty or not set(bundle["features"]) <= set(frame.columns):
         context.add_output_metadata({"status": "no scorable matured rows", "champion": pointer["version"]})
         return {**base, "status": "nothing_matured", "window": [w.isoformat() for w in window]}
-    cost_model = CostModel(**bundle["cost_model"])
     frame["score"] = score(TrainedModel.from_dict(bundle), frame)
-    realised = evaluate_decisions(
-        frame,
-        bundle["threshold"],
-        cost_model,
-        promised["rule_amount_threshold"],
-        int(promised.get("review_capacity_k", 50)),
-    )
-    realised_cohorts = [
-        row
-        for split in cohorts
-        for row in cohort_table(
-            frame, bundle["threshold"], cost_model, promised["rule_amount_threshold"], split
-        ).to_dict(orient="records")
-    ]
+    realised, realised_cohorts = realised_decisions(frame, bundle, cohorts)
     comparison = compare(promised, realised)
     decomposition = decompose(promised["cohorts"], realised_cohorts, promised, realised)
     promised_by_cohort = {(r["cohort"], r["value"]): r for r in promised["cohorts"]}

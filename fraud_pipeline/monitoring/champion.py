@@ -11,6 +11,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import pandas as pd
+
+from fraud_pipeline.evaluation.metrics import CohortSpec, cohort_table, evaluate_decisions
+from fraud_pipeline.lib.costs import CostModel
+from fraud_pipeline.lib.policy import policy_of
+
 #: Headline metrics compared between the promise and the realisation.
 COMPARED = ("cost_per_transaction", "savings_vs_approve_all_pct", "average_precision", "recall", "precision")
 
@@ -86,3 +92,32 @@ def shortfalls(
             f"(more than {max_ap_drop:.0%} below)"
         )
     return found
+
+
+def realised_decisions(frame: pd.DataFrame, bundle: dict, cohorts: tuple[CohortSpec, ...]) -> tuple[dict, list[dict]]:
+    """The champion's realised metrics on matured rows it scored, decided as it decides: by its policy.
+
+    The promise was made of the policy's decisions on the test window (a bundle written before
+    policies: of its single threshold), so the realisation is measured on the same rule.
+
+    Args:
+        frame: Matured rows with ``score`` (the main model's), is_fraud, amount, event_time, user_id,
+            each cohort's column and the policy's split columns.
+        bundle: The champion's bundle (its policy or threshold, cost model and evaluation).
+        cohorts: The splits the promise was cut by.
+
+    Returns:
+        The headline metrics (:func:`~fraud_pipeline.evaluation.metrics.evaluate_decisions`) and one row
+        per cohort value (:func:`~fraud_pipeline.evaluation.metrics.cohort_table`).
+    """
+    policy = policy_of(bundle)
+    promised = bundle["evaluation"]
+    cost_model = CostModel(**bundle["cost_model"])
+    rule = promised["rule_amount_threshold"]
+    realised = evaluate_decisions(frame, policy, cost_model, rule, int(promised.get("review_capacity_k", 50)))
+    by_cohort = [
+        row
+        for split in cohorts
+        for row in cohort_table(frame, policy, cost_model, rule, split).to_dict(orient="records")
+    ]
+    return realised, by_cohort

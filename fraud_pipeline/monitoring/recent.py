@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
-from fraud_pipeline.deployment.serving import ScoringModels, decide
+from fraud_pipeline.deployment.serving import ScoringModels, decide, with_policy_columns
 from fraud_pipeline.evaluation.cohorts import cohorts_of, evaluated_cohorts, with_cohort_columns
 from fraud_pipeline.evaluation.metrics import DEFAULT_COHORTS, CohortSpec
 from fraud_pipeline.lib.costs import CostModel
@@ -83,7 +83,7 @@ def open_rows(
     """The champion's decisions on the window's transactions with their labels so far, and its validation rows.
 
     The decisions are :func:`fraud_pipeline.deployment.serving.decide`'s, the path every scorer
-    takes. The validation rows are the champion's validation window with its labels as known
+    takes: each route by its own decision policy. The validation rows are the champion's validation window with its labels as known
     tonight (mature at the deploy, so at least as complete now, whatever tonight's horizon says),
     scored by the main model (all of them) and by the fallback (the rows it is thresholded on).
 
@@ -97,7 +97,12 @@ def open_rows(
     models = ScoringModels.from_candidate(bundle)
     frame = fetch_frame(con, OPEN_ROWS_SQL, {"start": window[0], "end": window[1]})
     frame, _ = with_cohort_columns(con, frame, champion_cohorts(bundle) if cohorts is None else cohorts)
-    decisions = decide(frame, models) if len(frame) else pd.DataFrame(columns=["route", "score", "alert"])
+    if len(frame):
+        # decided as the champion decides: each route by its policy, whose cells may need a column of their own
+        frame = with_policy_columns(con, frame, models)
+        decisions = decide(frame, models)
+    else:
+        decisions = pd.DataFrame(columns=["route", "score", "alert"])
     frame = frame.assign(
         route=decisions["route"].to_numpy(),
         score=decisions["score"].to_numpy(dtype=float),

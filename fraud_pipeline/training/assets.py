@@ -1,15 +1,17 @@
 """Training: out-of-time windows, the training set, and the LightGBM model with its cost threshold."""
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_pipeline.lib.cohort_splits import DEFAULT_COHORT_NAMES
 from fraud_pipeline.lib.costs import approve_all_cost
 from fraud_pipeline.lib.markdown import markdown_table
 from fraud_pipeline.lib.plots import cost_curve_png, markdown_image
+from fraud_pipeline.lib.policy import PolicyRequest, PolicySettings, policy_markdown, selection_markdown
 from fraud_pipeline.lib.warehouse import fetch_records, replace_tables
 from fraud_pipeline.resources import DUCKDB_POOL, CostSettings, FeatureSpecSettings, RunClock
 from fraud_pipeline.training.candidate import Candidate, train_candidate
@@ -30,6 +32,16 @@ class WindowConfig(dg.Config):
         "window in whole days, so every feature window is full by then.",
     )
     min_train_days: int = Field(default=21, description="Fewest training days accepted after the warm-up.")
+    min_validation_days: int = Field(
+        default=7,
+        description="When the mature, warmed-up history cannot hold min_train_days after the requested validation "
+        "and test windows, both are shortened in proportion, validation not below this (a week: every weekday "
+        "once). Set it to validation_days to never shorten.",
+    )
+    min_test_days: int = Field(
+        default=7,
+        description="The shortest test window allowed when the windows are shortened (see min_validation_days).",
+    )
 
     def design(self, history_days: int) -> WindowDesign:
         """The window design these settings describe (the backtest's folds inherit it).
@@ -40,11 +52,14 @@ class WindowConfig(dg.Config):
         values = self.model_dump()
         if values["warmup_days"] is None:
             values["warmup_days"] = history_days
+        # a window shorter than its default minimum is simply never shortened
+        for window in ("validation", "test"):
+            values[f"min_{window}_days"] = min(values[f"min_{window}_days"], values[f"{window}_days"])
         return WindowDesign(**values)
 
 
 class ModelConfig(dg.Config):
-    """LightGBM settings; the defaults make the model file reproducible byte for byte."""
+    """LightGBM settings and the decision policy; the defaults make the model file reproducible byte for byte."""
 
     learning_rate: float = Field(default=ModelParams.learning_rate, description="Boosting learning rate.")
     num_leaves: int = Field(default=ModelParams.num_leaves, description="Leaves per tree.")
@@ -66,9 +81,49 @@ class ModelConfig(dg.Config):
         "(every fraud is kept; thresholds use every validation row). 0 keeps all.",
     )
 
+    policy_cohorts: list[str] = Field(
+        default=list(DEFAULT_COHORT_NAMES),
+        description="Cohort splits the decision policy may give their own alert thresholds (crossed): account_age, "
+        "channel, region, or a categorical transaction column. A split whose column the model does not read is "
+        "left out (the policy cuts only by what serving sees); empty: one threshold for every row.",
+    )
+    policy_prior_frauds: float = Field(
+        default=PolicySettings.prior_frauds,
+        description="Shrinkage of each cohort cell's threshold toward the population's: the population's cost curve "
+        "weighs as much as this many frauds in every cell's. The default is the cohort floors' min_frauds, so a "
+        "cohort the floors judge has at least as much weight of its own as of the population.",
+    )
+    policy_select_on_holdout: bool = Field(
+        default=True,
+        description="Choose which splits to use (none, each alone, all crossed) by the daily cost on the later half "
+        "of validation's days of a policy fitted on the earlier half (see policy_selection_confidence); off: "
+        "always every split, crossed.",
+    )
+    policy_selection_confidence: float = Field(
+        default=PolicySettings.selection_confidence,
+        description="A structure (a split, or the splits crossed) is adopted only when its saving per later "
+        "validation day over the single threshold is positive at this one-sided confidence.",
+    )
+    policy_max_alerts_per_day: float | None = Field(
+        default=None,
+        description="Review capacity the cohort cells share, in alerts per validation day (a price per alert is "
+        "found that meets it); unset: no capacity.",
+    )
+
     def params(self) -> ModelParams:
         """The model parameters."""
-        return ModelParams(**self.model_dump())
+        values = self.model_dump()
+        return ModelParams(**{f.name: values[f.name] for f in fields(ModelParams)})
+
+    def policy_request(self) -> PolicyRequest:
+        """The decision policy these settings ask for."""
+        return PolicyRequest(
+            cohorts=tuple(self.policy_cohorts),
+            prior_frauds=self.policy_prior_frauds,
+            max_alerts_per_day=self.policy_max_alerts_per_day,
+            select_on_holdout=self.policy_select_on_holdout,
+            selection_confidence=self.policy_selection_confidence,
+        )
 
 
 class TrainingProgress:
@@ -126,6 +181,8 @@ def training_windows(
             for name, (start, end) in windows.splits().items()
         ]
     )
+    if shortened := windows.shortened():
+        context.log.warning(f"windows shortened: {shortened}")
     context.add_output_metadata({"windows": dg.MetadataValue.md(table), **windows.to_metadata()})
     return windows
 
@@ -172,6 +229,7 @@ def fraud_model(
         costs.cost_model(),
         progress=lambda name: [TrainingProgress(context.log.info, name, config.max_rounds)],
         spec=feature_spec.spec(),
+        policy=config.policy_request(),
     )
     candidate = candidate.with_run(config.model_dump(), training_windows)
     rate = candidate.main.model.genuine_sample_rate
@@ -194,6 +252,9 @@ def fraud_model(
             "train_rows": len(train),
             "top_features_by_gain": dg.MetadataValue.md(markdown_table([{"feature": k, "gain": v} for k, v in top])),
             "cost_vs_threshold": dg.MetadataValue.md(markdown_image(cost_plot, "validation cost vs threshold")),
+            "policy": dg.MetadataValue.md(policy_markdown(candidate.main.decision_policy())),
+            "policy_selection": dg.MetadataValue.md(selection_markdown(candidate.main.decision_policy())),
+            "fallback_policy": dg.MetadataValue.md(policy_markdown(candidate.fallback.decision_policy())),
         }
     )
     return candidate

@@ -92,7 +92,7 @@ def model_learnt_from_its_train_split(fraud_model: Candidate, duckdb: DuckDBReso
 def threshold_chosen_on_validation(
     fraud_model: Candidate, duckdb: DuckDBResource, costs: CostSettings
 ) -> dg.AssetCheckResult:
-    """Each stored threshold is the cost-minimising threshold on validation, recomputed from the model file."""
+    """Each model's decision policy (global and every cell's threshold) is the one chosen on validation, recomputed from the model file."""
     with duckdb.get_connection() as con:
         return gate_check_result(threshold_gate(Splits(con), fraud_model, costs.cost_model()))
 

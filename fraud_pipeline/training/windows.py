@@ -15,6 +15,9 @@ class WindowDesign:
             shorter when the warm-up clips it).
         warmup_days: Days after the first transaction before training may start.
         min_train_days: Fewest training days accepted after the warm-up.
+        min_validation_days, min_test_days: How short validation and test may become when the mature,
+            warmed-up history cannot hold the requested lengths (see :func:`plan_windows`); equal to
+            the requested lengths, the windows are never shortened.
     """
 
     train_days: int
@@ -22,6 +25,8 @@ class WindowDesign:
     test_days: int
     warmup_days: int
     min_train_days: int
+    min_validation_days: int = 7
+    min_test_days: int = 7
 
     def label(self) -> str:
         """``train/validation/test`` days, e.g. ``49/14/21``."""
@@ -52,6 +57,26 @@ class TrainingWindows:
     horizon_days: float
     design: WindowDesign | None = None
 
+    def days(self) -> dict[str, int]:
+        """Split name -> its length in whole days."""
+        return {name: (end - start).days for name, (start, end) in self.splits().items()}
+
+    def shortened(self) -> str | None:
+        """What the planning shortened to fit the mature history, as a sentence; None when nothing was."""
+        if self.design is None:
+            return None
+        days = self.days()
+        asked = {"validation": self.design.validation_days, "test": self.design.test_days}
+        cut = [f"{name} {asked[name]} -> {days[name]} days" for name in asked if days[name] < asked[name]]
+        if not cut:
+            return None
+        return (
+            f"{', '.join(cut)}: the mature, warmed-up history could not hold "
+            f"{self.design.min_train_days} training days after the requested windows, so validation and test were "
+            f"shortened in proportion (not below --min-validation-days {self.design.min_validation_days} / "
+            f"--min-test-days {self.design.min_test_days})"
+        )
+
     def splits(self) -> dict[str, tuple[datetime, datetime]]:
         """Split name -> (start, end)."""
         return {
@@ -75,6 +100,7 @@ class TrainingWindows:
             "label_cutoff": self.label_cutoff.isoformat(),
             "horizon_days": self.horizon_days,
             **({"design": self.design.label(), **asdict(self.design)} if self.design else {}),
+            **({"shortened": shortened} if (shortened := self.shortened()) else {}),
         }
 
     @classmethod
@@ -102,6 +128,8 @@ def plan_windows(
     test_days: int,
     warmup_days: int = 30,
     min_train_days: int = 21,
+    min_validation_days: int | None = None,
+    min_test_days: int | None = None,
 ) -> TrainingWindows:
     """Places the windows as late as mature labels allow.
 
@@ -112,19 +140,38 @@ def plan_windows(
     features are truncated by the start of the data rather than by the user's real history. The
     windows carry the design they were planned with.
 
+    Early in a data set's life (a young world, a long maturity horizon) the mature, warmed-up history
+    may not hold the requested validation and test windows plus ``min_train_days`` of training. Then
+    validation and test are shortened in proportion to their requested lengths, not below
+    ``min_validation_days`` / ``min_test_days`` (None: the requested lengths, i.e. never shortened),
+    until training has ``min_train_days``; :meth:`TrainingWindows.shortened` says so. The gates still
+    judge what the shorter windows hold (enough frauds per window, label completeness).
+
     Raises:
-        ValueError: If ``train_days`` is below ``min_train_days``, or the mature, warmed-up history
-            leaves fewer than ``min_train_days`` training days; the message names the settings and the
-            days available.
+        ValueError: If ``train_days`` is below ``min_train_days``, a minimum exceeds its window, or the
+            mature, warmed-up history leaves fewer than ``min_train_days`` training days even with the
+            shortest windows allowed; the message names the settings and the days available.
     """
     for name, value in {"train_days": train_days, "validation_days": validation_days, "test_days": test_days}.items():
         if value <= 0:
             raise ValueError(f"{name} must be positive, got {value}")
+    min_validation_days = validation_days if min_validation_days is None else min_validation_days
+    min_test_days = test_days if min_test_days is None else min_test_days
+    for name, low, high in (
+        ("min_validation_days", min_validation_days, validation_days),
+        ("min_test_days", min_test_days, test_days),
+    ):
+        if not 1 <= low <= high:
+            raise ValueError(f"{name} must be from 1 to the window's {high} days, got {low}")
     label_cutoff = _floor_day(as_of - timedelta(days=horizon_days))
     test_end = min(label_cutoff, _floor_day(last_event_time) + timedelta(days=1))
+    earliest_train = _floor_day(first_event_time) + timedelta(days=warmup_days)
+    requested = (validation_days, test_days)
+    validation_days, test_days = _fitted_lengths(
+        (test_end - earliest_train).days, min_train_days, requested, (min_validation_days, min_test_days)
+    )
     test_start = test_end - timedelta(days=test_days)
     validation_start = test_start - timedelta(days=validation_days)
-    earliest_train = _floor_day(first_event_time) + timedelta(days=warmup_days)
     train_start = max(validation_start - timedelta(days=train_days), earliest_train)
     if train_days < min_train_days:
         raise ValueError(
@@ -141,7 +188,8 @@ def plan_windows(
             f"min_train_days {min_train_days} (--min-train-days) not met: {available} training days available. "
             f"At as_of {as_of:%Y-%m-%d} with a {horizon_days:g}-day maturity horizon the labels are mature until "
             f"{label_cutoff:%Y-%m-%d}; after {test_days} test and {validation_days} validation days (--test-days, "
-            f"--validation-days), {clipped}. Lower min_train_days to {max(available, 0)} or less, shorten the "
+            f"--validation-days; shortened to at most --min-test-days {min_test_days} / --min-validation-days "
+            f"{min_validation_days}), {clipped}. Lower min_train_days to {max(available, 0)} or less, allow shorter "
             f"test/validation windows, or run at a later as_of"
         )
     return TrainingWindows(
@@ -154,8 +202,24 @@ def plan_windows(
         label_cutoff=label_cutoff,
         as_of=as_of,
         horizon_days=horizon_days,
-        design=WindowDesign(train_days, validation_days, test_days, warmup_days, min_train_days),
+        design=WindowDesign(train_days, *requested, warmup_days, min_train_days, min_validation_days, min_test_days),
     )
+
+
+def _fitted_lengths(span_days: int, min_train_days: int, requested: tuple[int, int], minimum: tuple[int, int]):
+    """Validation and test lengths that leave ``min_train_days`` of ``span_days``, shortened in proportion.
+
+    The requested lengths when they fit (or when even the minimum lengths would not: the caller then
+    reports the shortfall of the requested design).
+    """
+    room = span_days - min_train_days
+    if sum(requested) <= room or sum(minimum) > room:
+        return requested
+    test = min(requested[1], max(minimum[1], round(room * requested[1] / sum(requested))))
+    validation = min(requested[0], room - test)
+    if validation < minimum[0]:
+        validation, test = minimum[0], room - minimum[0]
+    return validation, test
 
 
 def window_problems(windows: TrainingWindows) -> list[str]:
@@ -187,11 +251,15 @@ def rolling_windows(
     test_days: int,
     warmup_days: int = 30,
     min_train_days: int = 21,
+    min_validation_days: int | None = None,
+    min_test_days: int | None = None,
 ) -> list[TrainingWindows]:
-    """Prequential folds: the newest windows, then the same windows shifted back by ``test_days`` each time.
+    """Prequential folds: the newest windows, then the same windows shifted back by their test length each time.
 
-    Fold i is planned as if the run were ``i * test_days`` earlier, so the test windows are consecutive
+    Fold i is planned as if the run were ``i`` test windows earlier, so the test windows are consecutive
     and do not overlap, and every fold trains and tests out of time on labels mature at the real as_of.
+    The newest fold may be shortened like :func:`plan_windows`; the older folds keep its lengths (a fold
+    that no longer fits them ends the folds), so every fold is judged on windows of the same size.
     Folds stop early when the warmed-up history runs out.
 
     Returns:
@@ -200,9 +268,23 @@ def rolling_windows(
     Raises:
         ValueError: If not even the newest fold fits.
     """
-    folds = []
-    for i in range(n_folds):
-        shift = timedelta(days=i * test_days)
+    newest = plan_windows(
+        as_of,
+        horizon_days,
+        first_event_time,
+        last_event_time,
+        train_days,
+        validation_days,
+        test_days,
+        warmup_days,
+        min_train_days,
+        min_validation_days,
+        min_test_days,
+    )
+    folds = [newest]
+    lengths = newest.days()
+    for i in range(1, n_folds):
+        shift = timedelta(days=i * lengths["test"])
         try:
             planned = plan_windows(
                 as_of - shift,
@@ -210,14 +292,13 @@ def rolling_windows(
                 first_event_time,
                 last_event_time - shift,
                 train_days,
-                validation_days,
-                test_days,
+                lengths["validation"],
+                lengths["test"],
                 warmup_days,
                 min_train_days,
             )
         except ValueError:
-            if not folds:
-                raise
             break
+        planned = replace(planned, design=newest.design)
         folds.append(replace(planned, as_of=as_of, label_cutoff=_floor_day(as_of - timedelta(days=horizon_days))))
     return folds

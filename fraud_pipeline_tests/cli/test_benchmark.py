@@ -36,6 +36,22 @@ def test_the_in_memory_engine_run_is_in_time_order_and_misses_nothing():
     assert set(benchmark.compared_features()) <= set(frame.columns)
 
 
+def test_rows_already_in_time_order_skip_the_sort_and_give_the_same_features():
+    tx, cb, users = make_history(6, n=800)
+    ordered = tx.sort_values(["event_time", "transaction_id"]).reset_index(drop=True)
+    # renumbered in time order, as the simulator numbers them: the fast paths (no sort, chargebacks by search)
+    renumber = dict(zip(ordered["transaction_id"], range(1, len(ordered) + 1)))
+    ordered["transaction_id"] = ordered["transaction_id"].map(renumber)
+    cb = cb.assign(transaction_id=cb["transaction_id"].map(renumber))
+    fast = benchmark.engine_on_frames(ordered, cb, users).to_pandas()
+    slow = benchmark.engine_on_frames(
+        ordered.sample(frac=1.0, random_state=2), cb.sample(frac=1.0, random_state=3), users
+    )
+    slow = slow.to_pandas()
+    assert fast.equals(slow)
+    assert (fast["transaction_id"].to_numpy() == ordered["transaction_id"].to_numpy()).all()
+
+
 def test_the_in_memory_engine_gives_no_account_age_without_a_user_or_a_creation_time():
     tx, cb, users = make_history(6, n=800)
     first, second = users["user_id"].iloc[0], users["user_id"].iloc[1]

@@ -313,3 +313,88 @@ def test_rollback_refuses_an_unservable_version_and_waits_for_no_run(nights, tmp
     finally:
         holder.kill()
         holder.wait()
+
+
+def _with_policy_champion(source: Path, target: Path, main_policy, fallback_policy) -> Path:
+    """A copy of a data folder whose champion is v1's models under the given decision policies."""
+    import shutil
+
+    shutil.copytree(source, target)
+    store = ModelRegistryStore(target / "registry")
+    bundle = store.read_bundle("v1")
+    bundle["version"] = "v2"
+    bundle["policy"] = main_policy.as_dict()
+    bundle["fallback"]["policy"] = fallback_policy.as_dict()
+    folder = store.bundle_dir("v1")
+    store.write_bundle(
+        "v2",
+        (folder / "model.txt").read_text(),
+        bundle,
+        "# v2",
+        fallback_text=(folder / "fallback_model.txt").read_text(),
+    )
+    store.promote("v2", as_of=bundle["windows"]["as_of"], reason="test: a per-cell policy")
+    return target
+
+
+def test_the_file_scorer_applies_each_models_decision_policy(world, nights, tmp_path, monkeypatch, capsys):
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    frame = new_transactions(
+        world,
+        {
+            "before both": (EARLY - timedelta(days=20), EARLY - timedelta(days=1)),
+            "between": (EARLY + timedelta(days=2), LATE - timedelta(days=2)),
+        },
+        per_range=60,
+    )
+    _, out = score(monkeypatch, nights["early"], frame, tmp_path, "single")
+    single = read_decisions(out)
+    assert (single["threshold"] == 0.05).all() and single["cell"].isna().all()  # an empty cell reads back as NaN
+    channel = CohortSpec("channel", "channel")
+    main_rows = single["route"] == "main"
+    low = float(single.loc[main_rows, "score"].quantile(0.3))
+    data = _with_policy_champion(
+        nights["early"],
+        tmp_path / "policed",
+        hand_policy(0.05, channel, {"ecommerce": low}),
+        hand_policy(0.05, channel, {"ecommerce": 0.0}),
+    )
+    code, out = score(monkeypatch, data, frame, tmp_path, "policed")
+    assert code == 0 and "Traceback" not in capsys.readouterr().out
+    policed = read_decisions(out)
+    pd.testing.assert_series_equal(policed["score"], single["score"])
+    ecommerce = (frame.set_index("transaction_id")["channel"] == "ecommerce").sort_index()
+    main, fallback = policed["route"] == "main", policed["route"] == "fallback"
+    assert (main & ecommerce).sum() >= 5 and (fallback & ecommerce).sum() >= 5
+    cell = main & ecommerce
+    assert (policed.loc[cell, "threshold"] == low).all() and (policed.loc[cell, "cell"] == "channel=ecommerce").all()
+    assert (policed.loc[cell, "alert"] == (policed.loc[cell, "score"] >= low)).all()
+    assert policed.loc[cell, "alert"].sum() > single.loc[cell, "alert"].sum()
+    assert policed.loc[cell, "reason"].str.endswith(f"; threshold {low:.4g} of cell channel=ecommerce").all()
+    elsewhere = main & ~ecommerce
+    assert (policed.loc[elsewhere, "alert"] == single.loc[elsewhere, "alert"]).all()
+    assert policed.loc[elsewhere, "reason"].str.endswith("(cell channel=card_present not seen on validation)").all()
+    # rows after the warehouse's night go to the fallback, judged by the fallback's policy, and say both
+    gap = fallback & ecommerce
+    assert policed.loc[gap, "alert"].all() and (policed.loc[gap, "threshold"] == 0.0).all()
+    assert policed.loc[gap, "reason"].str.contains("after the warehouse's as_of 2025-02-10").all()
+    assert policed.loc[gap, "reason"].str.endswith("; threshold 0 of cell channel=ecommerce").all()
+
+
+def test_a_policy_cut_by_a_column_the_scorer_cannot_read_is_one_line(world, nights, tmp_path, monkeypatch, capsys):
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline.lib.policy import DecisionPolicy
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    policy = hand_policy(0.05, CohortSpec("segment", "segment"), {"a": 0.01})
+    data = _with_policy_champion(nights["late"], tmp_path / "segment", policy, DecisionPolicy.single(0.05))
+    frame = new_transactions(world, {"any": (EARLY - timedelta(days=5), EARLY)}, per_range=3)
+    code, out = score(monkeypatch, data, frame, tmp_path, "segment")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and not out.exists(), lines
+    assert (
+        lines[0]
+        == "the champion's decision policy cuts rows by segment, which neither the rows to score nor the warehouse has"
+    )

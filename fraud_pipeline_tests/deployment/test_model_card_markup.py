@@ -59,3 +59,30 @@ def test_hostile_cohort_values_and_reasons_render_inert_in_the_model_card():
     for table in re.findall(r"<table>.*?</table>", rendered, flags=re.S):
         widths = {len(re.findall(r"<t[hd]\b", row)) for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)}
         assert len(widths) == 1, table
+
+
+def test_hostile_cell_labels_and_split_names_in_the_decision_policy_render_inert():
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    split = CohortSpec(f"![s]({BEACON})", "channel")
+    values = {f"![x]({BEACON})": 0.1, f'<img src="{BEACON}">|x': 0.2, "[c](javascript:alert(1))": 0.3}
+    policy = hand_policy(
+        0.5,
+        split,
+        values,
+        selection=({"splits": [], "holdout_cost": 10.0}, {"splits": [split.name], "holdout_cost": 9.0}),
+    )
+    bundle = {
+        **hostile_bundle(),
+        "policy": policy.as_dict(),
+        "fallback": {"threshold": 0.4, "policy": policy.as_dict()},
+    }
+    markdown_it = pytest.importorskip("markdown_it")
+    card = render_model_card(bundle)
+    assert card.count("| validation frauds |") == 2
+    rendered = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(card)
+    assert not re.search(r"<(img|a|script)\b", rendered), rendered
+    for table in re.findall(r"<table>.*?</table>", rendered, flags=re.S):
+        widths = {len(re.findall(r"<t[hd]\b", row)) for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)}
+        assert len(widths) == 1, table

@@ -19,15 +19,18 @@ import pytest
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.deployment.gates import (
     Splits,
+    champion_test_cost,
     evaluation_scores_gate,
     history_gate,
     learnt_rows_gate,
     model_matrix_gate,
     threshold_gate,
 )
+from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.features.catalog import HISTORY_FEATURES
-from fraud_pipeline.lib.costs import CostModel, choose_threshold
-from fraud_pipeline.resources import SimulatedWorld
+from fraud_pipeline.lib.costs import CostModel, choose_threshold, decision_costs
+from fraud_pipeline.lib.policy import DecisionPolicy, cell_labels
+from fraud_pipeline.resources import CostSettings, SimulatedWorld
 from fraud_pipeline.training.candidate import train_candidate
 from fraud_pipeline.training.model import ModelParams, model_file_missing_types, model_file_rows, score
 from fraud_pipeline.training.training_set import load_split
@@ -37,14 +40,19 @@ from fraud_pipeline_tests.conftest import SMALL_WORLD
 UP_TO_THE_EVALUATION = dg.AssetSelection.assets("model_evaluation").upstream().without_checks() - (
     dg.AssetSelection.assets("landed_files")
 )
+#: Every configured split crossed, no selection, little shrinkage: the small world's candidate then has cells
+#: whose thresholds decide test rows otherwise than its global one.
+CROSSED = {"ops": {"fraud_model": {"config": {"policy_select_on_holdout": False, "policy_prior_frauds": 1.0}}}}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A small world evaluated once: its warehouse, candidate, evaluation and splits."""
+    """A small world evaluated once (its policy crossing every split): its warehouse, candidate, evaluation and splits."""
     folder = tmp_path_factory.mktemp("provenance")
     resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
-    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=UP_TO_THE_EVALUATION)
+    result = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=UP_TO_THE_EVALUATION, run_config=CROSSED
+    )
     with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
         splits = {name: load_split(con, name) for name in ("train", "validation", "test")}
     return (
@@ -179,6 +187,88 @@ def test_a_threshold_off_by_a_little_fails(world, con):
     nudged = replace(candidate, main=replace(candidate.main, threshold=candidate.threshold * 1.01))
     gate = threshold_gate(Splits(con), nudged, CostModel())
     assert not gate.passed and "chosen elsewhere" in gate.reason
+
+
+def _with_cell_threshold(candidate, cell: str, threshold: float):
+    """The candidate with one cell of its main policy given another threshold."""
+    policy = candidate.policy
+    cells = tuple(replace(c, threshold=threshold) if c.cell == cell else c for c in policy.cells)
+    return replace(candidate, main=replace(candidate.main, policy=replace(policy, cells=cells)))
+
+
+def _differing_cell(candidate, test: pd.DataFrame):
+    """A cell of the main policy whose threshold differs from the global one on test rows it decides otherwise."""
+    policy = candidate.policy
+    scores = score(candidate.main.model, test)
+    labels = cell_labels(test, policy.splits).to_numpy()
+    for cell in policy.cells:
+        rows = labels == cell.cell
+        low, high = sorted((cell.threshold, policy.global_threshold))
+        if ((scores[rows] >= low) & (scores[rows] < high)).any():
+            return cell
+    raise AssertionError("no cell decides a test row otherwise than the global threshold")
+
+
+def test_the_clean_policy_has_cells_and_every_one_is_recomputed(world, con):
+    _, candidate, evaluation, _ = world
+    assert len(candidate.policy.cells) > 3 and candidate.request().select_on_holdout is False
+    gate = threshold_gate(Splits(con), candidate, CostModel())
+    assert gate.passed, gate.reason
+    assert gate.details["main"]["stored_cells"] == gate.details["main"]["recomputed_cells"]
+    assert evaluation.policy == candidate.policy.as_dict()
+
+
+def test_a_tampered_cell_threshold_fails_naming_the_cell(world, con):
+    _, candidate, _, splits = world
+    cell = _differing_cell(candidate, splits["test"])
+    tampered = _with_cell_threshold(candidate, cell.cell, cell.threshold * 1.001)
+    gate = threshold_gate(Splits(con), tampered, CostModel())
+    assert not gate.passed
+    assert f"the main model's threshold for cell {cell.cell} is" in gate.reason and "fallback" not in gate.reason
+    assert [m.observed for m in gate.measures if m.name == "policy_cells_differing"] == [1]
+
+
+def test_a_policy_of_other_splits_than_its_request_fails(world, con):
+    _, candidate, _, _ = world
+    single = replace(candidate, main=replace(candidate.main, policy=DecisionPolicy.single(candidate.threshold)))
+    gate = threshold_gate(Splits(con), single, CostModel())
+    assert not gate.passed and "the main model's policy splits by none" in gate.reason
+
+
+def test_stored_alerts_at_the_global_threshold_are_not_the_policys(world, writable):
+    _, candidate, evaluation, splits = world
+    _differing_cell(candidate, splits["test"])
+    writable.execute("UPDATE evaluation_scores SET alert = score >= $t", {"t": candidate.threshold})
+    gate = evaluation_scores_gate(writable, candidate, evaluation, CostModel())
+    assert not gate.passed
+    assert "stored alerts are not score >= the threshold of the row's cell" in gate.reason, gate.reason
+
+
+def test_an_evaluation_of_another_policy_fails(world, con):
+    _, candidate, evaluation, _ = world
+    other = replace(evaluation, policy=DecisionPolicy.single(candidate.threshold).as_dict())
+    gate = evaluation_scores_gate(con, candidate, other, CostModel())
+    assert not gate.passed and "another policy than the candidate's" in gate.reason
+
+
+def test_the_champion_is_costed_with_its_own_policy(world, con, tmp_path):
+    _, candidate, evaluation, splits = world
+    store = ModelRegistryStore(tmp_path / "registry")
+    bundle = {k: v for k, v in candidate.as_dict().items() if k != "model_text"}
+    bundle["fallback"] = {k: v for k, v in bundle["fallback"].items() if k != "model_text"}
+    store.write_bundle(
+        candidate.version, candidate.main.model.model_text, bundle, "card", candidate.fallback.model.model_text
+    )
+    test = splits["test"]
+    scores = score(candidate.main.model, test)
+    costed = lambda alert: float(  # noqa: E731
+        decision_costs(test["is_fraud"].to_numpy(), test["amount"].to_numpy(), alert, CostModel()).sum()
+    )
+    assert champion_test_cost(con, store, candidate.version, CostSettings()) == pytest.approx(
+        costed(candidate.policy.alerts(scores, test)), rel=1e-12
+    )
+    assert costed(candidate.policy.alerts(scores, test)) == pytest.approx(evaluation.total_cost, rel=1e-9)
+    assert costed(scores >= candidate.threshold) != pytest.approx(evaluation.total_cost, rel=1e-9)
 
 
 @pytest.mark.parametrize("fill", ["zero", "mean"])

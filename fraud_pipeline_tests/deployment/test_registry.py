@@ -214,3 +214,96 @@ def test_a_torn_last_history_line_is_no_event_and_the_next_event_stays_apart(tmp
     assert store.champion()["version"] == "v1"
     store.record({"event": "refused", "version": "v2"})
     assert [e["event"] for e in store.history()] == ["promoted", "refused"]
+
+
+def _policy_dict() -> dict:
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    return hand_policy(0.5, CohortSpec("channel", "channel"), {"online": 0.2, "pos": 0.7}).as_dict()
+
+
+def _malformed(field: str, damage: str) -> dict:
+    policy = _policy_dict()
+    if damage == "threshold NaN":
+        policy["cells"][1]["threshold"] = float("nan")
+    elif damage == "no global threshold":
+        del policy["global_threshold"]
+    elif damage == "cell lacks a field":
+        del policy["cells"][0]["n_frauds"]
+    elif damage == "split without a column":
+        policy["splits"][0]["column"] = ""
+    elif damage == "not an object":
+        policy = [0.5]
+    elif damage == "labels without bins":
+        policy["splits"][0]["labels"] = ["a"]
+    elif damage == "bins decreasing":
+        policy["splits"][0]["bins"] = [30, 7]
+    elif damage == "another global threshold":
+        policy["global_threshold"] = 0.25
+    return policy
+
+
+@pytest.mark.parametrize(
+    "field, damage, expected",
+    [
+        ("policy", "threshold NaN", "policy.cells[1].threshold: not a finite number (nan)"),
+        ("policy", "no global threshold", "policy.global_threshold: not a finite number (None)"),
+        ("fallback.policy", "cell lacks a field", "fallback.policy.cells[0]: lacks n_frauds"),
+        ("policy", "split without a column", "policy.splits[0].column: not a name ('')"),
+        ("fallback.policy", "not an object", "fallback.policy: not an object"),
+        ("policy", "labels without bins", "policy: unreadable (ValueError: cohort 'channel' has labels but no bins)"),
+        (
+            "fallback.policy",
+            "another global threshold",
+            "fallback.policy.global_threshold: 0.25 is not the model's threshold 0.5",
+        ),
+        ("policy", "bins decreasing", "policy.splits[0].bins: not increasing bin edges (numbers, or 'inf' / '-inf')"),
+    ],
+)
+def test_a_malformed_decision_policy_is_one_line_naming_bundle_json_and_the_field(tmp_path, field, damage, expected):
+    import json
+
+    from fraud_pipeline.deployment.registry import RegistryError
+
+    store = ModelRegistryStore(tmp_path)
+    text = lightgbm_model_text()
+    bundle = servable_bundle("v1")
+    bundle["policy"] = bundle["fallback"]["policy"] = _policy_dict()
+    if field == "policy":
+        bundle["policy"] = _malformed(field, damage)
+    else:
+        bundle["fallback"]["policy"] = _malformed(field, damage)
+    store.write_bundle("v1", text, json.loads(json.dumps(bundle)), "# v1", fallback_text=text)
+    store.promote("v1", as_of="2025-07-01", reason="gates passed")
+    pointer, problem = store.valid_champion()
+    line = f"v1/bundle.json: malformed decision policy: {expected}"
+    assert pointer is None and line in problem and "\n" not in problem, problem
+    with pytest.raises(RegistryError, match=re_escape(line)):
+        store.scoring_bundle("v1")
+
+
+def test_a_bundle_with_a_well_formed_policy_or_none_at_all_is_served(tmp_path):
+    from fraud_pipeline.lib.policy import policy_of
+
+    store = ModelRegistryStore(tmp_path)
+    text = lightgbm_model_text()
+    import math
+
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    age = CohortSpec("account_age", "account_age_days", bins=(0, 7, math.inf), labels=("<7d", ">=7d"))
+    with_policy = servable_bundle("v2")
+    with_policy["policy"] = _policy_dict()
+    with_policy["fallback"]["policy"] = hand_policy(0.5, age, {"<7d": 0.2}).as_dict()  # an infinite edge
+    store.write_bundle("v1", text, servable_bundle("v1"), "# v1", fallback_text=text)
+    store.write_bundle("v2", text, with_policy, "# v2", fallback_text=text)
+    for version in ("v1", "v2"):
+        store.promote(version, as_of="2025-07-01", reason="gates passed")
+        assert store.valid_champion() == (store.champion(), None)
+    served = store.scoring_bundle("v2")
+    assert policy_of(served).thresholds() == {"channel=online": 0.2, "channel=pos": 0.7}
+    assert policy_of(served["fallback"]).splits == (age,)
+    old = store.scoring_bundle("v1")
+    assert policy_of(old).is_single and policy_of(old).global_threshold == 0.5

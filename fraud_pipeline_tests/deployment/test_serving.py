@@ -25,7 +25,10 @@ from fraud_pipeline.deployment.serving import (
 )
 from fraud_pipeline.features.catalog import FALLBACK_FEATURES, FEATURES, HISTORY_FEATURES
 from fraud_pipeline.features.spec import default_spec, load_spec
+from fraud_pipeline.lib.cohort_splits import CohortSpec
+from fraud_pipeline.lib.policy import DecisionPolicy
 from fraud_pipeline.training.model import ModelParams, TrainedModel, to_model_matrix, train_model
+from fraud_pipeline_tests.deployment.policies import hand_policy
 
 FOREIGN = load_spec(Path(__file__).resolve().parents[1] / "foreign_spec.yaml")
 
@@ -51,7 +54,7 @@ def models():
     params = ModelParams(max_rounds=20)
     main = train_model(train, validation, tuple(f.name for f in FEATURES), ("channel", "mcc", "country"), params)
     fallback = train_model(train, validation, FALLBACK_FEATURES, ("channel", "mcc", "country"), params)
-    return ScoringModels(main=main, main_threshold=0.5, fallback=fallback, fallback_threshold=0.5)
+    return ScoringModels(main=main, main_policy=0.5, fallback=fallback, fallback_policy=0.5)
 
 
 def test_complete_rows_with_history_use_the_main_model(models):
@@ -237,7 +240,7 @@ def test_every_alert_says_why_and_the_same_rows_always_read_the_same(models):
     scored = decide(rows, models)
     # thresholds low enough that about a third of each route alerts
     cut = {route: float(scored.loc[scored["route"] == route, "score"].quantile(0.67)) for route in ("main", "fallback")}
-    models = replace(models, main_threshold=cut["main"], fallback_threshold=cut["fallback"])
+    models = replace(models, main_policy=cut["main"], fallback_policy=cut["fallback"])
     first, second = decide(rows, models), decide(rows, models)
     pd.testing.assert_frame_equal(first, second)
     backwards = decide(rows.iloc[::-1], models).iloc[::-1].reset_index(drop=True)
@@ -301,3 +304,131 @@ def test_an_outage_under_a_foreign_spec_hides_that_specs_history_and_keys_activi
 def test_peak_hours_read_the_event_time_when_the_spec_has_no_hour_of_day():
     times = pd.to_datetime(["2018-05-01 05:10"] * 4 + ["2018-05-01 06:00"] + ["2018-05-02 07:59"] * 3)
     assert peak_hours(pd.DataFrame({"event_time": times}), 2) == [5, 7]
+
+
+SEGMENT = CohortSpec("segment", "segment")
+
+
+def _twins(models, n=40):
+    """Pairs of identical rows but for ``segment`` (a column no model reads): equal scores, different cells."""
+    rows = frame(n, seed=21)
+    twins = pd.concat([rows.assign(segment="risky"), rows.assign(segment="calm"), rows.assign(segment="new")])
+    return twins.assign(transaction_id=np.arange(len(twins))).reset_index(drop=True)
+
+
+def test_a_cell_with_a_lower_threshold_alerts_a_score_its_twin_in_another_cell_does_not(models):
+    rows = _twins(models)
+    scores = decide(rows, models)["score"].to_numpy()
+    low, high = np.quantile(scores, 0.3), np.quantile(scores, 0.9)
+    middle = float(np.quantile(scores, 0.6))
+    policy = hand_policy(middle, SEGMENT, {"risky": float(low), "calm": float(high)})
+    out = decide(rows, replace(models, main_policy=policy))
+    np.testing.assert_array_equal(out["score"].to_numpy(), scores)  # the policy decides, it does not score
+    by_segment = {s: out[rows["segment"] == s].reset_index(drop=True) for s in ("risky", "calm", "new")}
+    for segment, threshold in (("risky", low), ("calm", high), ("new", middle)):
+        part = by_segment[segment]
+        assert (part["threshold"] == threshold).all()
+        np.testing.assert_array_equal(part["alert"].to_numpy(), part["score"].to_numpy() >= threshold)
+    twin = (by_segment["risky"]["alert"] & ~by_segment["calm"]["alert"]).to_numpy()
+    assert twin.any(), "some score alerts in the risky cell and not in the calm one"
+    assert (by_segment["risky"]["cell"] == "segment=risky").all() and (by_segment["new"]["cell"] == "segment=new").all()
+    assert (by_segment["risky"]["reason"] == f"{MAIN_REASON}; threshold {low:.4g} of cell segment=risky").all()
+    assert (
+        by_segment["new"]["reason"]
+        == f"{MAIN_REASON}; global threshold {middle:.4g} (cell segment=new not seen on validation)"
+    ).all()
+    alerted = out[out["alert"]]
+    assert (alerted["top_features"] != "").all()
+
+
+def test_history_unavailable_rows_are_judged_by_the_fallbacks_policy_not_the_mains(models):
+    rows = _twins(models)
+    rows.loc[rows.index % 2 == 0, list(HISTORY_FEATURES)] = np.nan
+    scored = decide(rows, models)
+    fallback = scored["route"] == "fallback"
+    cut = float(scored.loc[fallback, "score"].median())
+    policy = hand_policy(cut, SEGMENT, {"risky": 0.0, "calm": 1.1})
+    out = decide(rows, replace(models, fallback_policy=policy))
+    segment = rows["segment"].to_numpy()
+    assert (out.loc[fallback & (segment == "risky"), "alert"]).all()  # threshold 0: every fallback row alerts
+    assert not (out.loc[fallback & (segment == "calm"), "alert"]).any()
+    new = fallback & (segment == "new")
+    np.testing.assert_array_equal(out.loc[new, "alert"].to_numpy(), out.loc[new, "score"].to_numpy() >= cut)
+    assert out.loc[fallback & (segment == "risky"), "reason"].str.endswith("; threshold 0 of cell segment=risky").all()
+    # the main rows keep the main model's single threshold, their reason and no cell
+    main = out["route"] == "main"
+    assert (out.loc[main, "threshold"] == 0.5).all() and (out.loc[main, "cell"] == "").all()
+    assert (out.loc[main, "reason"] == MAIN_REASON).all()
+    pd.testing.assert_frame_equal(out[main], scored[main])
+
+
+def test_a_bundle_written_before_policies_is_served_exactly_as_before(models):
+    old = {
+        **models.main.as_dict(),
+        "threshold": 0.31,
+        "fallback": {**models.fallback.as_dict(), "threshold": 0.27},
+    }
+    served = ScoringModels.from_candidate(old)
+    assert served.main_policy == DecisionPolicy.single(0.31) and served.fallback_policy == DecisionPolicy.single(0.27)
+    assert served.policy_columns() == ()
+    rows = frame(300, seed=12)
+    rows.loc[:60, list(HISTORY_FEATURES)] = np.nan
+    rows["amount"] = rows["amount"].astype(object)
+    rows.loc[5, "amount"] = None
+    out = decide(rows, served)
+    scored = out["route"] != "review"
+    expected = np.where(out["route"] == "main", out["score"] >= 0.31, out["score"] >= 0.27)
+    np.testing.assert_array_equal(out.loc[scored, "alert"].to_numpy(), expected[scored.to_numpy()])
+    np.testing.assert_array_equal(out.loc[scored, "threshold"], np.where(out["route"] == "main", 0.31, 0.27)[scored])
+    assert out.loc[~scored, "threshold"].isna().all() and (out["cell"] == "").all()
+    assert set(out["reason"]) == {
+        MAIN_REASON,
+        f"fallback: history unavailable ({', '.join(HISTORY_COUNTS)} NULL)",
+        "missing required field: amount",
+    }
+    # the same bundle carrying its threshold as a policy of no splits decides alike
+    with_policy = {
+        **old,
+        "policy": DecisionPolicy.single(0.31).as_dict(),
+        "fallback": {**old["fallback"], "policy": DecisionPolicy.single(0.27).as_dict()},
+    }
+    pd.testing.assert_frame_equal(decide(rows, ScoringModels.from_candidate(with_policy)), out)
+
+
+def test_a_bundles_policy_round_trips_into_serving(models):
+    policy = hand_policy(0.4, SEGMENT, {"risky": 0.1, "calm": 0.9})
+    bundle = {
+        **models.main.as_dict(),
+        "threshold": 0.4,
+        "policy": policy.as_dict(),
+        "fallback": {**models.fallback.as_dict(), "threshold": 0.5},
+    }
+    served = ScoringModels.from_candidate(bundle)
+    assert served.main_policy == policy and served.fallback_policy.is_single
+    assert served.policy_columns() == ("segment",) and served.main_threshold == 0.4
+
+
+def test_rows_without_a_column_the_policy_cuts_by_are_refused_not_read_as_unknown(models):
+    policy = hand_policy(0.4, SEGMENT, {"risky": 0.1, "unknown": 0.9})
+    with pytest.raises(ValueError, match="cuts rows by segment, which the rows to decide do not carry"):
+        decide(frame(10), replace(models, main_policy=policy))
+
+
+def test_replaying_an_outage_under_a_policy_equals_deciding_every_row(models):
+    from fraud_pipeline.lib.costs import CostModel
+
+    rows = frame(3000, seed=7)
+    rows.loc[rows.index % 7 == 0, "n_prior_tx_30d"] = 0
+    rows["segment"] = np.where(rows.index % 3 == 0, "risky", "calm")
+    policed = replace(
+        models,
+        main_policy=hand_policy(0.5, SEGMENT, {"risky": 0.05, "calm": 0.6}),
+        fallback_policy=hand_policy(0.5, SEGMENT, {"risky": 0.02}),
+    )
+    hours = peak_hours(rows, 6)
+    affected = outage_rows(rows, 0.5, hours, seed=3)
+    masked = without_history(rows, affected)
+    full, outage = decide(rows, policed), decide(masked, policed)
+    everything = outage_report(rows, affected, full, outage, CostModel())
+    assert replay_outage(rows, 0.5, hours, 3, policed, CostModel()) == pytest.approx(everything, rel=1e-12)
+    assert everything != outage_report(rows, affected, decide(rows, models), decide(masked, models), CostModel())

@@ -130,3 +130,66 @@ def test_cohorts_come_from_the_columns_the_data_has_and_account_age_from_the_use
     np.testing.assert_array_equal(with_columns["account_age_days"].to_numpy(), derived["account_age_days"].to_numpy())
     assert with_cohort_columns(con, frame, cohorts_named(["channel", "region"]))[1] == ()
     assert with_cohort_columns(con, frame.iloc[:0], cohorts_named(["account_age"]))[1] == cohorts_named(["account_age"])
+
+
+@pytest.fixture(scope="module")
+def foreign_models():
+    """Tiny models on the foreign spec's features (trained on made-up rows: what matters here is the policy)."""
+    from fraud_pipeline.training.model import ModelParams, train_model
+    from fraud_pipeline_tests.deployment.test_serving import frame as made_up_rows
+
+    train, validation = made_up_rows(seed=1, features=FOREIGN.features), made_up_rows(seed=2, features=FOREIGN.features)
+    params = ModelParams(max_rounds=10)
+    return train_model(train, validation, FOREIGN.names, (), params), train_model(
+        train, validation, FOREIGN.fallback, (), params
+    )
+
+
+def test_a_policy_cut_by_account_age_reads_it_from_the_users_when_the_spec_has_none(warehouse, foreign_models):
+    from dataclasses import replace
+
+    from fraud_pipeline.deployment.serving import ScoringModels, score_new_transactions
+    from fraud_pipeline.lib.cohort_splits import assign_cohort
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    con, _ = warehouse
+    age = cohorts_named(["account_age"])[0]
+    main, fallback = foreign_models
+    plain = ScoringModels(main=main, main_policy=0.5, fallback=fallback, fallback_policy=0.5, spec=FOREIGN)
+    rows = _as_the_source_writes_them(con, "hash(t.transaction_id) % 3 = 0")
+    _parse(con, rows, FOREIGN)
+    single = score_new_transactions(con, "new_transactions", plain).set_index("transaction_id").sort_index()
+    policy = hand_policy(0.5, age, {"<7d": 0.0, "7-30d": 1.1})
+    decided = score_new_transactions(con, "new_transactions", replace(plain, main_policy=policy))
+    decided = decided.set_index("transaction_id").sort_index()
+    stored = con.execute(
+        "SELECT transaction_id FROM transaction_features WHERE hash(transaction_id) % 3 = 0 ORDER BY transaction_id"
+    ).df()
+    with_age, _ = with_cohort_columns(con, stored, (age,))
+    expected = ("account_age=" + assign_cohort(with_age, age)).set_axis(with_age["transaction_id"]).sort_index()
+    main_rows = decided["route"] == "main"
+    assert main_rows.sum() > 50
+    pd.testing.assert_series_equal(decided.loc[main_rows, "cell"], expected[main_rows], check_names=False)
+    thresholds = expected.map({"account_age=<7d": 0.0, "account_age=7-30d": 1.1}).fillna(0.5)
+    assert (decided.loc[main_rows, "threshold"] == thresholds[main_rows]).all()
+    assert set(expected[main_rows]) >= {"account_age=<7d", "account_age=7-30d"}
+    assert (decided.loc[main_rows, "alert"] == (decided.loc[main_rows, "score"] >= thresholds[main_rows])).all()
+    pd.testing.assert_series_equal(decided["score"], single["score"])
+
+
+def test_a_policy_cut_by_a_column_neither_the_file_nor_the_warehouse_has_is_one_line(warehouse, foreign_models):
+    from fraud_pipeline.deployment.serving import ScoringModels, score_new_transactions
+    from fraud_pipeline.lib.cohort_splits import CohortSpec
+    from fraud_pipeline.lib.warehouse import WarehouseError
+    from fraud_pipeline_tests.deployment.policies import hand_policy
+
+    con, _ = warehouse
+    main, fallback = foreign_models
+    policy = hand_policy(0.5, CohortSpec("segment", "segment"), {"a": 0.1})
+    models = ScoringModels(main=main, main_policy=policy, fallback=fallback, fallback_policy=0.5, spec=FOREIGN)
+    _parse(con, _as_the_source_writes_them(con, "hash(t.transaction_id) % 11 = 0"), FOREIGN)
+    with pytest.raises(
+        WarehouseError, match=r"^the champion's decision policy cuts rows by segment, which neither"
+    ) as e:
+        score_new_transactions(con, "new_transactions", models)
+    assert "\n" not in str(e.value)

@@ -11,18 +11,21 @@ from fraud_pipeline.evaluation.metrics import (
     COHORT_METRICS,
     DAY_BOOTSTRAP_METRICS,
     DEFAULT_COHORTS,
+    POLICY_VS_SINGLE_COLUMNS,
     CohortSpec,
     assign_cohort,
     cohort_table,
     day_bootstrap,
     evaluate_decisions,
+    policy_vs_single,
     ranking_metrics,
     reliability_bins,
     threshold_metrics,
     user_precision_at_k,
     user_precision_at_k_until_first_fraud,
 )
-from fraud_pipeline.lib.costs import CostModel
+from fraud_pipeline.lib.costs import CostModel, decision_costs
+from fraud_pipeline.lib.policy import CellChoice, DecisionPolicy
 
 COSTS = CostModel()
 DAY = pd.Timestamp("2025-03-01")
@@ -388,3 +391,49 @@ def test_feature_importance_agrees_with_pred_contrib_and_the_model_file():
     assert by_name["silent"]["gain"] == 0.0 and by_name["silent"]["mean_abs_contribution"] == 0.0
     assert by_name["strong"]["gain"] == pytest.approx(model.feature_importance["strong"])
     assert feature_importance(booster, matrix) == table
+
+
+def _channel_policy(frame: pd.DataFrame) -> DecisionPolicy:
+    """A policy whose two channel cells differ from its global threshold (and from each other)."""
+    channel = DEFAULT_COHORTS[1]
+    cells = tuple(
+        CellChoice(f"channel={value}", 0, 0, 0.0, threshold, threshold, 0.0, 0)
+        for value, threshold in zip(sorted(frame["channel"].unique()), (0.2, 0.7))
+    )
+    return DecisionPolicy(global_threshold=0.5, splits=(channel,), cells=cells)
+
+
+def test_every_metric_function_decides_with_a_policy_as_with_a_threshold():
+    frame = scored_window()
+    single = DecisionPolicy.single(0.4)
+    assert evaluate_decisions(frame, 0.4, COSTS, 100.0, 5) == evaluate_decisions(frame, single, COSTS, 100.0, 5)
+    spec = DEFAULT_COHORTS[1]
+    pd.testing.assert_frame_equal(
+        cohort_table(frame, 0.4, COSTS, 100.0, spec), cohort_table(frame, single, COSTS, 100.0, spec)
+    )
+    policy = _channel_policy(frame)
+    alert = policy.alerts(frame["score"], frame)
+    assert alert.sum() != (frame["score"] >= 0.5).sum()
+    cost = float(decision_costs(frame["is_fraud"], frame["amount"], alert, COSTS).sum())
+    assert evaluate_decisions(frame, policy, COSTS, 100.0, 5)["total_cost"] == pytest.approx(cost)
+    assert evaluate_decisions(frame, policy, COSTS, 100.0, 5)["n_alerts"] == int(alert.sum())
+    per_channel = cohort_table(frame, policy, COSTS, 100.0, spec)
+    assert per_channel["total_cost"].sum() == pytest.approx(cost)
+    boot = day_bootstrap(frame, policy, COSTS, 100.0, 50, 0)
+    low, high = boot["intervals"]["total_cost"]
+    assert low <= cost <= high
+
+
+def test_policy_vs_single_sets_the_policy_beside_its_global_threshold():
+    frame = scored_window()
+    policy = _channel_policy(frame)
+    rows = policy_vs_single(frame, policy, COSTS, 100.0, (DEFAULT_COHORTS[1],))
+    assert [r["cohort"] for r in rows] == ["all", "channel", "channel"]
+    assert list(rows[0]) == list(POLICY_VS_SINGLE_COLUMNS)
+    overall = evaluate_decisions(frame, policy, COSTS, 100.0, 5)
+    single = evaluate_decisions(frame, 0.5, COSTS, 100.0, 5)
+    assert rows[0]["policy_total_cost"] == pytest.approx(overall["total_cost"])
+    assert rows[0]["single_total_cost"] == pytest.approx(single["total_cost"])
+    assert rows[0]["cost_difference"] == pytest.approx(overall["total_cost"] - single["total_cost"])
+    assert sum(r["policy_total_cost"] for r in rows[1:]) == pytest.approx(rows[0]["policy_total_cost"])
+    assert rows[0]["policy_recall"] == pytest.approx(overall["recall"])

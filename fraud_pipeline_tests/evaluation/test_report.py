@@ -16,6 +16,7 @@ from fraud_pipeline.evaluation.metrics import (
     day_bootstrap,
     evaluate_decisions,
     feature_importance,
+    policy_vs_single,
     reliability_bins,
 )
 from fraud_pipeline.evaluation.report import (
@@ -30,6 +31,7 @@ from fraud_pipeline.evaluation.report import (
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.labels.maturity import estimate_delay_profile
 from fraud_pipeline.lib.costs import CostModel, choose_threshold
+from fraud_pipeline.lib.policy import PolicySettings, fit_policy
 from fraud_pipeline.training.model import ModelParams, to_model_matrix, train_model
 
 COSTS = CostModel()
@@ -40,6 +42,7 @@ SECTIONS = (
     "cost",
     "champion",
     "cohorts",
+    "policy",
     "threshold",
     "calibration",
     "ranking",
@@ -411,3 +414,41 @@ def test_the_champion_is_scored_on_the_candidates_rows_or_named_when_it_cannot_b
         "champion old needs features this window does not have: noise"
     )
     assert champion_headline(store, "missing", frame, COSTS, 200.0, 20).startswith("champion missing cannot be read")
+
+
+def test_the_decision_policy_section_shows_the_cells_the_selection_and_the_single_threshold(model, quick_plots):
+    scored = lambda frame: frame.assign(  # noqa: E731
+        score=model.booster().predict(to_model_matrix(frame, model.features, model.categories))
+    )
+    test, validation = scored(window(seed=3)), scored(window(seed=4))
+    channel = DEFAULT_COHORTS[1]
+    policy = fit_policy(
+        validation["score"],
+        validation["is_fraud"],
+        validation["amount"],
+        validation,
+        PolicySettings(splits=(channel,), prior_frauds=5),
+        COSTS,
+    )
+    policy = replace(
+        policy,
+        selection=({"splits": [], "holdout_cost": 1234.5}, {"splits": ["channel"], "holdout_cost": 1200.25}),
+    )
+    compared = policy_vs_single(test, policy, COSTS, 200.0, DEFAULT_COHORTS)
+    evaluation = replace(
+        evaluation_of(test, policy.global_threshold), policy=policy.as_dict(), policy_vs_single=compared
+    )
+    html = text_of(build_report(inputs(model, evaluation=evaluation))[0])
+    section = html[html.index('<h2 id="policy">') : html.index('<h2 id="threshold">')]
+    assert "channel=card_present" in section and "channel=ecommerce" in section
+    assert "own threshold (unshrunk)" in section and "weighted like 5 frauds" in section
+    assert "held-out cost" in section and "1,234" in section and "none (one threshold)" in section
+    assert "policy minus single" in section and "single-threshold cost" in section
+    assert f"{compared[0]['policy_total_cost']:,.0f}" in section
+    assert compared[0]["cohort"] == "all" and {r["cohort"] for r in compared[1:]} == {c.name for c in DEFAULT_COHORTS}
+
+
+def test_an_evaluation_without_a_policy_reads_as_one_threshold(page):
+    html, _ = page
+    section = html[html.index('<h2 id="policy">') : html.index('<h2 id="threshold">')]
+    assert "no decision policy: one threshold for every row" in section

@@ -3,12 +3,8 @@
 import dagster as dg
 import pytest
 
-from fraud_pipeline.cli.runner import run_config
-from fraud_pipeline.definitions import defs
 from fraud_pipeline.deployment.gates import cost_gate
 from fraud_pipeline.evaluation.assets import ReportConfig, evaluation_report
-from fraud_pipeline.resources import DeployGates
-from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 #: A margin no model meets: the candidate must beat approve-all and the rule by 99%.
 IMPOSSIBLE_MARGIN = 0.99
@@ -16,23 +12,9 @@ INPUTS = ("fraud_model", "model_evaluation", "outage_replay", "backtest", "popul
 
 
 @pytest.fixture(scope="module")
-def blocked_night(tmp_path_factory):
-    from fraud_pipeline.definitions import default_resources
-    from fraud_pipeline.resources import SimulatedWorld
-
-    folder = tmp_path_factory.mktemp("blocked_report")
-    resources = default_resources(folder)
-    resources["world"] = SimulatedWorld(n_transactions=SMALL_WORLD)
-    resources["gates"] = DeployGates(cost_margin=IMPOSSIBLE_MARGIN)
-    instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("fraud_pipeline_job").execute_in_process(
-        run_config=run_config("2025-07-01", SMALL_WORLD, None),
-        instance=instance,
-        raise_on_error=False,
-        resources=resources,
-    )
-    yield result, resources, instance, folder
-    instance.dispose()
+def blocked_night(blocked_first_night):
+    night = blocked_first_night
+    return night.result, night.resources, night.instance, night.folder
 
 
 def test_a_blocked_candidate_gets_a_report_that_says_what_blocked_it(blocked_night):

@@ -11,30 +11,16 @@ import pytest
 
 from fraud_pipeline.cli.main import main as cli
 from fraud_pipeline.cli.summary import print_summary
-from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources, fraud_pipeline_job
 from fraud_pipeline.deployment.registry import ModelRegistryStore
-from fraud_pipeline.resources import DeployGates, SimulatedWorld
-from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory):
-    """A first night whose candidate misses an impossible cost margin (the champion-stays wording: test_decision)."""
-    folder = tmp_path_factory.mktemp("blocked_night")
-    resources = {
-        **default_resources(folder),
-        "world": SimulatedWorld(n_transactions=SMALL_WORLD),
-        "gates": DeployGates(cost_margin=0.99),
-    }
-    with dg.DagsterInstance.ephemeral() as instance:
-        blocked = dg.materialize(
-            [*ALL_ASSETS, *ALL_CHECKS],
-            resources=resources,
-            instance=instance,
-            selection=fraud_pipeline_job.selection,
-            raise_on_error=False,
-        )
-        yield resources, blocked
+def night(blocked_first_night):
+    """A first night whose candidate misses an impossible cost margin (the champion-stays wording: test_decision).
+
+    The session's ``blocked_first_night`` (fraud_pipeline_tests/conftest.py), read here and nowhere written.
+    """
+    return blocked_first_night.resources, blocked_first_night.result
 
 
 def materialized(result) -> set[str]:

@@ -6,20 +6,15 @@ import re
 import dagster as dg
 import pytest
 
-from fraud_pipeline.cli.runner import run_config
 from fraud_pipeline.cli.summary import print_summary
-from fraud_pipeline.definitions import defs
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 
-def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary():
-    job = defs.resolve_job_def("fraud_pipeline_job")
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(
-            run_config=run_config("2025-07-01", SMALL_WORLD, None), instance=instance, raise_on_error=False
-        )
-        out = io.StringIO()
-        print_summary(result, out)
+def test_job_for_a_given_as_of_runs_to_a_champion_and_prints_a_summary(clean_night):
+    # the session's clean_night (conftest.py), shared with other modules: the job with the command line's run config
+    result = clean_night.result
+    out = io.StringIO()
+    print_summary(result, out)
     assert result.success, out.getvalue()
     windows = result.output_for_node("training_windows")
     assert f"{windows.as_of:%Y-%m-%d}" == "2025-07-01"

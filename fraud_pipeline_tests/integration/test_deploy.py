@@ -17,6 +17,7 @@ from fraud_pipeline.definitions import (
 )
 from fraud_pipeline.deployment.assets import deployed_model
 from fraud_pipeline.deployment.registry import ModelRegistryStore
+from fraud_pipeline.lib.policy import DecisionPolicy
 from fraud_pipeline.resources import DeployGates, RunClock, SimulatedWorld
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
@@ -199,10 +200,16 @@ def _tables(resources):
         }
 
 
+#: A night up to the training set: every table the past night's re-run rebuilds, from newer raw data.
+NEWER_DATA = dg.AssetSelection.assets("training_set").upstream().without_checks() & fraud_pipeline_job.selection
+
+
 def test_rerunning_a_past_night_after_newer_data_arrived_reproduces_it(history):
     instance, resources, first = history
     night = _tables(resources)
-    later = materialize(instance, resources, fraud_pipeline_job.selection, clock=RunClock(as_of="2025-07-20"))
+    # the later night lands newer data and rebuilds every table from it; its steps after the training set write
+    # nothing the re-run's tables or model read (the model, evaluation and registry), so it stops there
+    later = materialize(instance, resources, NEWER_DATA, clock=RunClock(as_of="2025-07-20"))
     assert f"{later.output_for_node('training_windows').as_of:%Y-%m-%d}" == "2025-07-20"
     with duckdb.connect(resources["duckdb"].database, read_only=True) as con:
         newer = con.execute("SELECT count(*) FROM chargebacks WHERE reported_at >= TIMESTAMP '2025-07-01'").fetchone()[
@@ -290,7 +297,12 @@ def test_two_versions_side_by_side_on_the_same_matured_window(history, monkeypat
     store.write_bundle(
         b,
         store.read_model_text(a),
-        {**bundle, "version": b, "threshold": bundle["threshold"] * 2},
+        {
+            **bundle,
+            "version": b,
+            "threshold": bundle["threshold"] * 2,
+            "policy": DecisionPolicy.single(bundle["threshold"] * 2).as_dict(),
+        },
         "card",
         fallback_text=(folder / "fallback_model.txt").read_text(),
     )

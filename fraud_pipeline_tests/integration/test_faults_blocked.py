@@ -1,9 +1,10 @@
 """Issue 19 on the default world: each fault, injected into the production code path, turns a blocking
 ERROR check red, the deploy is skipped and the champion stays; the clean run passes every check and deploys.
 
-One clean run of the whole job builds the default 500k world once for the module; each fault then
-re-runs only the graph from the asset it corrupts to the deploy, with the real function patched
-where the pipeline looks it up (``fraud_pipeline_tests/faults.py``), and restores what it changed.
+One clean run of the whole job builds the default 500k world once for the session (conftest.py's
+``default_world_night``, which test_population.py reads too); each fault then re-runs only the graph from the
+asset it corrupts to the deploy, with the real function patched where the pipeline looks it up
+(``fraud_pipeline_tests/faults.py``), and restores what it changed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 import dagster as dg
 import pytest
 
-from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources, fraud_pipeline_job
+from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS
 from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.evaluation.assets import BacktestConfig, backtest
 from fraud_pipeline.evaluation.checks import backtest_spread
@@ -29,14 +30,9 @@ DEPLOY = dg.AssetSelection.assets("deployed_model").upstream()
 
 
 @pytest.fixture(scope="module")
-def default_world(tmp_path_factory):
-    """The default 500k world, the whole job run once, clean: a champion in the registry."""
-    resources = default_resources(tmp_path_factory.mktemp("faults_default_world"))
-    with dg.DagsterInstance.ephemeral() as instance:
-        clean = dg.materialize(
-            [*ALL_ASSETS, *ALL_CHECKS], resources=resources, instance=instance, selection=fraud_pipeline_job.selection
-        )
-        yield instance, resources, clean
+def default_world(default_world_night):
+    """The default 500k world, the whole job run once, clean: a champion in the registry (conftest.py)."""
+    return default_world_night.instance, default_world_night.resources, default_world_night.result
 
 
 def run_from(default_world, asset: str, **config) -> dg.ExecuteInProcessResult:

@@ -21,6 +21,7 @@ from fraud_pipeline.deployment.serving import ScoringModels, parse_new_transacti
 from fraud_pipeline.features.spec import FeatureSpec, load_spec
 from fraud_pipeline.ingestion.known_tables import build_known_tables
 from fraud_pipeline.ingestion.landing import land_day
+from fraud_pipeline.lib.policy import policy_of
 from fraud_pipeline.lib.schema import encode_id
 from fraud_pipeline_tests.foreign_world import ForeignSpec, generate, write_day_folders
 
@@ -122,6 +123,9 @@ def _the_champion_serves_by_its_spec(data: Path, world) -> None:
     assert FeatureSpec.from_dict(bundle["feature_spec"]) == load_spec(SPEC)
     assert bundle["unavailable_history_policy"]["fallback_features"] == ["amount", "hour_of_day"]
     assert {r["cohort"] for r in bundle["evaluation"]["cohorts"]} == {"account_age"}
+    # the spec reads no cohort column (no channel, country or account age), so the policy is one threshold
+    assert policy_of(bundle).is_single and policy_of(bundle["fallback"]).is_single
+    assert policy_of(bundle).global_threshold == bundle["threshold"]
     assert load_spec(SPEC).digest() in (store.root / "models" / bundle["version"] / "MODEL_CARD.md").read_text()
     models = ScoringModels.from_candidate(bundle)
     rows = world.transactions.tail(50).assign(

@@ -3,14 +3,10 @@
 import base64
 import re
 
-import dagster as dg
 import lightgbm as lgb
 import numpy as np
 
-from fraud_pipeline.cli.runner import run_config
-from fraud_pipeline.definitions import defs
 from fraud_pipeline.training.assets import TrainingProgress
-from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 IMAGE = re.compile(r"^!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)$")
 
@@ -23,15 +19,9 @@ def _png_of(metadata, key):
     return png
 
 
-def test_plots_and_the_report_are_one_click_away_after_a_run(tmp_path, make_resources):
-    job = defs.resolve_job_def("fraud_pipeline_job")
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(
-            run_config=run_config("2025-07-01", SMALL_WORLD, None),
-            instance=instance,
-            raise_on_error=False,
-            resources=make_resources(tmp_path),
-        )
+def test_plots_and_the_report_are_one_click_away_after_a_run(clean_night):
+    # the session's clean_night (conftest.py), shared with other modules: the job as the command line runs it
+    result = clean_night.result
     assert result.success
     meta = {
         node: result.asset_materializations_for_node(node)[0].metadata
@@ -45,7 +35,7 @@ def test_plots_and_the_report_are_one_click_away_after_a_run(tmp_path, make_reso
     ]
 
     version = meta["fraud_model"]["version"].value
-    report = tmp_path / "registry" / "models" / version / "report.html"
+    report = clean_night.folder / "registry" / "models" / version / "report.html"
     assert meta["evaluation_report"]["report_path"].value == str(report)
     html = report.read_text(encoding="utf-8")
     assert f"Evaluation of model {version}" in html and "cost_beats_baselines" in html and "all pass" in html

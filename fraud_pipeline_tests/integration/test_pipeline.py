@@ -36,15 +36,9 @@ def table(resources, name):
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory):
-    from fraud_pipeline.definitions import default_resources
-    from fraud_pipeline.resources import SimulatedWorld
-    from fraud_pipeline_tests.conftest import SMALL_WORLD
-
-    folder = tmp_path_factory.mktemp("clean")
-    resources = {**default_resources(folder), "world": SimulatedWorld(n_transactions=SMALL_WORLD)}
-    result = materialize_all(resources)
-    return resources, result
+def clean_run(clean_night, tmp_path_factory):
+    """The session's clean_night (conftest.py) over a copy of its folder that this module may write to."""
+    return clean_night.copy_to(tmp_path_factory.mktemp("clean")), clean_night.result
 
 
 def test_clean_world_deploys_a_champion(clean_run):

@@ -25,17 +25,16 @@ from fraud_pipeline_tests.conftest import SMALL_WORLD
 
 #: The day-partitioned file landing runs in its own job; the simulated world does not need it.
 LANDING = dg.AssetSelection.assets("landed_files")
-#: Everything the evaluation and the drift table need, without the slower data-contract checks.
-SEED_PICTURE = dg.AssetSelection.assets("population_drift").upstream().without_checks() - LANDING
 
 
 @pytest.fixture(scope="module")
-def default_world(tmp_path_factory):
-    """The default 500k world at the default as_of, evaluated once for every test here."""
-    folder = tmp_path_factory.mktemp("default_world")
-    resources = default_resources(folder)
-    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], resources=resources, selection=SEED_PICTURE)
-    return resources, result
+def default_world(default_world_night):
+    """The default 500k world at the default as_of, evaluated once: the whole job's clean night, shared with
+    test_faults_blocked.py (conftest.py's ``default_world_night``), over the pristine copy of its warehouse.
+
+    The checks only read the assets, so the evaluation and the drift are those of population_drift's upstream alone.
+    """
+    return default_resources(default_world_night.pristine), default_world_night.result
 
 
 def test_the_new_account_cohort_gives_the_seeds_picture(default_world):
@@ -96,7 +95,7 @@ def _evaluation_with_scores(result, scored_test, transform):
     test = test.assign(score=transform(test, scores))
     cohorts = _cohort_rows(
         test,
-        result.output_for_node("fraud_model").threshold,
+        result.output_for_node("fraud_model").policy,
         CostModel(),
         evaluation.rule_amount_threshold,
         EvaluationConfig(),

@@ -42,13 +42,23 @@ def test_windows_are_consecutive_and_end_at_the_label_cutoff():
 
 def test_windows_round_trip_through_plain_values():
     w = default_windows()
-    assert w.design == WindowDesign(train_days=49, validation_days=14, test_days=21, warmup_days=30, min_train_days=21)
+    assert w.design == WindowDesign(
+        train_days=49,
+        validation_days=14,
+        test_days=21,
+        warmup_days=30,
+        min_train_days=21,
+        min_validation_days=14,
+        min_test_days=21,
+    )
     assert w.as_dict()["design"] == {
         "train_days": 49,
         "validation_days": 14,
         "test_days": 21,
         "warmup_days": 30,
         "min_train_days": 21,
+        "min_validation_days": 14,
+        "min_test_days": 21,
     }
     assert TrainingWindows.from_dict(w.as_dict()) == w
     # a bundle written before the windows carried their design still loads
