@@ -6,6 +6,7 @@ python3 tasks.py test    # set up, then check the format and lint (ruff), then r
 python3 tasks.py ui      # set up, then start the Dagster UI on http://127.0.0.1:3000 (--port N: another port)
 python3 tasks.py bench   # set up, then run the benchmark (1M and 10M transactions)
 python3 tasks.py estimates   # validate the pre-maturity estimates on past nights (docs/estimation.md)
+python3 tasks.py worlds --seeds 1 2 --as-of 2025-07-01   # the pipeline on a grid of simulated worlds, one table row each
 python3 tasks.py champion           # the champion (checked: readable, servable), every version, the nights' decisions
 python3 tasks.py champion --compare A B   # two versions side by side on the warehouse's matured test window
 python3 tasks.py rollback VERSION   # make an earlier version the champion again
@@ -107,6 +108,7 @@ def main(argv: list[str]) -> int:
         "ui": [],
         "bench": [str(PYTHON), "-m", "fraud_pipeline.cli.benchmark"],
         "estimates": [str(PYTHON), "-m", "fraud_pipeline", "estimates"],
+        "worlds": [str(PYTHON), "-m", "fraud_pipeline.cli.worlds"],
         "champion": [str(PYTHON), "-m", "fraud_pipeline", "champion"],
         "rollback": [str(PYTHON), "-m", "fraud_pipeline", "rollback"],
         "score": [str(PYTHON), "-m", "fraud_pipeline", "score"],

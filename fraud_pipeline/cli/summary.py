@@ -54,6 +54,9 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
                 f"  {row['cohort']:<12} {str(row['value']):<14} {row['n_transactions']:>8,} {row['n_frauds']:>7,} "
                 f"{row['total_cost']:>10,.0f} {row['recall']:>7.3f} {row['average_precision']:>6.3f}"
             )
+    candidate = _output(result, "fraud_model")
+    if candidate is not None:
+        write(policy_line(candidate.main.policy))
     _population_lines(result, write)
     outage = _output(result, "outage_replay")
     if outage:
@@ -78,6 +81,28 @@ def print_summary(result: dg.ExecuteInProcessResult, out: TextIO) -> None:
         status = "PASS" if evaluation_event.passed else f"FAIL ({evaluation_event.severity.value})"
         write(f"  {evaluation_event.asset_check_key.name:<26} {status:<12} {evaluation_event.description or ''}")
     _decision_lines(result, write)
+
+
+def policy_line(policy) -> str:
+    """The main model's decision policy in one line: its cells, or the single threshold and why no split was adopted."""
+    tried = [row for row in policy.selection if row.get("splits")]
+    if policy.is_single:
+        if not tried:
+            return f"decision policy: one threshold {policy.global_threshold:.4g} (no cohort split to choose from)"
+        if all(row.get("daily_saving_low") is None for row in tried):
+            return (
+                f"decision policy: one threshold {policy.global_threshold:.4g} (validation too short to test a split)"
+            )
+        return (
+            f"decision policy: one threshold {policy.global_threshold:.4g}; no cohort split saved money on the later "
+            f"validation days beyond chance ({', '.join(' x '.join(r['splits']) for r in tried)} tried)"
+        )
+    splits = " x ".join(s.name for s in policy.splits)
+    return (
+        f"decision policy: {len(policy.cells)} thresholds by {splits} "
+        f"({min(c.threshold for c in policy.cells):.4g}..{max(c.threshold for c in policy.cells):.4g}; "
+        f"global {policy.global_threshold:.4g} for unseen cells), adopted for saving money on the later validation days"
+    )
 
 
 def _decision_lines(result: dg.ExecuteInProcessResult, write) -> None:

@@ -13,7 +13,7 @@ This keeps a split that fits noise, or last month's campaign, out of the decisio
 
 Measured on the default-size world (seeds 1-5, as_of 2025-06-01 and 2025-07-01; docs/decision-policy.md):
 taking the cheapest structure on the later half without the bound made the test cost worse than the
-single threshold in 5 of 10 worlds (by up to 19%).
+single threshold in 4 of 10 worlds (by up to 19%).
 """
 
 from __future__ import annotations
