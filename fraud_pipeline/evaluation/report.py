@@ -20,7 +20,7 @@ import pandas as pd
 
 from fraud_pipeline.deployment.decision import BLOCKED, KEEP_CHAMPION, PROMOTE
 from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
-from fraud_pipeline.evaluation.metrics import DAY_BOOTSTRAP_METRICS, evaluate_decisions
+from fraud_pipeline.evaluation.metrics import DAY_BOOTSTRAP_METRICS, POLICY_VS_SINGLE_COLUMNS, evaluate_decisions
 from fraud_pipeline.evaluation.result import HEADLINE, ModelEvaluation
 from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.markdown import html_text
@@ -543,19 +543,7 @@ def _cohorts(page: _Page, inputs: ReportInputs) -> None:
 #: Columns of the policy's cell table.
 POLICY_CELL_COLUMNS = ("cell", "n_rows", "n_frauds", "own_weight", "own_threshold", "threshold", "validation_alerts")
 #: Columns of the policy-vs-single table.
-POLICY_VS_SINGLE_SHOWN = (
-    "cohort",
-    "value",
-    "n_transactions",
-    "n_frauds",
-    "policy_total_cost",
-    "single_total_cost",
-    "cost_difference",
-    "policy_savings_vs_approve_all_pct",
-    "single_savings_vs_approve_all_pct",
-    "policy_recall",
-    "single_recall",
-)
+POLICY_VS_SINGLE_SHOWN = tuple(c for c in POLICY_VS_SINGLE_COLUMNS if not c.endswith("_n_alerts"))
 
 
 def _policy(page: _Page, inputs: ReportInputs) -> None:

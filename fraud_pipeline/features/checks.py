@@ -186,14 +186,8 @@ class ContractConfig(dg.Config):
     )
 
     def settings(self) -> ContractSettings:
-        """The pure settings these fields describe."""
-        return ContractSettings(
-            checked_days=self.checked_days,
-            missing_rate_margin=self.missing_rate_margin,
-            out_of_range_margin=self.out_of_range_margin,
-            fence_iqr=self.fence_iqr,
-            false_alarm=self.false_alarm,
-        )
+        """The pure settings these fields describe (the same names, field for field)."""
+        return ContractSettings(**self.model_dump())
 
 
 def _failure_text(row: dict) -> str:
@@ -233,14 +227,7 @@ def feature_missingness_contract(
     config: ContractConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
 ) -> dg.AssetCheckResult:
     """Every feature meets its spec's exact rules and its missing rate and range learned from earlier full-history rows."""
-    settings = config.settings()
-    try:
-        spec = feature_spec.spec()
-    except SpecError as error:
-        return _spec_failure(error)
-    with duckdb.get_connection() as con:
-        outcome = validate_contracts(con, "transaction_features", spec=spec, settings=settings)
-    return _contract_result(outcome, settings)
+    return _missingness(config, duckdb, feature_spec, "transaction_features", reference_of=None)
 
 
 @dg.asset_check(asset="training_set", blocking=True, additional_deps=["transaction_features"], pool=DUCKDB_POOL)
@@ -248,14 +235,19 @@ def training_set_missingness_contract(
     config: ContractConfig, duckdb: DuckDBResource, feature_spec: FeatureSpecSettings
 ) -> dg.AssetCheckResult:
     """The validation and test rows meet the spec's exact rules and the missing rates and ranges of the train rows."""
+    return _missingness(config, duckdb, feature_spec, "training_set", reference_of=split_reference)
+
+
+def _missingness(config: ContractConfig, duckdb, feature_spec, table: str, reference_of) -> dg.AssetCheckResult:
+    """A missingness contract of ``table``; ``reference_of(con, table, spec)`` gives its reference (None: the table's own earlier rows)."""
     settings = config.settings()
     try:
         spec = feature_spec.spec()
     except SpecError as error:
         return _spec_failure(error)
     with duckdb.get_connection() as con:
-        reference = split_reference(con, "training_set", spec)
-        outcome = validate_contracts(con, "training_set", spec=spec, reference=reference, settings=settings)
+        reference = None if reference_of is None else reference_of(con, table, spec)
+        outcome = validate_contracts(con, table, spec=spec, reference=reference, settings=settings)
     return _contract_result(outcome, settings)
 
 

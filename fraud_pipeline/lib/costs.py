@@ -112,7 +112,7 @@ def approve_all_cost(is_fraud, amount, cost_model: CostModel) -> float:
     return float(np.sum(amounts[fraud] + cost_model.chargeback_fee))
 
 
-def _between(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def between(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """A value in (lower, upper] for each pair, the midpoint unless rounding puts it on ``lower``."""
     # Halving first avoids overflow; the fallback keeps ``score >= t`` from alerting ``lower``.
     middle = np.minimum(lower / 2 + upper / 2, upper)
@@ -124,7 +124,7 @@ def _candidate_thresholds(ranked: np.ndarray, candidates: np.ndarray) -> np.ndar
     threshold = np.empty(len(candidates))
     threshold[0] = np.nextafter(ranked[0], np.inf)
     inner = candidates[1:-1]
-    threshold[1:-1] = _between(ranked[inner], ranked[inner - 1])
+    threshold[1:-1] = between(ranked[inner], ranked[inner - 1])
     threshold[-1] = ranked[-1]
     return threshold
 
@@ -155,7 +155,7 @@ def _cost_curve(scores: np.ndarray, fraud: np.ndarray, amounts: np.ndarray, cost
     )
 
 
-def _cheapest(cost: np.ndarray) -> int:
+def cheapest(cost: np.ndarray) -> int:
     """Position (= fewest alerts) of the first cost within rounding of the minimum."""
     # Cumulative sums are off by ~1e-16 per term, so exact ties may differ in the last digits.
     tolerance = 1e-9 * (1.0 + np.abs(cost).max())
@@ -197,7 +197,7 @@ def choose_threshold(scores, is_fraud, amount, cost_model: CostModel) -> Thresho
     if len(values) == 0:
         raise ValueError("cannot choose a threshold on no rows")
     curve = _cost_curve(values, fraud, amounts, cost_model)
-    best = _cheapest(curve["cost"].to_numpy())
+    best = cheapest(curve["cost"].to_numpy())
     return ThresholdChoice(
         threshold=float(curve["threshold"].iat[best]),
         expected_cost=float(curve["cost"].iat[best]),

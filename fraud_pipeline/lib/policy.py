@@ -37,9 +37,17 @@ import numpy as np
 import pandas as pd
 
 from fraud_pipeline.lib.cohort_splits import DEFAULT_COHORT_NAMES, UNKNOWN, CohortSpec, assign_cohort, cohorts_named
-from fraud_pipeline.lib.costs import CostModel, as_finite, as_labels, choose_threshold, decision_costs
+from fraud_pipeline.lib.costs import (
+    CostModel,
+    as_finite,
+    as_labels,
+    between,
+    cheapest,
+    choose_threshold,
+    decision_costs,
+)
 from fraud_pipeline.lib.markdown import markdown_table
-from fraud_pipeline.lib.policy_selection import HeldOutDays, adopt_structure
+from fraud_pipeline.lib.policy_selection import HeldOutDays, adopt_structure, row_days
 
 #: Separator between the splits of a crossed cell label.
 CELL_SEPARATOR = "|"
@@ -128,8 +136,7 @@ class PolicyRequest:
 
 def days_spanned(times) -> int:
     """The calendar days (UTC) the rows' event times fall on: what a capacity per day is multiplied by."""
-    moments = pd.to_datetime(pd.Series(np.asarray(times)))
-    return int(moments.dt.floor("D").nunique())
+    return int(np.unique(row_days(times)).size)
 
 
 @dataclass(frozen=True)
@@ -338,12 +345,6 @@ class _Curve:
         )
 
 
-def _cheapest(cost: np.ndarray) -> int:
-    """Position (= highest threshold, fewest alerts) of the first cost within rounding of the minimum."""
-    tolerance = 1e-9 * (1.0 + np.abs(cost).max())
-    return int(np.flatnonzero(cost <= cost.min() + tolerance)[0])
-
-
 def _candidates(scores: np.ndarray) -> np.ndarray:
     """Every threshold that alerts a different set, fewest alerts first (as :func:`choose_threshold` places them).
 
@@ -352,11 +353,8 @@ def _candidates(scores: np.ndarray) -> np.ndarray:
     the nearer one, not always alerted.
     """
     distinct = np.unique(scores)[::-1]
-    upper, lower = distinct[:-1], distinct[1:]
-    # Halving first avoids overflow; the fallback keeps ``score >= t`` from alerting ``lower``.
-    middle = np.minimum(lower / 2 + upper / 2, upper)
-    between = np.where(middle > lower, middle, upper)
-    return np.concatenate([[np.nextafter(distinct[0], np.inf)], between, distinct[-1:]])
+    midway = between(distinct[1:], distinct[:-1])
+    return np.concatenate([[np.nextafter(distinct[0], np.inf)], midway, distinct[-1:]])
 
 
 def fit_policy(
@@ -454,19 +452,19 @@ def _fit(
         if alert_price == 0.0:
             global_threshold = rows.global_threshold
         else:
-            global_threshold = float(candidates[_cheapest(population_cost)])
+            global_threshold = float(candidates[cheapest(population_cost)])
         chosen = []
         for cell in cells:
             curve = curves[cell]
             own = curve.cost_at(candidates, cost_model, alert_price)
-            threshold = float(candidates[_cheapest(own + scale * population_cost)])
+            threshold = float(candidates[cheapest(own + scale * population_cost)])
             chosen.append(
                 CellChoice(
                     cell=cell,
                     n_rows=int(members[cell].sum()),
                     n_frauds=curve.n_frauds,
                     own_weight=curve.n_frauds / (curve.n_frauds + settings.prior_frauds),
-                    own_threshold=float(candidates[_cheapest(own)]),
+                    own_threshold=float(candidates[cheapest(own)]),
                     threshold=threshold,
                     validation_cost=float(curve.cost_at(np.array([threshold]), cost_model, 0.0)[0]),
                     validation_alerts=int(curve.alerts_at(np.array([threshold]))[0]),
