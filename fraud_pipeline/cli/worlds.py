@@ -12,7 +12,10 @@ its output is kept there as ``run.txt``. The row is read from what the run left,
   in the world's Dagster storage (a blocked candidate has no bundle, so this is where its numbers are).
 
 The table is Markdown, printed and optionally written (``--out``); its last line says how many worlds
-deployed. The exit code is 0 whenever the table was made, whatever the worlds decided; a usage mistake
+deployed. A second table explains what each candidate caught: its test frauds by kind, from the
+simulator's ground truth (``truth``, re-simulated with the world's seed and size; the pipeline never
+sees it), each as ``caught/frauds`` by the alerts the evaluation stored (``evaluation_scores``). A
+blocked world shows there which kind of fraud its model missed. The exit code is 0 whenever the table was made, whatever the worlds decided; a usage mistake
 is one line and exit code 2. Options after ``--`` go to every ``run`` unchanged.
 """
 
@@ -387,9 +390,64 @@ def caption(n_transactions: int, run_args: Sequence[str]) -> str:
     return f"Simulated worlds of {n_transactions:,} transactions{options}."
 
 
+def caught_by_kind(warehouse: Path, truth) -> dict[str, tuple[int, int]] | None:
+    """Per kind of fraud (the simulator's scenario), the test frauds the candidate alerted and their number.
+
+    Args:
+        warehouse: The world's ``warehouse.duckdb``; its ``evaluation_scores`` holds the test rows and
+            whether the candidate's policy alerted each.
+        truth: The simulator's ``truth`` frame of the same world (transaction_id, is_fraud, scenario).
+
+    Returns:
+        ``{scenario: (caught, frauds)}`` over the test window, or None when the night stored no scores
+        (it stopped before the evaluation) or its warehouse cannot be read.
+    """
+    import duckdb
+
+    if not warehouse.is_file():
+        return None
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            scored = con.execute("SELECT transaction_id, alert FROM evaluation_scores").df()
+    except duckdb.Error:
+        return None
+    frauds = truth[truth["is_fraud"]]
+    rows = scored.merge(frauds[["transaction_id", "scenario"]], on="transaction_id", how="inner")
+    counts = rows.groupby("scenario", sort=True)["alert"].agg(["sum", "size"])
+    return {str(kind): (int(r["sum"]), int(r["size"])) for kind, r in counts.iterrows()}
+
+
+def render_kinds(rows: Sequence[tuple[World, dict[str, tuple[int, int]] | None]]) -> str:
+    """The Markdown table of each world's test frauds by kind, ``caught/frauds`` (``-`` for a kind it had none of)."""
+    kinds = sorted({kind for _, counts in rows for kind in (counts or {})})
+    if not kinds:
+        return "Test frauds by kind: no world stored its test scores.\n"
+    cells = []
+    for world, counts in rows:
+        cell = {"seed": str(world.seed), "as_of": world.as_of}
+        for kind in kinds:
+            caught, total = (counts or {}).get(kind, (0, 0))
+            cell[kind] = "no scores" if counts is None else (f"{caught}/{total}" if total else "-")
+        cells.append(cell)
+    title = "Test frauds by kind (the simulator's truth), caught/frauds by the candidate's alerts:"
+    return f"{title}\n\n{markdown_table(cells, ['seed', 'as_of', *kinds])}\n"
+
+
 def crashed_row(world: World, error: Exception) -> WorldRow:
     """The row of a world this command could not run at all (its folder or process could not be made)."""
     return WorldRow(world, f"crashed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+
+
+def world_kinds(world: World, work: Path, n_transactions: int) -> dict[str, tuple[int, int]] | None:
+    """:func:`caught_by_kind` of one world of the grid, its truth simulated again from its seed and size."""
+    from fraud_pipeline.ingestion.simulator import simulate_world
+    from fraud_pipeline.resources import SimulatedWorld
+
+    warehouse = work / world.folder_name / "data" / "warehouse.duckdb"
+    if not warehouse.is_file():
+        return None
+    truth = simulate_world(SimulatedWorld(seed=world.seed, n_transactions=n_transactions).spec()).truth
+    return caught_by_kind(warehouse, truth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = list(pool.map(one, worlds))
     size = args.n_transactions or SimulatedWorld.model_fields["n_transactions"].default
     table = render_table(rows, caption(size, args.run_args))
+    table += "\n" + render_kinds([(world, world_kinds(world, work, size)) for world in worlds])
     print(table)
     if args.out:
         Path(args.out).write_text(table, encoding="utf-8")

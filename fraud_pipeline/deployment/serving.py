@@ -78,6 +78,10 @@ POLICY = {
 }
 
 
+class PolicyColumnsMissing(WarehouseError):
+    """A column a decision policy cuts rows by that neither the rows to score nor the warehouse has."""
+
+
 @dataclass(frozen=True)
 class ScoringModels:
     """The champion's main model and its fallback, each with its decision policy, and the spec they read.
@@ -148,14 +152,14 @@ def with_policy_columns(
     ``transactions`` (account age from the user's ``created_at`` in ``users``).
 
     Raises:
-        WarehouseError: A column neither the frame nor the warehouse has (one line naming it).
+        PolicyColumnsMissing: A column neither the frame nor the warehouse has (one line naming it).
     """
     if not models.policy_columns() or set(models.policy_columns()) <= set(frame.columns):
         return frame
     read, _ = with_cohort_columns(con, frame, models.policy_splits(), transactions, users)
     lacking = [c for c in models.policy_columns() if c not in read.columns]
     if lacking:
-        raise WarehouseError(
+        raise PolicyColumnsMissing(
             f"the champion's decision policy cuts rows by {', '.join(lacking)}, which neither the rows to score "
             "nor the warehouse has"
         )

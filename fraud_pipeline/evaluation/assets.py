@@ -66,6 +66,7 @@ from fraud_pipeline.lib.plots import (
 )
 from fraud_pipeline.lib.records import plain, plain_rows
 from fraud_pipeline.lib.warehouse import fetch_frame, replace_tables
+from fraud_pipeline.monitoring.estimate import ChampionEstimate
 from fraud_pipeline.resources import (
     AFTER_THE_DEPLOY,
     DUCKDB_POOL,
@@ -527,13 +528,14 @@ def evaluation_report(
     backtest: dict,
     population_drift: dict,
     label_delay_profile: dict,
+    champion_estimate: ChampionEstimate,
     duckdb: DuckDBResource,
     registry: ModelRegistry,
     gates: DeployGates,
     costs: CostSettings,
 ) -> dg.MaterializeResult:
-    """The report a risk lead reads: the decision and why, cost with intervals, the champion, cohorts, calibration,
-    backtest, outage replay, drift and importances, written as one HTML file next to the candidate's model."""
+    """The report a risk lead reads: the decision and why, cost with intervals, the champion and its estimate on recent
+    traffic, cohorts, calibration, backtest, outage replay, drift and importances, as one HTML file beside the model."""
     store = registry.store()
     cost_model = costs.cost_model()
     evaluation = model_evaluation
@@ -610,6 +612,7 @@ def evaluation_report(
         champion=compare_with_champion(evaluation.headline(), champion_metrics, champion, note or ""),
         maturity_curve=profile.curve,
         label_profile=label_delay_profile,
+        champion_estimate=champion_estimate,
         backtest=backtest,
         outage=outage_replay,
         drift=population_drift,

@@ -2,7 +2,9 @@
 
 The page opens with the decision and why, then the money (cost and savings with intervals, the
 comparison with the champion), the populations (cohorts with intervals, the decision policy's
-per-cohort thresholds against the single one, drift beside the cohort mix), how the scores behave (cost against threshold, calibration, ranking, what the model relies on)
+per-cohort thresholds against the single one, drift beside the cohort mix), the serving champion's estimated
+performance on recent traffic whose labels have not matured, how the scores behave (cost against threshold,
+calibration, ranking, what the model relies on)
 and how far to trust all of it (backtest folds, outage replay, label maturity). Every image is an
 inline PNG, nothing is fetched, and every string that came from data goes through
 :func:`fraud_pipeline.lib.markdown.html_text`. The same inputs give the same bytes.
@@ -35,6 +37,9 @@ from fraud_pipeline.lib.plots import (
     reliability_png,
 )
 from fraud_pipeline.lib.policy import DecisionPolicy, policy_of
+from fraud_pipeline.monitoring.calibration import Calibration
+from fraud_pipeline.monitoring.estimate import ESTIMATE_COLUMNS, ESTIMATED, STATUSES, ChampionEstimate, cost_overrun
+from fraud_pipeline.monitoring.estimate import KINDS as ESTIMATE_KINDS
 from fraud_pipeline.training.model import TrainedModel, score
 
 #: Headline metrics shown first, in this order, when present.
@@ -80,7 +85,17 @@ def _label(name: str) -> str:
 
 
 #: Columns whose numbers are not written as their name suggests.
-KINDS = {"observed_rate": "score", "mix_change": "money", "margin": "share"}
+KINDS = {
+    "observed_rate": "score",
+    "mix_change": "money",
+    "margin": "share",
+    "p": "score",
+    "mean_predicted": "score",
+    "expected_frauds": "score",
+    "mean_completeness": "share",
+    # the champion estimate's readings of precision (labels_only_precision, ...) are shares like precision
+    **{f"{kind}_precision": "share" for kind in ESTIMATE_KINDS},
+}
 
 
 def _kind(name: str) -> str:
@@ -346,6 +361,7 @@ class ReportInputs:
         champion: The comparison with the champion.
         maturity_curve: ``DelayProfile.curve`` of the run's as_of.
         label_profile: The ``label_delay_profile`` output (horizon, coverage, interval).
+        champion_estimate: The ``champion_estimate`` output: the serving champion on recent traffic.
         backtest: The ``backtest`` output, or None.
         outage: The ``outage_replay`` output, or None.
         drift: The ``population_drift`` output, or None.
@@ -366,6 +382,7 @@ class ReportInputs:
     champion: ChampionComparison
     maturity_curve: pd.DataFrame
     label_profile: dict
+    champion_estimate: ChampionEstimate
     backtest: dict | None = None
     outage: dict | None = None
     drift: dict | None = None
@@ -491,6 +508,205 @@ def _champion(page: _Page, inputs: ReportInputs) -> None:
             for r in comparison.rows
         ]
         parts.append(html_table(shown, ["metric", "candidate", "champion", "change"]))
+
+
+#: What each status of the champion estimate means, in one sentence for the page (keys of ``STATUSES``).
+ESTIMATE_MEANINGS = {
+    "estimated": "Its cost, recall and precision on this traffic are estimated from its calibrated scores together "
+    "with the chargebacks already reported, each transaction's silence weighted by how complete its labels are at "
+    "its age; the realised numbers are known only once the labels mature.",
+    "no_champion": "No model served before this night (the first night, say), so there is no champion's traffic to "
+    "estimate; the section fills in once a champion has served.",
+    "no_valid_champion": "The registry names a serving champion that cannot be read, so nothing was estimated; "
+    "repair or roll back the registry before trusting any monitoring of the champion.",
+    "no_open_traffic": "The champion has decided no transactions after its own test window yet, so there is "
+    "nothing beyond what its promise already measured.",
+    "cannot_score": "The champion reads features tonight's feature rows do not have (the feature spec changed since "
+    "its deploy), so its recent decisions cannot be replayed; retrain, or restore the spec it was trained on.",
+    "cannot_calibrate": "The champion's validation window is no longer in the warehouse, so its scores have nothing "
+    "to be calibrated on and no estimate is made; the realised monitoring still judges it once labels mature.",
+}
+#: The per-cohort estimate columns: sizes and label completeness, each metric estimated (its interval in the
+#: cell), then the labels-only reading of each (as the ``champion_estimate`` asset's ``cohorts`` table shows).
+ESTIMATE_COHORT_COLUMNS = tuple(c for c in ESTIMATE_COLUMNS if not c.endswith(("_low", "_high")))
+#: The readings beside the delay-weighted estimate (``labels_only``, ``labels_reweighted``, ``scores_only``).
+ESTIMATE_BASELINES = tuple(k for k in ESTIMATE_KINDS if k != "estimate")
+
+
+def _moment(iso: str) -> str:
+    """An ISO timestamp for people: the date alone at midnight."""
+    return iso.removesuffix("T00:00:00").replace("T", " ")
+
+
+def _calibration_fit_text(calibration: Calibration) -> str:
+    """The calibration map in one sentence: its method, parameters and the validation rows it was fitted on."""
+    if calibration.method == "platt":
+        a, b = calibration.platt
+        shape = (
+            f"Platt scaling, p = sigmoid(a logit(score) + b) with a = {format_value(a, 'score')} and "
+            f"b = {format_value(b, 'score')}"
+        )
+    else:
+        shape = f"isotonic regression with {format_value(len(calibration.knots[0]), 'count')} knots"
+    return (
+        f"{shape}, fitted on {format_value(calibration.n_rows, 'count')} rows of the champion's validation window "
+        f"with {format_value(calibration.n_frauds, 'count')} frauds (fraud rate "
+        f"{format_value(calibration.base_rate, 'share')})"
+    )
+
+
+def _promise_verdict(found: ChampionEstimate) -> str:
+    """Whether the estimated cost per transaction exceeds the promise by more than the WARN margin (as the check says)."""
+    overall = found.estimate.overall()
+    low, high = overall["cost_per_transaction_low"], overall["cost_per_transaction_high"]
+    estimated = format_value(overall["cost_per_transaction"], "money")
+    if math.isfinite(low) and math.isfinite(high):
+        estimated += (
+            f" ({found.estimate.level:.0%} interval {format_value(low, 'money')} to {format_value(high, 'money')})"
+        )
+    promised = found.promised_cost_per_transaction
+    margin = format_value(found.max_cost_increase, "share")
+    if not math.isfinite(promised):
+        return (
+            f'<p class="note">Estimated cost per transaction {html_text(estimated)}; the champion records no promised '
+            "cost per transaction to hold it to.</p>"
+        )
+    exceeds = cost_overrun(found) is not None
+    verdict = "Exceeds the promise" if exceeds else "Within the promise"
+    relation = "more" if exceeds else "not more"
+    return (
+        f'<p><span class="{"fail" if exceeds else "pass"}">{verdict}</span>: the estimated cost per transaction, '
+        f"{html_text(estimated)}, is {relation} than {html_text(margin)} above the champion's promise of "
+        f"{html_text(format_value(promised, 'money'))} (its cost per transaction on its own test window); "
+        f"{html_text(margin)} is the WARN margin (max_cost_increase). The estimated_cost_within_promise check "
+        + ("warns." if exceeds else "passes.")
+        + "</p>"
+    )
+
+
+def _estimate_overall(found: ChampionEstimate) -> list[str]:
+    """The overall estimate beside its baselines, the alert volume and how complete the labels are."""
+    overall = found.estimate.overall()
+    level = f"{found.estimate.level:.0%}"
+    baselines = [k for k in ESTIMATE_BASELINES if all(f"{k}_{m}" in overall for m in ESTIMATED)]
+    rows = [
+        {
+            "metric": _label(m),
+            "estimate": _interval_text(overall[m], overall[f"{m}_low"], overall[f"{m}_high"], _kind(m)),
+            **{k: format_value(overall[f"{k}_{m}"], _kind(m)) for k in baselines},
+        }
+        for m in ESTIMATED
+    ]
+    table = html_table(
+        rows,
+        ["metric", "estimate", *baselines],
+        headers={
+            "estimate": f"estimate ({level} interval)",
+            "labels_only": "labels only",
+            "labels_reweighted": "labels reweighted by 1 / completeness",
+            "scores_only": "scores only",
+        },
+    )
+    volume = (
+        f"{format_value(overall['n_transactions'], 'count')} transactions, "
+        f"{format_value(overall['n_alerts'], 'count')} alerts (alert rate "
+        f"{format_value(overall['alert_rate'], 'share')}; the champion's own decisions, known exactly), "
+        f"chargebacks reported so far: {format_value(overall['known_frauds'], 'count')}, frauds expected in the end: "
+        f"{format_value(overall['expected_frauds'], _kind('expected_frauds'))}"
+    )
+    completeness = format_value(overall["mean_completeness"], "share")
+    return [
+        table,
+        f"<p>{html_text(volume)}. Mean label completeness {html_text(completeness)}: of the chargebacks these "
+        "transactions will eventually receive, about that share has been reported by as_of (the measured delay "
+        "curve at each transaction's age).</p>",
+        '<p class="note">Labels only: a transaction without a chargeback is read as genuine, what the labels say '
+        "tonight (it understates fraud while the labels are young). Labels reweighted: each chargeback so far "
+        "stands for 1 / completeness of them, the scores ignored. Scores only: every transaction read from its "
+        "calibrated score, the chargebacks so far ignored.</p>",
+    ]
+
+
+def _champion_estimate(page: _Page, inputs: ReportInputs) -> None:
+    found = inputs.champion_estimate
+    parts = page.section("estimate", "The serving champion before its labels mature")
+    as_of = _moment(found.as_of)
+    status = STATUSES.get(found.status, found.status)
+    meaning = ESTIMATE_MEANINGS.get(found.status, "")
+    who = (
+        f"Champion {found.champion}, the champion serving at the time of the estimate: the last one promoted on a "
+        f"night before {as_of}."
+        if found.champion
+        else f"No champion estimated as of {as_of}."
+    )
+    parts.append(f"<p>{html_text(who)} Status: <b>{html_text(status)}</b>. {html_text(meaning)}</p>")
+    if found.reason:
+        parts.append(f"<p>Why: {html_text(found.reason)}</p>")
+    if inputs.decision.get("outcome") == PROMOTE:
+        replaced = "the model estimated here is the champion it replaces; " if found.champion else ""
+        parts.append(
+            f'<p class="note">Tonight\'s candidate {html_text(inputs.version)} was promoted: {replaced}it is first '
+            "estimated on the next night.</p>"
+        )
+    if found.estimate is None:
+        promised = found.promised_cost_per_transaction
+        promise = (
+            f" Its promised cost per transaction is {format_value(promised, 'money')}."
+            if found.champion and math.isfinite(promised)
+            else ""
+        )
+        parts.append(f'<p class="note">No estimate tonight: {html_text(status)}.{html_text(promise)}</p>')
+        return
+    if found.window:
+        parts.append(
+            f"<p>Transactions from {html_text(_moment(found.window[0]))} up to (not including) "
+            f"{html_text(_moment(found.window[1]))}, each decided as the champion decides (its own models and "
+            "decision policy).</p>"
+        )
+    parts.append(_promise_verdict(found))
+    parts.extend(_estimate_overall(found))
+    level = f"{found.estimate.level:.0%}"
+    parts.append("<h3>Per cohort</h3>")
+    parts.append(
+        "<p>Each estimate is an expected value and its interval one of the value that will be realised: on a "
+        "cohort of a handful of alerts or frauds the realised value is discrete (a single alert is a fraud or "
+        "not), so the interval can sit entirely on one side of the estimate.</p>"
+    )
+    parts.append(
+        html_table(
+            found.estimate.rows[1:],
+            ESTIMATE_COHORT_COLUMNS,
+            intervals=ESTIMATED,
+            headers={
+                "known_frauds": "chargebacks so far",
+                "expected_frauds": "frauds expected",
+                "mean_completeness": "mean label completeness",
+                **{m: f"estimated {_label(m)} ({level} interval)" for m in ESTIMATED},
+                **{f"labels_only_{m}": f"labels-only {_label(m)}" for m in ESTIMATED},
+            },
+        )
+    )
+    parts.append("<h3>The calibration it rests on</h3>")
+    parts.append(f"<p>{html_text(_calibration_fit_text(found.estimate.calibration))}.</p>")
+    parts.append(
+        html_table(
+            found.estimate.reliability,
+            headers={
+                "p_low": "calibrated p from",
+                "p_high": "calibrated p to",
+                "n_rows": "validation rows",
+                "expected_frauds": "expected frauds (sum of p)",
+                "observed_frauds": "observed frauds",
+                "mean_predicted": "mean calibrated p",
+                "observed_rate": "observed fraud rate",
+            },
+        )
+    )
+    parts.append(
+        '<p class="note">Reliability on validation: bins holding about the same expected number of frauds, the '
+        "calibrated probability against the observed rate on the same rows the map was fitted on, so it shows the "
+        "fit, not how well the estimate forecasts; docs/estimation.md measures that against what was realised.</p>"
+    )
 
 
 def _cohorts(page: _Page, inputs: ReportInputs) -> None:
@@ -864,6 +1080,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict[str, bytes]]:
         _decision,
         _money,
         _champion,
+        _champion_estimate,
         _cohorts,
         _policy,
         _threshold,

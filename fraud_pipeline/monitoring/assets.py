@@ -29,7 +29,7 @@ from fraud_pipeline.monitoring.drift import (
     cohort_mix,
     feature_drift,
 )
-from fraud_pipeline.monitoring.estimate import ESTIMATED, ChampionEstimate
+from fraud_pipeline.monitoring.estimate import ESTIMATE_COLUMNS, ChampionEstimate
 from fraud_pipeline.monitoring.recent import estimate_champion
 from fraud_pipeline.resources import (
     AFTER_THE_DEPLOY,
@@ -302,19 +302,6 @@ class EstimateConfig(dg.Config):
     )
 
 
-ESTIMATE_COLUMNS = [
-    "cohort",
-    "value",
-    "n_transactions",
-    "n_alerts",
-    "known_frauds",
-    "expected_frauds",
-    "mean_completeness",
-    *[f"{m}{suffix}" for m in ESTIMATED for suffix in ("", "_low", "_high")],
-    *[f"labels_only_{m}" for m in ESTIMATED],
-]
-
-
 @dg.asset(
     group_name="monitoring",
     deps=["transaction_features", "transaction_labels"],
@@ -357,6 +344,8 @@ def champion_estimate(
     metadata = result.to_metadata()
     if result.status == "no_valid_champion":
         context.log.error(f"no valid champion to estimate: {result.reason}")
+    elif result.reason:
+        context.log.warning(f"champion {result.champion} not estimated: {result.reason}")
     if result.estimate is not None:
         metadata["cohorts"] = dg.MetadataValue.md(markdown_table(result.estimate.rows, ESTIMATE_COLUMNS))
         metadata["reliability_on_validation"] = dg.MetadataValue.md(markdown_table(result.estimate.reliability))

@@ -37,6 +37,19 @@ ESTIMATED = ("cost_per_transaction", "recall", "precision")
 KINDS = ("estimate", "labels_only", "labels_reweighted", "scores_only")
 #: The group of all rows.
 OVERALL = ("overall", "all")
+#: Columns of the per-cohort estimate table, in the order the UI and the report show them: sizes and label
+#: completeness, each metric with its interval, then the labels-only reading of each.
+ESTIMATE_COLUMNS = [
+    "cohort",
+    "value",
+    "n_transactions",
+    "n_alerts",
+    "known_frauds",
+    "expected_frauds",
+    "mean_completeness",
+    *[f"{m}{suffix}" for m in ESTIMATED for suffix in ("", "_low", "_high")],
+    *[f"labels_only_{m}" for m in ESTIMATED],
+]
 
 
 def posterior_fraud(probability, reported, completeness) -> np.ndarray:
@@ -431,6 +444,8 @@ STATUSES = {
     "no_champion": "no champion served before as_of",
     "no_valid_champion": "the serving champion cannot be read",
     "no_open_traffic": "no transactions since the champion's test window",
+    "cannot_score": "the champion cannot score tonight's feature rows",
+    "cannot_calibrate": "the champion's validation window has nothing to calibrate on",
 }
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
-from fraud_pipeline.deployment.serving import ScoringModels, decide, with_policy_columns
+from fraud_pipeline.deployment.serving import PolicyColumnsMissing, ScoringModels, decide, with_policy_columns
 from fraud_pipeline.evaluation.cohorts import cohorts_of, evaluated_cohorts, with_cohort_columns
 from fraud_pipeline.evaluation.metrics import DEFAULT_COHORTS, CohortSpec
 from fraud_pipeline.lib.costs import CostModel
@@ -122,6 +122,20 @@ def open_rows(
     return OpenRows(frame=frame, validation=by_route)
 
 
+def scoring_problem(con, bundle: dict) -> str | None:
+    """Why the champion cannot score tonight's feature rows: the features its models read that they lack, else None.
+
+    A feature spec changed since the deploy leaves ``transaction_features`` without some of the
+    champion's features; the estimate then says so instead of failing the night (and its report).
+    """
+    columns = set(fetch_frame(con, "SELECT * FROM transaction_features LIMIT 0").columns)
+    models = ScoringModels.from_candidate(bundle)
+    missing = [c for c in dict.fromkeys([*models.main.features, *models.fallback.features]) if c not in columns]
+    if not missing:
+        return None
+    return f"its models read features tonight's feature rows do not have: {', '.join(missing)}"
+
+
 def estimate_champion(
     con,
     store: ModelRegistryStore,
@@ -160,11 +174,22 @@ def estimate_champion(
     promised = with_cost_per_transaction(bundle["evaluation"])["cost_per_transaction"]
     window = open_window(bundle, as_of, window_days)
     wanted = champion_cohorts(bundle) if cohorts is None else cohorts
-    rows = open_rows(con, bundle, window, wanted) if window else None
+    known = {"champion": event["version"], "promised_cost_per_transaction": float(promised), **common}
+    if window and (problem := scoring_problem(con, bundle)):
+        return ChampionEstimate(status="cannot_score", reason=problem, **known)
+    try:
+        rows = open_rows(con, bundle, window, wanted) if window else None
+    except PolicyColumnsMissing as error:
+        return ChampionEstimate(status="cannot_score", reason=str(error), **known)
     if rows is None or rows.frame.empty:
-        return ChampionEstimate(
-            status="no_open_traffic", champion=event["version"], promised_cost_per_transaction=promised, **common
+        return ChampionEstimate(status="no_open_traffic", **known)
+    if rows.validation["main"].empty:
+        windows = TrainingWindows.from_dict(bundle["windows"])
+        reason = (
+            f"its validation window {windows.validation_start:%Y-%m-%d} .. {windows.validation_end:%Y-%m-%d} has no "
+            "feature rows in tonight's warehouse, so its scores cannot be calibrated"
         )
+        return ChampionEstimate(status="cannot_calibrate", reason=reason, **known)
     present = cohorts_of(rows.frame.columns, wanted)
     within = present[:1] if shift_within is None else cohorts_of(rows.frame.columns, shift_within)
     estimate = estimate_performance(

@@ -6,6 +6,7 @@ import json
 import pickle
 from datetime import datetime
 
+import pandas as pd
 import pytest
 
 from fraud_pipeline.cli import worlds
@@ -329,5 +330,59 @@ def test_a_world_that_cannot_be_run_is_a_row_and_the_table_is_still_made(tmp_pat
     assert worlds.main([*argv, "--out", str(out), "--", "--test-days", "14"]) == 0
     table = out.read_text(encoding="utf-8")
     assert "| 2 | 2025-07-01 | crashed: OSError: No space left on device |" in table
-    assert table.rstrip().endswith("1 of 2 deployed")
+    assert "\n1 of 2 deployed\n" in table
+    # neither world left a warehouse: the kinds table says so instead of guessing
+    assert table.rstrip().endswith("Test frauds by kind: no world stored its test scores.")
     assert table in capsys.readouterr().out
+
+
+def _scored_warehouse(path, alerts: dict[int, bool]):
+    import duckdb
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"transaction_id": list(alerts), "split": "test", "score": 0.5, "alert": list(alerts.values())}
+    )
+    with duckdb.connect(str(path)) as con:
+        con.register("scored", frame)
+        con.execute("CREATE TABLE evaluation_scores AS SELECT * FROM scored")
+    return path
+
+
+TRUTH = pd.DataFrame(
+    {
+        "transaction_id": [1, 2, 3, 4, 5, 6, 7],
+        "is_fraud": [True, True, True, True, False, True, False],
+        "scenario": ["card_testing", "card_testing", "compromised_merchant", "new_account_fraud", None, "x", None],
+    }
+)
+
+
+def test_caught_by_kind_counts_the_test_frauds_of_each_kind_the_alerts_caught(tmp_path):
+    # 6 and 7 are outside the test window (no stored score): not counted; 5 is genuine though alerted
+    warehouse = _scored_warehouse(tmp_path / "w.duckdb", {1: True, 2: False, 3: False, 4: True, 5: True})
+    counts = worlds.caught_by_kind(warehouse, TRUTH)
+    assert counts == {"card_testing": (1, 2), "compromised_merchant": (0, 1), "new_account_fraud": (1, 1)}
+
+
+def test_caught_by_kind_is_none_without_stored_scores(tmp_path):
+    import duckdb
+
+    assert worlds.caught_by_kind(tmp_path / "absent.duckdb", TRUTH) is None
+    with duckdb.connect(str(tmp_path / "early.duckdb")) as con:
+        con.execute("CREATE TABLE training_set AS SELECT 1 AS transaction_id")
+    assert worlds.caught_by_kind(tmp_path / "early.duckdb", TRUTH) is None
+
+
+def test_the_kinds_table_has_every_kind_of_any_world():
+    text = worlds.render_kinds(
+        [
+            (World(4, "2025-06-01"), {"compromised_merchant": (1, 270), "new_account_fraud": (0, 78)}),
+            (World(4, "2025-07-01"), {"card_testing": (48, 52)}),
+            (World(5, "2025-06-01"), None),
+        ]
+    ).splitlines()
+    assert text[2] == "| seed | as_of | card_testing | compromised_merchant | new_account_fraud |"
+    assert text[4] == "| 4 | 2025-06-01 | - | 1/270 | 0/78 |"
+    assert text[5] == "| 4 | 2025-07-01 | 48/52 | - | - |"
+    assert text[6] == "| 5 | 2025-06-01 | no scores | no scores | no scores |"

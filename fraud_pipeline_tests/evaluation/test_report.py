@@ -3,6 +3,7 @@
 import math
 import re
 from dataclasses import fields, replace
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from fraud_pipeline.evaluation.metrics import (
     reliability_bins,
 )
 from fraud_pipeline.evaluation.report import (
+    ESTIMATE_MEANINGS,
     ReportInputs,
     build_report,
     compare_with_champion,
@@ -31,7 +33,16 @@ from fraud_pipeline.evaluation.report import (
 from fraud_pipeline.evaluation.result import ModelEvaluation
 from fraud_pipeline.labels.maturity import estimate_delay_profile
 from fraud_pipeline.lib.costs import CostModel, choose_threshold
+from fraud_pipeline.lib.markdown import html_text
 from fraud_pipeline.lib.policy import PolicySettings, fit_policy
+from fraud_pipeline.monitoring.estimate import (
+    STATUSES,
+    ChampionEstimate,
+    OpenRows,
+    PerformanceEstimate,
+    cost_overrun,
+    estimate_performance,
+)
 from fraud_pipeline.training.model import ModelParams, to_model_matrix, train_model
 
 COSTS = CostModel()
@@ -41,6 +52,7 @@ SECTIONS = (
     "decision",
     "cost",
     "champion",
+    "estimate",
     "cohorts",
     "policy",
     "threshold",
@@ -101,6 +113,47 @@ def decision(passed=True, champion=None, champion_cost=None, candidate_cost=1000
     return decision_view(deploy_decision("2025-07-01", "cand", champion, gates, challenge))
 
 
+def _open_rows(n: int, seed: int) -> OpenRows:
+    """A champion's decisions on ``n`` recent rows with their chargebacks so far, and its validation rows."""
+    rng = np.random.default_rng(seed + 100)  # not window's stream: completeness independent of the labels
+
+    def scored(frame):
+        return frame.assign(score=1.0 / (1.0 + np.exp(4.0 - 1.5 * frame["signal"])))
+
+    frame = scored(window(n, seed=seed))
+    completeness = rng.uniform(0.0, 1.0, n)
+    frame = frame.assign(
+        route="main",
+        alert=frame["score"] >= frame["score"].quantile(0.95),
+        completeness=completeness,
+        reported=frame["is_fraud"] & (rng.random(n) < completeness),
+    )
+    validation = scored(window(n, seed=seed + 1))
+    return OpenRows(frame=frame, validation={"main": validation[["score", "is_fraud"]]})
+
+
+@cache
+def performance_estimate() -> PerformanceEstimate:
+    """The delay-weighted estimate of a small synthetic champion, per cohort, computed once."""
+    return estimate_performance(_open_rows(2_000, seed=9), COSTS, DEFAULT_COHORTS, n_resamples=20)
+
+
+def champion_estimate(promised: float | None = None, **overrides) -> ChampionEstimate:
+    """The champion ``champ`` estimated as of 2025-07-01; the promise is the estimated cost unless given."""
+    estimate = performance_estimate()
+    values = dict(
+        status="estimated",
+        as_of="2025-07-01T00:00:00",
+        max_cost_increase=0.25,
+        champion="champ",
+        window=("2025-06-03T00:00:00", "2025-07-01T00:00:00"),
+        promised_cost_per_transaction=estimate.overall()["cost_per_transaction"] if promised is None else promised,
+        estimate=estimate,
+    )
+    values.update(overrides)
+    return ChampionEstimate(**values)
+
+
 def inputs(model, channel_values=("card_present", "ecommerce"), **overrides):
     frame = window(seed=3, channel_values=channel_values)
     frame["score"] = model.booster().predict(to_model_matrix(frame, model.features, model.categories))
@@ -130,6 +183,7 @@ def inputs(model, channel_values=("card_present", "ecommerce"), **overrides):
         champion=compare_with_champion(evaluation.headline(), champion, "champ"),
         maturity_curve=profile.curve,
         label_profile={"horizon_days": profile.horizon_days, "coverage": 0.95, "n_chargebacks": 500},
+        champion_estimate=champion_estimate(),
         backtest={
             "folds": [
                 {
@@ -452,3 +506,157 @@ def test_an_evaluation_without_a_policy_reads_as_one_threshold(page):
     html, _ = page
     section = html[html.index('<h2 id="policy">') : html.index('<h2 id="threshold">')]
     assert "no decision policy: one threshold for every row" in section
+
+
+def estimate_section(report: ReportInputs) -> str:
+    html = text_of(build_report(report)[0])
+    return html[html.index('<h2 id="estimate">') : html.index('<h2 id="cohorts">')]
+
+
+def test_an_estimate_over_the_promise_by_more_than_the_margin_says_it_exceeds_as_the_check_does(model, quick_plots):
+    estimate = performance_estimate()
+    overall = estimate.overall()
+    over = champion_estimate(promised=overall["cost_per_transaction"] / 2)
+    assert cost_overrun(over) is not None
+    section = estimate_section(inputs(model, champion_estimate=over))
+    assert '<span class="fail">Exceeds the promise</span>' in section and "check warns" in section
+    cost = format_value(overall["cost_per_transaction"], "money")
+    low, high = (format_value(overall[f"cost_per_transaction_{s}"], "money") for s in ("low", "high"))
+    assert (
+        html_text(f"cost per transaction, {cost} (90% interval {low} to {high}), is more than 25.0% above") in section
+    )
+    assert f"promise of {format_value(overall['cost_per_transaction'] / 2, 'money')}" in section
+    assert "WARN margin (max_cost_increase)" in section
+    assert "Champion champ, the champion serving at the time of the estimate" in section
+    assert "Transactions from 2025-06-03 up to (not including) 2025-07-01" in section
+    assert f"Status: <b>{STATUSES['estimated']}</b>" in section
+
+
+def test_an_estimate_within_the_margin_says_it_is_within(model, quick_plots):
+    overall = performance_estimate().overall()
+    within = champion_estimate(promised=overall["cost_per_transaction"] / 1.2)
+    assert cost_overrun(within) is None
+    section = estimate_section(inputs(model, champion_estimate=within))
+    assert '<span class="pass">Within the promise</span>' in section and "check passes" in section
+    assert "is not more than 25.0% above" in section and "Exceeds" not in section
+
+
+def test_the_overall_estimate_stands_beside_its_baselines_with_alerts_and_completeness(model, quick_plots):
+    overall = performance_estimate().overall()
+    section = estimate_section(inputs(model))
+    for header in ("estimate (90% interval)", "labels only", "labels reweighted by 1 / completeness", "scores only"):
+        assert f">{header}</th>" in section, header
+    for metric in ("recall", "precision"):
+        shown = [format_value(overall[f"{metric}{s}"], "share") for s in ("", "_low", "_high")]
+        assert f"{shown[0]} ({shown[1]} to {shown[2]})" in section, metric
+        assert f">{format_value(overall[f'labels_only_{metric}'], 'share')}<" in section, metric
+    assert f"{overall['n_alerts']:,} alerts (alert rate {format_value(overall['alert_rate'], 'share')}" in section
+    assert f"chargebacks reported so far: {overall['known_frauds']:,}, frauds expected" in section
+    assert 0 < overall["known_frauds"] < overall["expected_frauds"]
+    assert f"Mean label completeness {format_value(overall['mean_completeness'], 'share')}" in section
+
+
+def test_every_cohort_row_of_the_estimate_is_shown_with_its_interval(model, quick_plots):
+    estimate = performance_estimate()
+    section = estimate_section(inputs(model))
+    cohorts = section[section.index("<h3>Per cohort</h3>") : section.index("<h3>The calibration")]
+    assert len(estimate.rows) > 4 and cohorts.count("<tr>") == len(estimate.rows)  # the header row, less overall
+    for row in estimate.rows[1:]:
+        cost = [format_value(row[f"cost_per_transaction{s}"], "money") for s in ("", "_low", "_high")]
+        assert (
+            f'<td class="text">{row["cohort"]}</td><td class="text">{html_text(row["value"])}</td>'
+            f'<td class="num">{row["n_transactions"]:,}</td>'
+        ) in cohorts
+        assert f"{cost[0]} ({cost[1]} to {cost[2]})" in cohorts, row["value"]
+        assert f'<td class="num">{format_value(row["labels_only_precision"], "share")}</td>' in cohorts
+
+
+def test_the_calibration_it_rests_on_is_shown_with_its_fit_and_reliability(model, quick_plots):
+    estimate = performance_estimate()
+    section = estimate_section(inputs(model))
+    a, b = estimate.calibration.platt
+    assert f"a = {format_value(a, 'score')} and b = {format_value(b, 'score')}" in section
+    assert html_text(f"fitted on {estimate.calibration.n_rows:,} rows of the champion's validation window") in section
+    reliability = section[section.index("<h3>The calibration") :]
+    assert reliability.count("<tr>") == len(estimate.reliability) + 1 and "observed fraud rate" in reliability
+    last = estimate.reliability[-1]
+    assert f">{format_value(last['mean_predicted'], 'score')}<" in reliability
+
+
+@pytest.mark.parametrize(
+    ("found", "says"),
+    [
+        (ChampionEstimate(status="no_champion", as_of="2025-07-01T00:00:00", max_cost_increase=0.25), ()),
+        (
+            ChampionEstimate(
+                status="no_valid_champion",
+                as_of="2025-07-01T00:00:00",
+                max_cost_increase=0.25,
+                reason="champion.json names version v9, which has no model file",
+            ),
+            ("Why: champion.json names version v9, which has no model file",),
+        ),
+        (
+            ChampionEstimate(
+                status="no_open_traffic",
+                as_of="2025-07-01T00:00:00",
+                max_cost_increase=0.25,
+                champion="champ",
+                promised_cost_per_transaction=1.5,
+            ),
+            ("Champion champ, the champion serving", "Its promised cost per transaction is 1.50."),
+        ),
+    ],
+    ids=lambda v: getattr(v, "status", ""),
+)
+def test_without_an_estimate_the_section_says_why_plainly(model, quick_plots, found, says):
+    section = estimate_section(inputs(model, champion_estimate=found))
+    assert html_text(f"No estimate tonight: {STATUSES[found.status]}.") in section
+    assert html_text(ESTIMATE_MEANINGS[found.status]) in section
+    assert all(html_text(s) in section for s in says), says
+    assert "<table" not in section and "nan" not in section.lower() and "Exceeds" not in section
+
+
+def test_every_status_of_the_estimate_has_its_meaning():
+    assert set(ESTIMATE_MEANINGS) == set(STATUSES)
+
+
+def test_on_a_promoting_night_the_section_says_the_estimate_is_of_the_champion_that_served(model, quick_plots):
+    promoted = estimate_section(inputs(model))
+    assert "Tonight's candidate cand was promoted: the model estimated here is the champion it replaces" in promoted
+    first = ChampionEstimate(status="no_champion", as_of="2025-07-01T00:00:00", max_cost_increase=0.25)
+    first_night = estimate_section(inputs(model, champion_estimate=first))
+    assert "Tonight's candidate cand was promoted: it is first estimated on the next night." in first_night
+    blocked = estimate_section(inputs(model, decision=decision(passed=False, champion="champ", champion_cost=900.0)))
+    assert "was promoted" not in blocked and "the last one promoted on a night before 2025-07-01" in blocked
+
+
+def test_markup_in_the_estimate_is_inert(model, quick_plots):
+    estimate = performance_estimate()
+    hostile_rows = [dict(row) for row in estimate.rows]
+    hostile_rows[1]["value"] = "<script>alert(1)</script>"
+    hostile = champion_estimate(
+        champion=MARKUP, reason=MARKUP, window=(MARKUP, MARKUP), estimate=replace(estimate, rows=hostile_rows)
+    )
+    section = estimate_section(inputs(model, champion_estimate=hostile))
+    assert "<script" not in section and MARKUP not in section and "<img src=x" not in section
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    assert section.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") == 4  # champion, reason, window twice
+
+
+def test_a_champion_without_a_recorded_promise_is_shown_but_not_judged(model, quick_plots):
+    section = estimate_section(inputs(model, champion_estimate=champion_estimate(promised=math.nan)))
+    assert "the champion records no promised cost per transaction to hold it to" in section
+    assert "Within the promise" not in section and "Exceeds the promise" not in section
+
+
+def test_an_isotonic_calibration_is_named_with_its_knots():
+    from fraud_pipeline.evaluation.report import _calibration_fit_text
+    from fraud_pipeline.monitoring.calibration import fit_calibration
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(500)
+    calibration = fit_calibration(scores, rng.random(500) < scores / 4, "isotonic")
+    text = _calibration_fit_text(calibration)
+    assert text.startswith(f"isotonic regression with {len(calibration.knots[0]):,} knots, fitted on 500 rows")
+    assert f"with {calibration.n_frauds:,} frauds" in text

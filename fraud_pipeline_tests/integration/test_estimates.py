@@ -1,6 +1,8 @@
 """The champion's estimate before its labels mature, in the pipeline: no champion, a clean night, a shifted night."""
 
+import shutil
 from dataclasses import replace
+from datetime import datetime
 
 import dagster as dg
 import duckdb
@@ -12,7 +14,10 @@ from fraud_pipeline.cli.estimates import promote_candidate
 from fraud_pipeline.definitions import ALL_ASSETS, ALL_CHECKS, default_resources
 from fraud_pipeline.deployment.registry import ModelRegistryStore
 from fraud_pipeline.ingestion.simulator import WorldSpec
+from fraud_pipeline.monitoring.assets import EstimateConfig
+from fraud_pipeline.monitoring.checks import estimated_cost_within_promise
 from fraud_pipeline.monitoring.estimate import ChampionEstimate
+from fraud_pipeline.monitoring.recent import estimate_champion
 from fraud_pipeline.resources import RunClock, SimulatedWorld
 from fraud_pipeline_tests.conftest import SMALL_WORLD
 
@@ -40,14 +45,19 @@ def _check(result) -> dg.AssetCheckEvaluation:
 
 
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory):
+def night_folder(tmp_path_factory):
+    """The data folder the nights below write (warehouse, registry)."""
+    return tmp_path_factory.mktemp("estimates")
+
+
+@pytest.fixture(scope="module")
+def nights(night_folder):
     """A champion deployed on the first night, estimated three weeks later on a world that does not shift, then on one that does.
 
     The default world shifts on its own (a signup campaign, a new region: the estimate rightly warns
     there); the stationary world is the clean case, and the shift is then injected into its warehouse.
     """
-    folder = tmp_path_factory.mktemp("estimates")
-    resources = {**default_resources(folder), "world": StationaryWorld(n_transactions=SMALL_WORLD)}
+    resources = {**default_resources(night_folder), "world": StationaryWorld(n_transactions=SMALL_WORLD)}
     assets = [*ALL_ASSETS, *ALL_CHECKS]
     with dg.DagsterInstance.ephemeral() as instance:
         first = dg.materialize(
@@ -151,6 +161,50 @@ def test_the_check_warns_when_a_new_fraud_pattern_follows_the_deploy(nights):
     check = _check(shifted)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "exceeds the promise" in check.description
+
+
+def _estimate_on_a_copy(nights, night_folder, tmp_path, damage: str) -> ChampionEstimate:
+    """The later night's estimate, recomputed on a copy of its warehouse after ``damage`` (SQL) was done to it."""
+    resources = default_resources(night_folder)
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(resources["duckdb"].database, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute(damage)
+        return estimate_champion(
+            con,
+            ModelRegistryStore(resources["registry"].root),
+            datetime.fromisoformat(LATER_NIGHT),
+            None,
+            EstimateConfig().window_days,
+            EstimateConfig().max_cost_increase,
+            n_resamples=20,
+        )
+
+
+def test_a_champion_that_cannot_score_tonights_rows_is_said_not_raised(nights, night_folder, tmp_path):
+    # tonight's feature spec no longer computes a feature the champion reads
+    found = _estimate_on_a_copy(
+        nights, night_folder, tmp_path, "ALTER TABLE transaction_features DROP COLUMN merchant_chargeback_rate_7d"
+    )
+    assert found.status == "cannot_score" and found.estimate is None
+    assert found.champion == nights[0].output_for_node("fraud_model").version
+    assert "merchant_chargeback_rate_7d" in found.reason and "\n" not in found.reason
+    assert found.to_metadata()["status"] == "the champion cannot score tonight's feature rows"
+    check = estimated_cost_within_promise(found)
+    assert check.passed and "nothing to judge" in check.description
+
+
+def test_a_champion_whose_validation_rows_are_gone_is_not_calibrated_on_nothing(nights, night_folder, tmp_path):
+    windows = nights[0].output_for_node("fraud_model").windows
+    found = _estimate_on_a_copy(
+        nights,
+        night_folder,
+        tmp_path,
+        f"DELETE FROM transaction_features WHERE event_time >= TIMESTAMP '{windows.validation_start}' "
+        f"AND event_time < TIMESTAMP '{windows.validation_end}'",
+    )
+    assert found.status == "cannot_calibrate" and found.estimate is None
+    assert f"{windows.validation_start:%Y-%m-%d}" in found.reason
 
 
 @pytest.mark.parametrize(
