@@ -488,7 +488,7 @@ def policy_vs_single(
     return rows
 
 
-def _wilson(successes: float, n: float, level: float) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, level: float) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (NaN without trials)."""
     if n <= 0:
         return math.nan, math.nan
@@ -530,7 +530,7 @@ def reliability_bins(is_fraud, scores, n_bins: int = 10, level: float = 0.9) -> 
     for b in np.unique(index):
         members = index == b
         n, frauds = int(members.sum()), int(ranked_fraud[members].sum())
-        low, high = _wilson(frauds, n, level)
+        low, high = wilson_interval(frauds, n, level)
         rows.append(
             {
                 "bin": int(b) + 1,

@@ -22,7 +22,12 @@ import pandas as pd
 
 from fraud_pipeline.deployment.decision import BLOCKED, KEEP_CHAMPION, PROMOTE
 from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
-from fraud_pipeline.evaluation.metrics import DAY_BOOTSTRAP_METRICS, POLICY_VS_SINGLE_COLUMNS, evaluate_decisions
+from fraud_pipeline.evaluation.metrics import (
+    DAY_BOOTSTRAP_METRICS,
+    POLICY_VS_SINGLE_COLUMNS,
+    evaluate_decisions,
+    wilson_interval,
+)
 from fraud_pipeline.evaluation.result import HEADLINE, ModelEvaluation
 from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.markdown import html_text
@@ -627,6 +632,28 @@ def _estimate_overall(found: ChampionEstimate) -> list[str]:
     ]
 
 
+#: Title (and alt text) of the estimate's reliability plot.
+ESTIMATE_CALIBRATION_TITLE = "Calibration of the champion's scores on its validation window"
+
+
+def _estimate_reliability_png(found: ChampionEstimate) -> bytes:
+    """The estimate's reliability table drawn like the test window's: calibrated p against the observed rate."""
+    level = found.estimate.level
+    bins = []
+    for row in found.estimate.reliability:
+        low, high = wilson_interval(row["observed_frauds"], row["n_rows"], level)
+        bins.append(
+            {
+                "n_transactions": row["n_rows"],
+                "mean_score": row["mean_predicted"],
+                "observed_rate": row["observed_rate"],
+                "observed_rate_low": low,
+                "observed_rate_high": high,
+            }
+        )
+    return reliability_png(bins, ESTIMATE_CALIBRATION_TITLE, "mean calibrated probability in the bin", level)
+
+
 def _champion_estimate(page: _Page, inputs: ReportInputs) -> None:
     found = inputs.champion_estimate
     parts = page.section("estimate", "The serving champion before its labels mature")
@@ -688,6 +715,7 @@ def _champion_estimate(page: _Page, inputs: ReportInputs) -> None:
     )
     parts.append("<h3>The calibration it rests on</h3>")
     parts.append(f"<p>{html_text(_calibration_fit_text(found.estimate.calibration))}.</p>")
+    page.plot(parts, ESTIMATE_CALIBRATION_TITLE, _estimate_reliability_png(found))
     parts.append(
         html_table(
             found.estimate.reliability,

@@ -106,13 +106,21 @@ def cost_curve_png(
     return _png(figure)
 
 
-def reliability_png(bins: Sequence[dict]) -> bytes:
+def reliability_png(
+    bins: Sequence[dict],
+    title: str = "Calibration on the test window",
+    predicted_label: str = "mean score in the bin (predicted fraud rate)",
+    level: float = 0.9,
+) -> bytes:
     """A reliability diagram: observed fraud rate against mean score per score bin, with the diagonal.
 
     Args:
-        bins: Rows with ``mean_score``, ``observed_rate``, ``observed_rate_low`` and ``observed_rate_high``
-            (:func:`fraud_pipeline.evaluation.metrics.reliability_bins`); log axes, so a zero rate is
-            drawn at the axis floor.
+        bins: Rows with ``n_transactions``, ``mean_score``, ``observed_rate``, ``observed_rate_low`` and
+            ``observed_rate_high`` (:func:`fraud_pipeline.evaluation.metrics.reliability_bins`); log
+            axes, so a zero rate is drawn at the axis floor.
+        title: The plot's title (which scores, on which rows).
+        predicted_label: The x axis: what ``mean_score`` is.
+        level: Coverage of the observed rate's interval, for the legend.
     """
     rows = [r for r in bins if r["n_transactions"] > 0]
     figure = _figure()
@@ -132,15 +140,15 @@ def reliability_png(bins: Sequence[dict]) -> bytes:
         color=_COLOURS[0],
         ecolor="grey",
         capsize=2,
-        label="observed (90% interval)",
+        label=f"observed ({level:.0%} interval)",
     )
     edge = [floor, max(1.0, float(positive.max()) if len(positive) else 1.0)]
     ax.plot(edge, edge, color=_COLOURS[3], linewidth=0.8, linestyle="--", label="perfectly calibrated")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("mean score in the bin (predicted fraud rate)")
+    ax.set_xlabel(predicted_label)
     ax.set_ylabel("observed fraud rate")
-    ax.set_title("Calibration on the test window")
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     return _png(figure)

@@ -660,3 +660,28 @@ def test_an_isotonic_calibration_is_named_with_its_knots():
     text = _calibration_fit_text(calibration)
     assert text.startswith(f"isotonic regression with {len(calibration.knots[0]):,} knots, fitted on 500 rows")
     assert f"with {calibration.n_frauds:,} frauds" in text
+
+
+def test_the_estimates_calibration_is_plotted_with_each_bins_observed_interval(model, monkeypatch):
+    import fraud_pipeline.evaluation.report as report
+
+    drawn = []
+
+    def reliability_png(bins, *args, **kwargs):
+        drawn.append((list(bins), args))
+        return b"\x89PNG\r\n\x1a\nstand-in"
+
+    for name in PLOTS:
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: b"\x89PNG\r\n\x1a\nstand-in")
+    monkeypatch.setattr(report, "reliability_png", reliability_png)
+    estimate = performance_estimate()
+    section = estimate_section(inputs(model))
+    assert html_text(report.ESTIMATE_CALIBRATION_TITLE) in section and "<img" in section
+    ours = [(bins, args) for bins, args in drawn if args and args[0] == report.ESTIMATE_CALIBRATION_TITLE]
+    assert len(ours) == 1
+    bins, args = ours[0]
+    assert args[1] == "mean calibrated probability in the bin" and args[2] == estimate.level
+    assert [b["n_transactions"] for b in bins] == [r["n_rows"] for r in estimate.reliability]
+    for b, row in zip(bins, estimate.reliability):
+        assert b["mean_score"] == row["mean_predicted"]
+        assert b["observed_rate_low"] <= b["observed_rate"] == row["observed_rate"] <= b["observed_rate_high"]
