@@ -15,6 +15,7 @@ from fraud_pipeline.deployment.registry import ModelRegistryStore, RegistryError
 from fraud_pipeline.deployment.serving import PolicyColumnsMissing, ScoringModels, decide, with_policy_columns
 from fraud_pipeline.evaluation.cohorts import cohorts_of, evaluated_cohorts, with_cohort_columns
 from fraud_pipeline.evaluation.metrics import DEFAULT_COHORTS, CohortSpec
+from fraud_pipeline.features.contracts import column_types
 from fraud_pipeline.lib.costs import CostModel
 from fraud_pipeline.lib.warehouse import fetch_frame
 from fraud_pipeline.monitoring.champion import with_cost_per_transaction
@@ -128,7 +129,7 @@ def scoring_problem(con, bundle: dict) -> str | None:
     A feature spec changed since the deploy leaves ``transaction_features`` without some of the
     champion's features; the estimate then says so instead of failing the night (and its report).
     """
-    columns = set(fetch_frame(con, "SELECT * FROM transaction_features LIMIT 0").columns)
+    columns = column_types(con, "transaction_features")
     models = ScoringModels.from_candidate(bundle)
     missing = [c for c in dict.fromkeys([*models.main.features, *models.fallback.features]) if c not in columns]
     if not missing:

@@ -662,7 +662,7 @@ def test_an_isotonic_calibration_is_named_with_its_knots():
     assert f"with {calibration.n_frauds:,} frauds" in text
 
 
-def test_the_estimates_calibration_is_plotted_with_each_bins_observed_interval(model, monkeypatch):
+def test_the_estimates_calibration_is_plotted_with_each_bins_observed_interval(model, quick_plots, monkeypatch):
     import fraud_pipeline.evaluation.report as report
 
     drawn = []
@@ -671,8 +671,6 @@ def test_the_estimates_calibration_is_plotted_with_each_bins_observed_interval(m
         drawn.append((list(bins), args))
         return b"\x89PNG\r\n\x1a\nstand-in"
 
-    for name in PLOTS:
-        monkeypatch.setattr(report, name, lambda *args, **kwargs: b"\x89PNG\r\n\x1a\nstand-in")
     monkeypatch.setattr(report, "reliability_png", reliability_png)
     estimate = performance_estimate()
     section = estimate_section(inputs(model))
